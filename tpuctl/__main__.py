@@ -1,0 +1,3 @@
+from tpuctl.cli.main import main
+
+main()

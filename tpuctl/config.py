@@ -1,0 +1,180 @@
+"""Which cloud, project and zone a command talks to, and where each value came from.
+
+Precedence, highest first (docs/commands.md#configuration):
+  endpoint: --api-endpoint > $TPUCTL_API_ENDPOINT > tpuctl.yaml `api_endpoint`
+            > the running local emulator (only when no GCP project is configured) > GCP
+  project:  --project > $TPUCTL_PROJECT > $CLOUDSDK_CORE_PROJECT > tpuctl.yaml > gcloud config
+            > "local-project" (emulator only)
+  zone:     --zone > $TPUCTL_ZONE > $CLOUDSDK_COMPUTE_ZONE > tpuctl.yaml > gcloud config
+            > "local-a" (emulator only)
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from tpuctl.errors import ConfigError
+from tpuctl.paths import emulator_dir
+
+EMULATOR_PROJECT = "local-project"
+EMULATOR_ZONE = "local-a"
+REPO_CONFIG = "tpuctl.yaml"
+_REPO_KEYS = {"project", "zone", "api_endpoint"}
+
+
+@dataclass(frozen=True)
+class Setting:
+    value: str | None
+    source: str  # "--zone", "$TPUCTL_ZONE", "tpuctl.yaml (/path)", "gcloud config", ...
+
+
+@dataclass(frozen=True)
+class CloudConfig:
+    endpoint: Setting  # value None means real GCP
+    project: Setting
+    zone: Setting
+
+    @property
+    def is_emulator_or_custom(self) -> bool:
+        return self.endpoint.value is not None
+
+    def to_dict(self) -> dict[str, dict[str, str | None]]:
+        return {
+            k: {"value": s.value, "source": s.source}
+            for k, s in (("api_endpoint", self.endpoint), ("project", self.project),
+                         ("zone", self.zone))
+        }
+
+
+def find_repo_config(start: Path | None = None) -> Path | None:
+    """The nearest tpuctl.yaml from the working directory up to the filesystem root."""
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        candidate = d / REPO_CONFIG
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_repo_config(path: Path) -> dict[str, str]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e.__class__.__name__})",
+                          hint="fix the file or remove it") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings",
+                          hint=f"use keys {sorted(_REPO_KEYS)}")
+    unknown = set(data) - _REPO_KEYS
+    if unknown:
+        raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r}",
+                          hint=f"allowed keys: {', '.join(sorted(_REPO_KEYS))}")
+    return {k: str(v) for k, v in data.items() if v is not None}
+
+
+def gcloud_config() -> dict[str, str]:
+    """project and zone from gcloud's active configuration, read as a file (no subprocess)."""
+    base = Path(os.environ.get("CLOUDSDK_CONFIG", Path.home() / ".config" / "gcloud"))
+    active = "default"
+    active_file = base / "active_config"
+    if active_file.is_file():
+        active = active_file.read_text().strip() or "default"
+    cfg_file = base / "configurations" / f"config_{active}"
+    if not cfg_file.is_file():
+        return {}
+    parser = configparser.ConfigParser()
+    try:
+        parser.read(cfg_file)
+    except configparser.Error:
+        return {}
+    out: dict[str, str] = {}
+    if parser.has_option("core", "project"):
+        out["project"] = parser.get("core", "project")
+    if parser.has_option("compute", "zone"):
+        out["zone"] = parser.get("compute", "zone")
+    return out
+
+
+def running_emulator_endpoint() -> str | None:
+    """The endpoint of a background emulator started by `tpuctl emulator start`, if alive."""
+    info_file = emulator_dir() / "emulator.json"
+    try:
+        info = json.loads(info_file.read_text())
+        pid = int(info["pid"])
+        os.kill(pid, 0)
+        return str(info["endpoint"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _first(*candidates: tuple[str | None, str]) -> Setting:
+    for value, source in candidates:
+        if value:
+            return Setting(value, source)
+    return Setting(None, "unset")
+
+
+def resolve(
+    *, api_endpoint: str | None = None, project: str | None = None, zone: str | None = None
+) -> CloudConfig:
+    env = os.environ
+    repo_path = find_repo_config()
+    repo = load_repo_config(repo_path) if repo_path else {}
+    repo_src = f"{REPO_CONFIG} ({repo_path})"
+    gcloud = gcloud_config()
+
+    project_s = _first(
+        (project, "--project"),
+        (env.get("TPUCTL_PROJECT"), "$TPUCTL_PROJECT"),
+        (env.get("CLOUDSDK_CORE_PROJECT"), "$CLOUDSDK_CORE_PROJECT"),
+        (repo.get("project"), repo_src),
+        (gcloud.get("project"), "gcloud config"),
+    )
+    zone_s = _first(
+        (zone, "--zone"),
+        (env.get("TPUCTL_ZONE"), "$TPUCTL_ZONE"),
+        (env.get("CLOUDSDK_COMPUTE_ZONE"), "$CLOUDSDK_COMPUTE_ZONE"),
+        (repo.get("zone"), repo_src),
+        (gcloud.get("zone"), "gcloud config"),
+    )
+    endpoint_s = _first(
+        (api_endpoint, "--api-endpoint"),
+        (env.get("TPUCTL_API_ENDPOINT"), "$TPUCTL_API_ENDPOINT"),
+        (repo.get("api_endpoint"), repo_src),
+    )
+    if endpoint_s.value is None and project_s.value is None:
+        local = running_emulator_endpoint()
+        if local:
+            endpoint_s = Setting(local, "local emulator (tpuctl emulator start)")
+    if endpoint_s.value is not None:
+        if not endpoint_s.value.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"API endpoint {endpoint_s.value!r} (from {endpoint_s.source}) has no scheme",
+                hint="write it as http://127.0.0.1:PORT or https://HOST",
+            )
+        if project_s.value is None:
+            project_s = Setting(EMULATOR_PROJECT, "default for a custom endpoint")
+        if zone_s.value is None:
+            zone_s = Setting(EMULATOR_ZONE, "default for a custom endpoint")
+    else:
+        endpoint_s = Setting(None, "Google Cloud (tpu.googleapis.com)")
+    return CloudConfig(endpoint=endpoint_s, project=project_s, zone=zone_s)
+
+
+def require_project_zone(cfg: CloudConfig) -> tuple[str, str]:
+    if not cfg.project.value:
+        raise ConfigError(
+            "no project configured",
+            hint="pass --project, set $TPUCTL_PROJECT, or start the local emulator "
+            "with `tpuctl emulator start`",
+        )
+    if not cfg.zone.value:
+        raise ConfigError("no zone configured",
+                          hint="pass --zone (e.g. us-east5-b) or set $TPUCTL_ZONE")
+    return cfg.project.value, cfg.zone.value

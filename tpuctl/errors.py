@@ -1,0 +1,86 @@
+"""Typed errors and the stable exit codes they map to.
+
+Every user-facing failure is a `TpuctlError` carrying an exit code and a hint (the next
+action to take). They are rendered in exactly one place (`tpuctl.cli.main`); nothing in
+the core calls `sys.exit`.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Documented in docs/commands.md#exit-codes; stable across releases."""
+
+    OK = 0
+    FAILED = 1  # the job or remote command failed
+    USAGE = 2  # usage or bad input
+    NOT_FOUND = 3
+    CLOUD = 4  # cloud API or capacity error
+    TIMEOUT = 5
+    PREEMPTED = 6
+    INTERRUPTED = 130
+
+
+class TpuctlError(Exception):
+    """Base of every error a user may see; `message` names the bad value, `hint` the fix."""
+
+    exit_code: ExitCode = ExitCode.FAILED
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "error": type(self).__name__,
+            "message": self.message,
+            "hint": self.hint,
+            "exit_code": int(self.exit_code),
+        }
+
+
+class UsageError(TpuctlError):
+    """Bad input that the user can fix by changing the command line or a file."""
+
+    exit_code = ExitCode.USAGE
+
+
+class NotFoundError(TpuctlError):
+    exit_code = ExitCode.NOT_FOUND
+
+
+class CloudError(TpuctlError):
+    """The cloud API refused or failed (quota, capacity, permission, server error)."""
+
+    exit_code = ExitCode.CLOUD
+
+
+class ConfigError(UsageError):
+    """Missing or inconsistent configuration (project, zone, endpoint, credentials)."""
+
+
+class TimeoutExpired(TpuctlError):
+    exit_code = ExitCode.TIMEOUT
+
+
+class PreemptedError(TpuctlError):
+    exit_code = ExitCode.PREEMPTED
+
+
+class RemoteCommandError(TpuctlError):
+    """A command ran on workers and at least one of them exited non-zero or was unreachable."""
+
+    exit_code = ExitCode.FAILED
+
+    def __init__(
+        self, message: str, hint: str | None = None, *, returncode: int = 1
+    ) -> None:
+        super().__init__(message, hint)
+        self.returncode = returncode
+
+
+class Interrupted(TpuctlError):
+    exit_code = ExitCode.INTERRUPTED

@@ -1,0 +1,69 @@
+"""The data operations take and return: never raw API objects or strings parsed from a shell."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+MANAGED_LABEL = "managed-by"
+MANAGED_VALUE = "tpuctl"
+TASK_LABEL = "tpuctl-task"
+
+
+@dataclass(frozen=True)
+class Worker:
+    """One host of a slice, as reachable over SSH."""
+
+    index: int
+    ip: str
+    ssh_port: int = 22
+    host_key: str | None = None  # "ssh-ed25519 AAAA..." from guest attributes, when published
+
+
+@dataclass(frozen=True)
+class Slice:
+    """A TPU node as tpuctl sees it."""
+
+    name: str
+    project: str
+    zone: str
+    accelerator_type: str
+    runtime_version: str
+    state: str  # CREATING, READY, STOPPED, PREEMPTED, ...
+    health: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+    workers: tuple[Worker, ...] = ()
+    spot: bool = False
+    create_time: str = ""
+    queued_resource: str = ""  # full name of the queued resource that owns this node, if any
+
+    @property
+    def managed(self) -> bool:
+        return self.labels.get(MANAGED_LABEL) == MANAGED_VALUE
+
+    @property
+    def full_name(self) -> str:
+        return f"projects/{self.project}/locations/{self.zone}/nodes/{self.name}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["workers"] = [
+            {"index": w.index, "ip": w.ip, "ssh_port": w.ssh_port} for w in self.workers
+        ]
+        d.pop("metadata", None)  # may hold ssh keys and user data; not part of the JSON contract
+        d["managed"] = self.managed
+        return d
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """What `create` asks for; compared field by field for idempotency."""
+
+    name: str
+    accelerator_type: str
+    runtime_version: str
+    spot: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+    description: str = ""

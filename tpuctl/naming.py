@@ -1,0 +1,57 @@
+"""Local validation of names and labels, so bad input never costs an API call."""
+
+from __future__ import annotations
+
+import re
+
+from tpuctl.errors import UsageError
+
+_NODE_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+_LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
+
+
+def validate_node_name(name: str) -> str:
+    """TPU node ids: lowercase letters, digits and hyphens, start with a letter, ≤ 63 chars."""
+    if _NODE_RE.match(name):
+        return name
+    shown = name if len(name) <= 80 else name[:77] + "..."
+    if not name:
+        why = "it is empty"
+    elif len(name) > 63:
+        why = f"it has {len(name)} characters (at most 63)"
+    elif not name[0].isalpha() or not name[0].islower():
+        why = "it must start with a lowercase letter"
+    elif name.endswith("-"):
+        why = "it must not end with a hyphen"
+    else:
+        why = "only lowercase letters, digits and hyphens are allowed"
+    suggestion = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63].rstrip("-")
+    if suggestion and not suggestion[0].isalpha():
+        suggestion = f"t-{suggestion}"[:63].rstrip("-")
+    hint = f"try {suggestion!r}" if suggestion and _NODE_RE.match(suggestion) else (
+        "use e.g. 'my-task'")
+    raise UsageError(f"invalid node name {shown!r}: {why}", hint=hint)
+
+
+def parse_labels(items: list[str]) -> dict[str, str]:
+    """`k=v` pairs as GCP accepts them; tpuctl's own label keys are reserved."""
+    labels: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"invalid label {item!r}: expected KEY=VALUE",
+                             hint="e.g. --label team=research")
+        if not _LABEL_KEY_RE.match(key):
+            raise UsageError(
+                f"invalid label key {key!r}",
+                hint="keys: lowercase letters, digits, '_' and '-', starting with a letter",
+            )
+        if not _LABEL_VALUE_RE.match(value):
+            raise UsageError(f"invalid label value {value!r} for {key!r}",
+                             hint="values: lowercase letters, digits, '_' and '-', ≤ 63 chars")
+        if key in ("managed-by", "tpuctl-task"):
+            raise UsageError(f"label {key!r} is reserved for tpuctl",
+                             hint="choose another key")
+        labels[key] = value
+    return labels
