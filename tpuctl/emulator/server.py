@@ -1,0 +1,201 @@
+"""Entry point of the emulator: the REST API, the worker host, and their shared lifetime.
+
+`serve` runs in the foreground until cancelled or signalled; `run_in_thread` runs the same on
+a background thread for tests and in-process use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from tpuctl.emulator.api import create_app
+from tpuctl.emulator.state import EmulatorState, WorkerHostLike
+
+log = logging.getLogger(__name__)
+
+INFO_FILE = "emulator.json"
+HOST = "127.0.0.1"
+
+WorkerHostFactory = Callable[[Path, int], WorkerHostLike]
+
+
+def _reserve_port(port: int) -> socket.socket:
+    """Bind (not listen) 127.0.0.1:port and keep it: no other emulator can take this number,
+    while workers still bind it on their own 127.x.y.z addresses."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind((HOST, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _reserve_ssh_port(requested: int, state_dir: Path) -> socket.socket:
+    """The requested port, else the one a previous run used (workers keep their addresses),
+    else any free one."""
+    if requested:
+        return _reserve_port(requested)
+    previous = EmulatorState.saved_ssh_port(state_dir)
+    if previous:
+        with contextlib.suppress(OSError):
+            return _reserve_port(previous)
+    return _reserve_port(0)
+
+
+def _write_info(state_dir: Path, info: dict[str, Any]) -> None:
+    path = state_dir / INFO_FILE
+    tmp = path.with_name(f".{INFO_FILE}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(info, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def _remove_info(state_dir: Path) -> None:
+    """Remove emulator.json only if it still describes this process."""
+    path = state_dir / INFO_FILE
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+
+
+def _default_worker_host(state_dir: Path, ssh_port: int) -> WorkerHostLike:
+    from tpuctl.emulator.workers import WorkerHost
+
+    return WorkerHost(state_dir, ssh_port)
+
+
+async def serve(
+    port: int,
+    state_dir: Path,
+    *,
+    ssh_port: int = 0,
+    create_delay: float = 0.5,
+    on_ready: Callable[[str], None] | None = None,
+    worker_host: WorkerHostFactory | None = None,
+) -> None:
+    """Serve the TPU v2 API on 127.0.0.1:port (0 = any free port) until cancelled or signalled.
+
+    `worker_host` replaces the real SSH worker host (tests use fakes for pure API checks).
+    """
+    state_dir = Path(state_dir).resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    ssh_sock = _reserve_ssh_port(ssh_port, state_dir)
+    runner: web.AppRunner | None = None
+    state: EmulatorState | None = None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    try:
+        ssh_port = ssh_sock.getsockname()[1]
+        host = (worker_host or _default_worker_host)(state_dir, ssh_port)
+        state = EmulatorState(state_dir, host, create_delay=create_delay, ssh_port=ssh_port)
+        state.load()
+        await state.resume()
+
+        info: dict[str, Any] = {"pid": os.getpid(), "ssh_port": ssh_port}
+        app = create_app(state, info)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, HOST, port)
+        await site.start()
+        bound = _bound_port(runner)
+        endpoint = f"http://{HOST}:{bound}"
+        info["endpoint"] = endpoint
+        info["state_dir"] = str(state_dir)
+        _write_info(state_dir, info)
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.add_signal_handler(sig, stop.set)
+                    installed.append(sig)
+        log.info("tpuctl emulator listening on %s (ssh port %d)", endpoint, ssh_port)
+        if on_ready is not None:
+            on_ready(endpoint)
+        await stop.wait()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        # shielded so a second Ctrl-C cannot leave worker processes behind
+        await asyncio.shield(_shutdown(runner, state, state_dir))
+        ssh_sock.close()
+
+
+async def _shutdown(
+    runner: web.AppRunner | None, state: EmulatorState | None, state_dir: Path
+) -> None:
+    if runner is not None:
+        await runner.cleanup()
+    if state is not None:
+        await state.close()
+    _remove_info(state_dir)
+
+
+def _bound_port(runner: web.AppRunner) -> int:
+    for addr in runner.addresses:
+        if isinstance(addr, tuple) and len(addr) >= 2:
+            return int(addr[1])
+    raise RuntimeError("the emulator's HTTP server is not listening")
+
+
+@contextlib.contextmanager
+def run_in_thread(state_dir: Path, **kw: Any) -> Iterator[str]:
+    """Run `serve` on a background thread's loop; yield its endpoint; shut down on exit.
+
+    Keyword arguments go to `serve` (`port` defaults to 0).
+    """
+    port = int(kw.pop("port", 0))
+    ready = threading.Event()
+    endpoint: list[str] = []
+    errors: list[BaseException] = []
+    loop = asyncio.new_event_loop()
+    task_box: list[asyncio.Task[None]] = []
+
+    def on_ready(ep: str) -> None:
+        endpoint.append(ep)
+        ready.set()
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        task_box.append(task)
+        await serve(port, Path(state_dir), on_ready=on_ready, **kw)
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(main())
+        except asyncio.CancelledError:
+            pass
+        except BaseException as e:  # surfaced to the caller below
+            errors.append(e)
+        finally:
+            ready.set()
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    thread = threading.Thread(target=run, name="tpuctl-emulator", daemon=True)
+    thread.start()
+    ready.wait()
+    try:
+        if errors:
+            raise errors[0]
+        yield endpoint[0]
+    finally:
+        if thread.is_alive() and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(lambda: [t.cancel() for t in task_box])
+        thread.join(timeout=30)
