@@ -1,0 +1,1 @@
+"""The Workers port: run commands on the hosts of a slice, in parallel."""

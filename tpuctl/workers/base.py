@@ -1,0 +1,54 @@
+"""The Workers port: what operations need from "the hosts of a slice", independent of SSH."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+# (worker index, stream name "stdout" | "stderr", one line without its trailing newline)
+OnOutput = Callable[[int, str, str], None]
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    """How to reach one worker. `host_key` pins the server key ("ssh-ed25519 AAAA...")."""
+
+    index: int
+    host: str
+    port: int
+    username: str
+    host_key: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkerResult:
+    """What happened on one worker. exit_code is None when the command never completed."""
+
+    index: int
+    exit_code: int | None
+    error: str | None = None  # transport failure or timeout, in one line
+    timed_out: bool = False
+    duration: float = 0.0
+    stdout: str = ""  # only filled when the caller asked to capture output
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and self.error is None
+
+
+class Workers(Protocol):
+    """Run one command on many workers at once; one result per worker, in worker order."""
+
+    async def run(
+        self,
+        command: str,
+        *,
+        indices: Sequence[int] | None = None,
+        timeout: float | None = None,
+        stdin: bytes | None = None,
+        on_output: OnOutput | None = None,
+        capture: bool = False,
+    ) -> list[WorkerResult]: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,417 @@
+"""The Workers port over asyncssh: one reused connection per worker, many workers at once.
+
+Failure policy (FIELD_NOTES: "SSH exit 255 now and then", "--worker=all hangs"):
+- only transport failures while connecting (refused, reset, connect timeout, connection lost,
+  channel never opened) are retried, with jittered exponential backoff;
+- a command that started is never retried; auth failures and host key mismatches are
+  permanent and say so plainly;
+- each worker has its own timeout and its own result; one stuck worker never holds the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import asyncssh
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
+
+from tpuctl.errors import ConfigError, UsageError
+from tpuctl.workers.base import OnOutput, SshTarget, WorkerResult
+
+_READ_CHUNK = 64 * 1024
+# A "line" longer than this is delivered in pieces rather than buffered without bound.
+_MAX_LINE = 1024 * 1024
+_KEEPALIVE_INTERVAL = 15.0
+_KEEPALIVE_COUNT_MAX = 4
+
+
+class _PermanentSshError(Exception):
+    """A failure retrying cannot fix (auth, host key, refused request); message is user-facing."""
+
+
+def _is_transport_failure(exc: BaseException) -> bool:
+    """Retry only what a flaky network explains; never anything about identity or auth."""
+    if isinstance(exc, _PermanentSshError):
+        return False
+    if isinstance(exc, asyncssh.ChannelOpenError):
+        # The channel never opened, so the command cannot have started.
+        return exc.code == asyncssh.OPEN_CONNECT_FAILED
+    return isinstance(exc, (OSError, asyncio.TimeoutError, TimeoutError, asyncssh.ConnectionLost))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split())
+
+
+def known_hosts_line(target: SshTarget) -> str:
+    """A known_hosts entry pinning the target's host key (`[host]:port type blob`)."""
+    if not target.host_key:
+        raise ValueError(f"worker {target.index} has no published host key to pin")
+    parts = target.host_key.split()
+    if len(parts) < 2:
+        raise ValueError(f"worker {target.index}: malformed host key {target.host_key!r}")
+    host = target.host if target.port == 22 else f"[{target.host}]:{target.port}"
+    return f"{host} {parts[0]} {parts[1]}"
+
+
+def ssh_option_args(target: SshTarget, key_path: Path, known_hosts: Path) -> list[str]:
+    """OpenSSH client options that reach `target` exactly as SshWorkers does (for `tpuctl ssh`).
+
+    `known_hosts` should hold `known_hosts_line(target)` when the target has a host key.
+    """
+    strict = "yes" if target.host_key else "accept-new"
+    return [
+        # the worker's SSH port (the emulator serves all workers on one non-22 port)
+        "-p", str(target.port),
+        # the login user whose key is in the node's ssh-keys metadata
+        "-l", target.username,
+        # tpuctl's own key, the one it put into the metadata
+        "-i", str(key_path),
+        # offer only that key: agent/default keys could exhaust the server's MaxAuthTries
+        "-o", "IdentitiesOnly=yes",
+        # never consult (or forward to) the user's agent
+        "-o", "IdentityAgent=none",
+        # public key only: no password or keyboard-interactive prompt can appear
+        "-o", "PreferredAuthentications=publickey",
+        "-o", "PasswordAuthentication=no",
+        "-o", "KbdInteractiveAuthentication=no",
+        # host keys come from the API's guest attributes, pinned in tpuctl's own file; the
+        # user's ~/.ssh/known_hosts is neither read nor modified
+        "-o", f"UserKnownHostsFile={known_hosts}",
+        "-o", "GlobalKnownHostsFile=/dev/null",
+        # a key that differs from the pinned one is refused; with no published key (only
+        # then) the first key seen is recorded in that file and pinned from then on
+        "-o", f"StrictHostKeyChecking={strict}",
+        # don't let the server rewrite the pinned file with extra keys
+        "-o", "UpdateHostKeys=no",
+        # TPU VM IPs get reused across nodes; identity is the pinned key, not the address
+        "-o", "CheckHostIP=no",
+        # fail fast on an unreachable worker instead of the TCP default (minutes)
+        "-o", "ConnectTimeout=20",
+        # notice a dead worker (preempted VM) within a minute instead of hanging forever
+        "-o", f"ServerAliveInterval={int(_KEEPALIVE_INTERVAL)}",
+        "-o", f"ServerAliveCountMax={_KEEPALIVE_COUNT_MAX}",
+    ]
+
+
+class _LineSplitter:
+    """Bytes in, complete UTF-8 lines out (without "\\n"); a trailing partial line on flush."""
+
+    def __init__(self, index: int, stream: str, on_output: OnOutput | None) -> None:
+        self._index = index
+        self._stream = stream
+        self._on_output = on_output
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        if self._on_output is None:
+            return
+        self._buf += data
+        start = 0
+        while True:
+            nl = self._buf.find(b"\n", start)
+            if nl < 0:
+                break
+            self._emit(bytes(self._buf[start:nl]))
+            start = nl + 1
+        del self._buf[:start]
+        while len(self._buf) >= _MAX_LINE:
+            self._emit(bytes(self._buf[:_MAX_LINE]))
+            del self._buf[:_MAX_LINE]
+
+    def flush(self) -> None:
+        if self._buf:
+            self._emit(bytes(self._buf))
+            self._buf.clear()
+
+    def _emit(self, line: bytes) -> None:
+        assert self._on_output is not None
+        self._on_output(self._index, self._stream, line.decode("utf-8", errors="replace"))
+
+
+class SshWorkers:
+    """Run commands on SSH targets in parallel (implements the `Workers` protocol)."""
+
+    def __init__(
+        self,
+        targets: Sequence[SshTarget],
+        *,
+        key_path: Path,
+        connect_timeout: float = 20.0,
+        max_concurrency: int = 64,
+        connect_attempts: int = 3,
+    ) -> None:
+        self._targets = {t.index: t for t in targets}
+        if len(self._targets) != len(targets):
+            raise UsageError("duplicate worker index in SSH targets")
+        self._key_path = Path(key_path)
+        self._connect_timeout = connect_timeout
+        self._connect_attempts = max(1, connect_attempts)
+        self._sem = asyncio.Semaphore(max_concurrency)
+        self._conns: dict[int, asyncssh.SSHClientConnection] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._client_key: asyncssh.SSHKey | None = None
+        self.connections_opened = 0  # counts successful connects (reuse is observable)
+
+    # -- connections ---------------------------------------------------------------------------
+    def _key(self) -> asyncssh.SSHKey:
+        if self._client_key is None:
+            try:
+                self._client_key = asyncssh.read_private_key(str(self._key_path))
+            except (OSError, asyncssh.KeyImportError) as exc:
+                raise ConfigError(
+                    f"cannot read SSH key {self._key_path}: {_one_line(exc)}",
+                    hint="create it with `ssh-keygen -t ed25519 -N '' -f PATH` or pass --ssh-key",
+                ) from exc
+        return self._client_key
+
+    async def _connect_once(self, target: SshTarget) -> asyncssh.SSHClientConnection:
+        if target.host_key:
+            try:
+                pinned = asyncssh.import_public_key(target.host_key)
+            except asyncssh.KeyImportError as exc:
+                raise _PermanentSshError(
+                    f"worker {target.index}: malformed host key {target.host_key!r}"
+                ) from exc
+            # Trust exactly this key, for whatever address the worker has. Any other key
+            # raises HostKeyNotVerifiable; nothing is ever accepted silently.
+            known_hosts: object = ([pinned], [], [])
+        else:
+            known_hosts = None  # only when the API published no key: accept what is offered
+        where = f"{target.username}@{target.host}:{target.port}"
+        try:
+            conn = await asyncssh.connect(
+                target.host,
+                target.port,
+                username=target.username,
+                client_keys=[self._key()],
+                known_hosts=known_hosts,
+                agent_path=None,
+                agent_forwarding=False,
+                password=None,
+                kbdint_auth=False,
+                preferred_auth="publickey",
+                connect_timeout=self._connect_timeout,
+                keepalive_interval=_KEEPALIVE_INTERVAL,
+                keepalive_count_max=_KEEPALIVE_COUNT_MAX,
+                config=None,  # ~/.ssh/config must not redirect or re-key workers
+                encoding=None,
+                # asyncssh sets TCP_NODELAY on every TCP connection itself (connection_made),
+                # so small command/exit-status packets are not delayed by Nagle.
+            )
+        except asyncssh.HostKeyNotVerifiable as exc:
+            raise _PermanentSshError(
+                f"worker {target.index} ({where}): host key mismatch: the server did not present "
+                f"the pinned key {target.host_key}; refusing to connect ({_one_line(exc)})"
+            ) from exc
+        except asyncssh.PermissionDenied as exc:
+            raise _PermanentSshError(
+                f"worker {target.index} ({where}): permission denied (publickey): "
+                f"{self._key_path} is not authorized for user {target.username!r}"
+            ) from exc
+        except asyncssh.DisconnectError as exc:
+            if isinstance(exc, asyncssh.ConnectionLost):
+                raise
+            raise _PermanentSshError(
+                f"worker {target.index} ({where}): SSH failed: {_one_line(exc)}"
+            ) from exc
+        self.connections_opened += 1
+        return conn
+
+    async def _connection(self, index: int) -> asyncssh.SSHClientConnection:
+        """The cached connection of a worker, (re)connecting under the concurrency bound."""
+        lock = self._locks.setdefault(index, asyncio.Lock())
+        async with lock:
+            conn = self._conns.get(index)
+            if conn is not None and not conn.is_closed():
+                return conn
+            self._conns.pop(index, None)
+            async with self._sem:
+                conn = await self._connect_once(self._targets[index])
+            self._conns[index] = conn
+            return conn
+
+    def _forget(self, index: int, conn: asyncssh.SSHClientConnection) -> None:
+        if self._conns.get(index) is conn:
+            del self._conns[index]
+        conn.abort()
+
+    async def _start(
+        self, index: int, command: str
+    ) -> asyncssh.SSHClientProcess[bytes]:
+        """Connect (or reuse) and start the command; retries only pre-start transport errors."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._connect_attempts),
+            # 0.2 s, 0.4 s, 0.8 s ... capped, plus up to 0.5 s of jitter so a slice's workers
+            # don't retry in lockstep
+            wait=wait_exponential(multiplier=0.2, max=5.0) + wait_random(0, 0.5),
+            retry=retry_if_exception(_is_transport_failure),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                conn = await self._connection(index)
+                try:
+                    return await conn.create_process(command, encoding=None)
+                except asyncssh.ChannelOpenError as exc:
+                    if exc.code == asyncssh.OPEN_CONNECT_FAILED:
+                        self._forget(index, conn)  # stale connection: reconnect and retry
+                        raise
+                    raise _PermanentSshError(
+                        f"worker {index}: session refused: {_one_line(exc)}"
+                    ) from exc
+                except (OSError, asyncssh.Error) as exc:
+                    # The channel was open and the exec request may have reached the server:
+                    # the command may have started, so this is never retried.
+                    self._forget(index, conn)
+                    raise _PermanentSshError(
+                        f"worker {index}: connection lost while starting the command "
+                        f"(not retried: it may have started): {_one_line(exc)}"
+                    ) from exc
+        raise AssertionError("unreachable")  # AsyncRetrying either returns or raises
+
+    # -- running ---------------------------------------------------------------------------------
+    async def _pump(
+        self,
+        reader: asyncssh.SSHReader[bytes],
+        splitter: _LineSplitter,
+        sink: bytearray | None,
+    ) -> None:
+        while True:
+            data = await reader.read(_READ_CHUNK)
+            if not data:
+                break
+            splitter.feed(data)
+            if sink is not None:
+                sink += data
+        splitter.flush()
+
+    async def _run_one(
+        self,
+        index: int,
+        command: str,
+        stdin: bytes | None,
+        on_output: OnOutput | None,
+        capture: bool,
+        captured: bytearray,
+    ) -> WorkerResult:
+        proc = await self._start(index, command)
+        try:
+            if stdin:
+                proc.stdin.write(stdin)
+            proc.stdin.write_eof()  # no stdin means EOF at once, like `ssh host cmd </dev/null`
+            await asyncio.gather(
+                self._pump(proc.stdout, _LineSplitter(index, "stdout", on_output),
+                           captured if capture else None),
+                self._pump(proc.stderr, _LineSplitter(index, "stderr", on_output), None),
+                proc.stdin.drain(),
+            )
+            await proc.wait_closed()
+        finally:
+            # On timeout/cancel this closes the channel; the server kills the process group.
+            proc.close()
+        status = proc.exit_status
+        signal_info = proc.exit_signal
+        if signal_info is not None:
+            name = signal_info[0]
+            rc = proc.returncode
+            code = 128 - rc if rc is not None and rc < 0 else 255
+            return WorkerResult(index, code, error=f"killed by signal {name}")
+        if status is None:
+            return WorkerResult(index, None, error="connection closed before the command exited")
+        return WorkerResult(index, status)
+
+    async def _run_guarded(
+        self,
+        index: int,
+        command: str,
+        timeout: float | None,
+        stdin: bytes | None,
+        on_output: OnOutput | None,
+        capture: bool,
+    ) -> WorkerResult:
+        """Never raises for one worker's trouble: it becomes that worker's result."""
+        started = time.monotonic()
+        captured = bytearray()
+        task = asyncio.ensure_future(
+            self._run_one(index, command, stdin, on_output, capture, captured)
+        )
+        try:
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if not done:
+            # Cancelling closes the channel (see _run_one); the emulator/sshd then kills the
+            # command's process group. Other workers' results are unaffected.
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            result = WorkerResult(
+                index, None, error=f"timed out after {timeout:g}s", timed_out=True
+            )
+        else:
+            try:
+                result = task.result()
+            except _PermanentSshError as exc:
+                result = WorkerResult(index, None, error=str(exc))
+            except (OSError, asyncio.TimeoutError, TimeoutError, asyncssh.Error) as exc:
+                target = self._targets[index]
+                where = f"{target.host}:{target.port}"
+                what = "connect timed out" if isinstance(exc, TimeoutError | asyncio.TimeoutError) \
+                    else _one_line(exc)
+                result = WorkerResult(index, None, error=f"worker {index} ({where}): {what}")
+        return WorkerResult(
+            index=result.index,
+            exit_code=result.exit_code,
+            error=result.error,
+            timed_out=result.timed_out,
+            duration=time.monotonic() - started,
+            stdout=captured.decode("utf-8", errors="replace") if capture else "",
+        )
+
+    async def run(
+        self,
+        command: str,
+        *,
+        indices: Sequence[int] | None = None,
+        timeout: float | None = None,
+        stdin: bytes | None = None,
+        on_output: OnOutput | None = None,
+        capture: bool = False,
+    ) -> list[WorkerResult]:
+        """Run `command` (a bash string, quoted by the caller) on the selected workers."""
+        self._key()  # a missing local key is one clear error, not N per-worker ones
+        selected = sorted(set(self._targets if indices is None else indices))
+        unknown = [i for i in selected if i not in self._targets]
+        if unknown:
+            raise UsageError(
+                f"no such worker(s): {', '.join(map(str, unknown))}",
+                hint=f"this slice has workers {', '.join(map(str, sorted(self._targets)))}",
+            )
+        return list(
+            await asyncio.gather(
+                *(
+                    self._run_guarded(i, command, timeout, stdin, on_output, capture)
+                    for i in selected
+                )
+            )
+        )
+
+    async def close(self) -> None:
+        conns = list(self._conns.values())
+        self._conns.clear()
+        for conn in conns:
+            conn.close()
+        await asyncio.gather(*(c.wait_closed() for c in conns), return_exceptions=True)
