@@ -1,0 +1,111 @@
+"""Shared fixtures: a real emulator process and the real `tpuctl` entry point.
+
+Every CLI call runs `python -m tpuctl` in a subprocess with its own HOME (so the SSH key,
+known_hosts and config are isolated), no stdin, and the emulator's endpoint in the env.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+# google-auth must never probe the GCE metadata server (a non-loopback address) in tests.
+os.environ["NO_GCE_CHECK"] = "True"
+
+
+@dataclass
+class Emulator:
+    endpoint: str
+    state_dir: Path
+    proc: subprocess.Popen[str]
+
+
+def _clean_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("TPUCTL_", "CLOUDSDK_", "GOOGLE_"))}
+    env.update(HOME=str(home), NO_GCE_CHECK="True", CLOUDSDK_CONFIG=str(home / "gcloud"),
+               PYTHONUNBUFFERED="1", COLUMNS="200")
+    return env
+
+
+@pytest.fixture(scope="session")
+def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("home")
+    return home
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory: pytest.TempPathFactory, session_home: Path) -> Iterator[Emulator]:
+    state = tmp_path_factory.mktemp("emulator")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tpuctl", "emulator", "serve", "--state-dir", str(state),
+         "--port", "0", "--create-delay", "0.3"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+        env=_clean_env(session_home), start_new_session=True,
+    )
+    assert proc.stdout is not None
+    endpoint = None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("export TPUCTL_API_ENDPOINT="):
+            endpoint = line.strip().split("=", 1)[1]
+            break
+    if endpoint is None:
+        proc.kill()
+        raise RuntimeError("emulator did not start:\n" + "".join(seen))
+    yield Emulator(endpoint, state, proc)
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@dataclass
+class Cli:
+    home: Path
+    endpoint: str | None
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = _clean_env(self.home)
+        if self.endpoint:
+            env["TPUCTL_API_ENDPOINT"] = self.endpoint
+        env.update(extra)
+        return env
+
+    def __call__(self, *args: str, timeout: float = 120, input: str | None = None,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tpuctl", *args],
+            capture_output=True, text=True, timeout=timeout, env=env or self.env(),
+            input=input, stdin=None if input is not None else subprocess.DEVNULL,
+            cwd=self.home,
+        )
+
+
+@pytest.fixture(scope="session")
+def cli(emulator: Emulator, session_home: Path) -> Cli:
+    return Cli(home=session_home, endpoint=emulator.endpoint)
+
+
+@pytest.fixture
+def node_name() -> str:
+    return f"t-{uuid.uuid4().hex[:8]}"
+
+
+def tpu_client(endpoint: str):  # noqa: ANN201
+    """The real google-cloud-tpu client pointed at the emulator."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import tpu_v2
+
+    return tpu_v2.TpuClient(transport="rest", client_options={"api_endpoint": endpoint},
+                            credentials=AnonymousCredentials())

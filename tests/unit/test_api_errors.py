@@ -1,0 +1,50 @@
+"""Each API failure maps to one typed error and one documented exit code."""
+
+import pytest
+from google.api_core import exceptions as gexc
+
+from tpuctl.cloud.gcp import api_errors
+from tpuctl.cloud.retry import is_transient_api_error
+from tpuctl.errors import CloudError, ExitCode, NotFoundError, UsageError
+
+
+@pytest.mark.parametrize(
+    "exc,cls,code",
+    [
+        (gexc.NotFound("nope"), NotFoundError, ExitCode.NOT_FOUND),
+        (gexc.Conflict("dup"), UsageError, ExitCode.USAGE),
+        (gexc.AlreadyExists("dup"), UsageError, ExitCode.USAGE),
+        (gexc.InvalidArgument("bad id"), UsageError, ExitCode.USAGE),
+        (gexc.BadRequest("bad id"), UsageError, ExitCode.USAGE),
+        (gexc.FailedPrecondition("not ready"), UsageError, ExitCode.USAGE),
+        (gexc.PermissionDenied("no"), CloudError, ExitCode.CLOUD),
+        (gexc.ResourceExhausted("stockout"), CloudError, ExitCode.CLOUD),
+        (gexc.TooManyRequests("slow down"), CloudError, ExitCode.CLOUD),
+        (gexc.ServiceUnavailable("down"), CloudError, ExitCode.CLOUD),
+    ],
+)
+def test_mapping(exc, cls, code):
+    with pytest.raises(cls) as e, api_errors("node 'x'"):
+        raise exc
+    assert e.value.exit_code == code
+    assert "node 'x'" in e.value.message
+    assert e.value.hint
+
+
+@pytest.mark.parametrize(
+    "exc,transient",
+    [
+        (gexc.TooManyRequests("x"), True),
+        (gexc.ServiceUnavailable("x"), True),
+        (gexc.InternalServerError("x"), True),
+        (gexc.GatewayTimeout("x"), True),
+        (gexc.InvalidArgument("x"), False),
+        (gexc.NotFound("x"), False),
+        (gexc.Conflict("x"), False),
+        (gexc.PermissionDenied("x"), False),
+        (gexc.ResourceExhausted("quota"), False),
+        (ValueError("x"), False),
+    ],
+)
+def test_retry_classification(exc, transient):
+    assert is_transient_api_error(exc) is transient

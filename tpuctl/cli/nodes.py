@@ -1,0 +1,157 @@
+"""create, list, describe, delete, accelerators."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from tpuctl.cli import output
+from tpuctl.cli.options import EndpointOpt, JsonOpt, NameArg, ProjectOpt, ZoneOpt, cloud_for
+from tpuctl.errors import UsageError
+from tpuctl.model import Slice
+
+
+def create(
+    name: NameArg,
+    type_: Annotated[str, typer.Option("--type", "-t", help="accelerator type, e.g. v6e-16",
+                                       show_default=False)],
+    runtime: Annotated[str, typer.Option(help="runtime version, or auto (by generation)")] = "auto",
+    spot: Annotated[bool, typer.Option("--spot", help="spot (preemptible) capacity")] = False,
+    queued: Annotated[bool, typer.Option("--queued", help="create through a queued resource")
+                      ] = False,
+    label: Annotated[list[str], typer.Option("--label", help="extra label KEY=VALUE (repeatable)")
+                     ] = [],  # noqa: B006 - typer needs a literal default
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="wait until READY")] = True,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for READY")] = 1800.0,
+    json_: JsonOpt = False,
+    api_endpoint: EndpointOpt = None,
+    project: ProjectOpt = None,
+    zone: ZoneOpt = None,
+) -> None:
+    """Create a task-named TPU VM (or reuse the managed one with the same spec) and wait for it."""
+    from tpuctl.ops.create import CreateRequest, validate_request
+    from tpuctl.ops.create import create as do_create
+
+    req = CreateRequest(name=name, accelerator_type=type_, runtime=runtime, spot=spot,
+                        queued=queued, labels=tuple(label), wait=wait, timeout=timeout)
+    validate_request(req)  # bad input fails before any configuration or API work
+    cloud = cloud_for(api_endpoint, project, zone)
+    with output.progress(f"{name} ({type_} in {cloud.zone})") as p:
+        result = do_create(cloud, req, progress=p.update)
+    if json_:
+        output.print_json(result.to_dict())
+        return
+    sl = result.slice
+    verb = "created" if result.created else "reused existing"
+    output.info(f"{verb} {sl.name}: {sl.accelerator_type}, {sl.runtime_version}, {sl.state}, "
+                f"{len(sl.workers)} worker(s) in {result.seconds:.1f}s")
+    _print_workers(sl)
+
+
+def list_(
+    all_: Annotated[bool, typer.Option("--all", help="include nodes not managed by tpuctl")
+                    ] = False,
+    json_: JsonOpt = False,
+    api_endpoint: EndpointOpt = None,
+    project: ProjectOpt = None,
+    zone: ZoneOpt = None,
+) -> None:
+    """List TPU nodes (managed by tpuctl unless --all)."""
+    from tpuctl.ops.nodes import list_nodes
+
+    cloud = cloud_for(api_endpoint, project, zone)
+    nodes = list_nodes(cloud, include_unmanaged=all_)
+    if json_:
+        output.print_json([n.to_dict() for n in nodes])
+        return
+    if not nodes:
+        output.info(f"no {'' if all_ else 'managed '}nodes in {cloud.project}/{cloud.zone}")
+        return
+    output.table(
+        ["NAME", "TYPE", "STATE", "RUNTIME", "WORKERS", "MANAGED"],
+        [[n.name, n.accelerator_type, n.state, n.runtime_version, len(n.workers),
+          "yes" if n.managed else "no"] for n in nodes],
+    )
+
+
+def describe(
+    name: NameArg,
+    json_: JsonOpt = False,
+    api_endpoint: EndpointOpt = None,
+    project: ProjectOpt = None,
+    zone: ZoneOpt = None,
+) -> None:
+    """Show a node's state, type, runtime and workers with their addresses."""
+    from tpuctl.naming import validate_node_name
+    from tpuctl.ops.nodes import describe as do_describe
+
+    validate_node_name(name)
+    cloud = cloud_for(api_endpoint, project, zone)
+    sl = do_describe(cloud, name)
+    if json_:
+        output.print_json(sl.to_dict())
+        return
+    for key, value in (("name", sl.name), ("project", sl.project), ("zone", sl.zone),
+                       ("type", sl.accelerator_type), ("runtime", sl.runtime_version),
+                       ("state", sl.state), ("health", sl.health or "-"),
+                       ("spot", "yes" if sl.spot else "no"),
+                       ("managed", "yes" if sl.managed else "no"),
+                       ("created", sl.create_time or "-")):
+        output.out(f"{key:<9} {value}")
+    _print_workers(sl)
+
+
+def _print_workers(sl: Slice) -> None:
+    output.table(["WORKER", "ADDRESS", "SSH PORT"],
+                 [[f"w{w.index}", w.ip, w.ssh_port] for w in sl.workers])
+
+
+def delete(
+    name: NameArg,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="wait until it is gone")] = True,
+    json_: JsonOpt = False,
+    api_endpoint: EndpointOpt = None,
+    project: ProjectOpt = None,
+    zone: ZoneOpt = None,
+) -> None:
+    """Delete a node managed by tpuctl (asks first on a terminal; needs --yes otherwise)."""
+    from tpuctl.naming import validate_node_name
+    from tpuctl.ops.nodes import check_deletable
+    from tpuctl.ops.nodes import delete as do_delete
+
+    validate_node_name(name)
+    if not yes and not sys.stdin.isatty():
+        raise UsageError(f"refusing to delete {name!r} without --yes (stdin is not a terminal)",
+                         hint=f"run `tpuctl delete {name} --yes`")
+    cloud = cloud_for(api_endpoint, project, zone)
+    sl = check_deletable(cloud, name)
+    if not yes and not typer.confirm(
+        f"Delete {sl.name} ({sl.accelerator_type}, {len(sl.workers)} workers, {sl.state}) "
+        f"in {sl.zone}?", default=False):
+        output.info("not deleted")
+        raise typer.Exit(1)
+    with output.progress(f"deleting {name}") as p:
+        result = do_delete(cloud, sl, wait=wait, on_poll=lambda: p.update("DELETING"))
+    if json_:
+        output.print_json(result.to_dict())
+    else:
+        output.info(f"deleted {name} in {result.seconds:.1f}s" if wait
+                    else f"deleting {name} (not waiting)")
+
+
+def accelerators(json_: JsonOpt = False) -> None:
+    """Accelerator types tpuctl knows: chips, hosts (workers), default runtime. No API call."""
+    from tpuctl.accelerators import all_accelerator_types
+
+    types = all_accelerator_types()
+    if json_:
+        output.print_json([{"type": a.name, "chips": a.chips, "hosts": a.hosts,
+                            "chips_per_host": a.chips_per_host,
+                            "default_runtime": a.default_runtime} for a in types])
+        return
+    output.table(["TYPE", "CHIPS", "HOSTS", "CHIPS/HOST", "DEFAULT RUNTIME"],
+                 [[a.name, a.chips, a.hosts, a.chips_per_host, a.default_runtime]
+                  for a in types])

@@ -1,0 +1,29 @@
+"""Options shared by every command that talks to a cloud."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from tpuctl.cloud.base import Cloud
+
+ENDPOINT_HELP = ("TPU v2 REST endpoint, e.g. the emulator's http://127.0.0.1:PORT "
+                 "(env TPUCTL_API_ENDPOINT)")
+
+EndpointOpt = Annotated[str | None, typer.Option(
+    "--api-endpoint", help=ENDPOINT_HELP, show_default=False)]
+ProjectOpt = Annotated[str | None, typer.Option(
+    "--project", help="GCP project (env TPUCTL_PROJECT)", show_default=False)]
+ZoneOpt = Annotated[str | None, typer.Option(
+    "--zone", help="zone, e.g. us-east5-b (env TPUCTL_ZONE)", show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
+NameArg = Annotated[str, typer.Argument(help="node (task) name", show_default=False)]
+
+
+def cloud_for(api_endpoint: str | None, project: str | None, zone: str | None) -> Cloud:
+    """The Cloud adapter for these options (imports google-cloud only now)."""
+    from tpuctl.ops.context import cloud_from_options
+
+    return cloud_from_options(api_endpoint=api_endpoint, project=project, zone=zone)

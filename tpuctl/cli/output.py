@@ -1,0 +1,95 @@
+"""Rendering: rich for people on a terminal, plain text when piped, JSON for programs.
+
+Errors are rendered here and only here (`render_error`), one line plus a hint.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from tpuctl.errors import TpuctlError
+
+
+def stdout_is_tty() -> bool:
+    return sys.stdout.isatty()
+
+
+def stderr_is_tty() -> bool:
+    return sys.stderr.isatty()
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def info(message: str) -> None:
+    """Progress and summaries go to stderr, so stdout stays clean for data and pipes."""
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+def out(message: str) -> None:
+    sys.stdout.write(message + "\n")
+    sys.stdout.flush()
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]], title: str | None = None
+          ) -> None:
+    if stdout_is_tty():
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(*headers, title=title, show_edge=False, header_style="bold")
+        for row in rows:
+            t.add_row(*(str(c) for c in row))
+        Console().print(t)
+        return
+    cells = [[str(h) for h in headers], *[[str(c) for c in r] for r in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    for r in cells:
+        out("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+class Progress:
+    """A one-line live status on a TTY; on a pipe, one line per change of state."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.last: str | None = None
+        self._status: Any = None
+
+    def update(self, state: str) -> None:
+        if state == self.last:
+            return
+        self.last = state
+        if self._status is not None:
+            self._status.update(f"{self.label}: {state}")
+        else:
+            info(f"{self.label}: {state}")
+
+
+@contextmanager
+def progress(label: str) -> Iterator[Progress]:
+    p = Progress(label)
+    if stderr_is_tty():
+        from rich.console import Console
+
+        with Console(stderr=True).status(f"{label} ...") as status:
+            p._status = status
+            yield p
+    else:
+        yield p
+
+
+def render_error(err: TpuctlError, *, as_json: bool = False) -> None:
+    if as_json:
+        print_json(err.to_dict())
+    line = f"error: {err.message}"
+    if err.hint:
+        line += f"\n  hint: {err.hint}"
+    info(line)

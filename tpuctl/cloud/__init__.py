@@ -1,0 +1,1 @@
+"""The Cloud port and its adapters."""

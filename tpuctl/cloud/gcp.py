@@ -1,0 +1,277 @@
+"""The Cloud port on google-cloud-tpu's REST transport and google-auth.
+
+Imported only by commands that talk to the API: google-cloud costs ~370 ms to import.
+Any TPU v2 REST server works through `endpoint` (the emulator among them).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import tpu_v2
+
+from tpuctl.cloud.base import GuestAttribute
+from tpuctl.cloud.retry import api_retry, is_capacity_error
+from tpuctl.errors import CloudError, ConfigError, NotFoundError, TimeoutExpired, UsageError
+from tpuctl.model import NodeSpec, Slice, Worker
+
+EMULATOR_PORT_NAMESPACE = "tpuctl-emulator"
+
+
+@contextmanager
+def api_errors(what: str) -> Iterator[None]:
+    """Turn google-api-core exceptions into typed tpuctl errors naming `what` was attempted."""
+    try:
+        yield
+    except gexc.NotFound as e:
+        raise NotFoundError(f"{what}: not found ({_msg(e)})",
+                            hint="check the name, --project and --zone (`tpuctl list`)") from None
+    except (gexc.AlreadyExists, gexc.Conflict) as e:
+        raise UsageError(f"{what}: already exists ({_msg(e)})",
+                         hint="choose another name, or delete the existing one") from None
+    except gexc.BadRequest as e:  # 400: InvalidArgument, FailedPrecondition, OutOfRange
+        raise UsageError(f"{what}: rejected by the API ({_msg(e)})",
+                         hint="fix the value named above") from None
+    except (gexc.PermissionDenied, gexc.Unauthenticated) as e:
+        raise CloudError(f"{what}: permission denied ({_msg(e)})",
+                         hint="check `gcloud auth application-default login` and that the TPU "
+                         "API is enabled for the project") from None
+    except gexc.GoogleAPICallError as e:
+        if is_capacity_error(e):
+            raise CloudError(f"{what}: out of capacity or quota ({_msg(e)})",
+                             hint="try another zone (--zone), a smaller type, or --queued"
+                             ) from None
+        raise CloudError(f"{what}: cloud API error ({_msg(e)})",
+                         hint="retry later; if it persists, check the service status") from None
+    except gexc.RetryError as e:
+        raise CloudError(f"{what}: cloud API did not answer ({e.cause or e})",
+                         hint="is the endpoint reachable? for the emulator: "
+                         "`tpuctl emulator status`") from None
+    except Exception as e:  # requests' connection errors and friends
+        if type(e).__module__.startswith(("requests", "urllib3")):
+            raise CloudError(f"{what}: cannot reach the TPU API ({type(e).__name__})",
+                             hint="is the endpoint up? for the local emulator run "
+                             "`tpuctl emulator start`") from None
+        raise
+
+
+def _msg(e: gexc.GoogleAPICallError) -> str:
+    return str(e.message or e).strip().splitlines()[0][:300]
+
+
+def make_client(endpoint: str | None) -> tpu_v2.TpuClient:
+    if endpoint:
+        from google.auth.credentials import AnonymousCredentials
+
+        return tpu_v2.TpuClient(
+            transport="rest",
+            client_options={"api_endpoint": endpoint},
+            credentials=AnonymousCredentials(),
+        )
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        creds, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+    except DefaultCredentialsError:
+        raise ConfigError(
+            "no Google Cloud credentials found",
+            hint="run `gcloud auth application-default login`, or use the local emulator: "
+            "`tpuctl emulator start`",
+        ) from None
+    return tpu_v2.TpuClient(transport="rest", credentials=creds)
+
+
+def node_to_slice(node: Any, guest: list[GuestAttribute] | None = None) -> Slice:
+    """Map the API's Node to a Slice; workers come from network endpoints, never the name."""
+    parts = node.name.split("/")
+    project, zone, name = parts[1], parts[3], parts[5]
+    host_keys: dict[int, str] = {}
+    ports: dict[int, int] = {}
+    for ga in guest or []:
+        if ga.namespace == "hostkeys" and ga.key == "ssh-ed25519":
+            host_keys[ga.worker] = f"ssh-ed25519 {ga.value.split()[-1]}"
+        if ga.namespace == EMULATOR_PORT_NAMESPACE and ga.key == "ssh-port":
+            ports[ga.worker] = int(ga.value)
+    workers = tuple(
+        Worker(index=i, ip=ep.ip_address, ssh_port=ports.get(i, 22), host_key=host_keys.get(i))
+        for i, ep in enumerate(node.network_endpoints)
+    )
+    sched = node.scheduling_config
+    return Slice(
+        name=name,
+        project=project,
+        zone=zone,
+        accelerator_type=node.accelerator_type,
+        runtime_version=node.runtime_version,
+        state=tpu_v2.Node.State(node.state).name,
+        health=tpu_v2.Node.Health(node.health).name if node.health else "",
+        labels=dict(node.labels),
+        metadata=dict(node.metadata),
+        workers=workers,
+        spot=bool(sched.spot or sched.preemptible),
+        create_time=node.create_time.isoformat() if node.create_time else "",
+        queued_resource=node.queued_resource,
+    )
+
+
+class GcpCloud:
+    """google-cloud-tpu behind the Cloud port. Every wait is bounded by tpuctl itself."""
+
+    def __init__(self, project: str, zone: str, endpoint: str | None = None,
+                 client: tpu_v2.TpuClient | None = None) -> None:
+        self.project = project
+        self.zone = zone
+        self.endpoint = endpoint
+        self._client = client or make_client(endpoint)
+
+    @property
+    def parent(self) -> str:
+        return f"projects/{self.project}/locations/{self.zone}"
+
+    def node_path(self, name: str) -> str:
+        return f"{self.parent}/nodes/{name}"
+
+    def get_node(self, name: str) -> Slice:
+        with api_errors(f"node {name!r} in {self.zone}"):
+            node = api_retry(self._client.get_node)(request={"name": self.node_path(name)})
+            guest: list[GuestAttribute] = []
+            if tpu_v2.Node.State(node.state).name == "READY" and node.network_endpoints:
+                guest = self.guest_attributes(name)
+            return node_to_slice(node, guest)
+
+    def list_nodes(self) -> list[Slice]:
+        with api_errors(f"listing nodes in {self.zone}"):
+            pager = api_retry(self._client.list_nodes)(request={"parent": self.parent})
+            return [node_to_slice(n) for n in pager]
+
+    def create_node(self, spec: NodeSpec) -> str:
+        node = tpu_v2.Node(
+            accelerator_type=spec.accelerator_type,
+            runtime_version=spec.runtime_version,
+            labels=spec.labels,
+            metadata=spec.metadata,
+            description=spec.description,
+            scheduling_config=tpu_v2.SchedulingConfig(spot=spec.spot),
+        )
+        with api_errors(f"creating node {spec.name!r} in {self.zone}"):
+            # create is safe to retry: a duplicate nodeId answers 409, never a second node
+            op = api_retry(self._client.create_node)(
+                request={"parent": self.parent, "node_id": spec.name, "node": node}
+            )
+            return str(op.operation.name)
+
+    def create_queued_resource(self, spec: NodeSpec) -> str:
+        """A queued resource holding one node spec; GCP provisions it when capacity frees."""
+        node = tpu_v2.Node(
+            accelerator_type=spec.accelerator_type,
+            runtime_version=spec.runtime_version,
+            labels=spec.labels,
+            metadata=spec.metadata,
+            description=spec.description,
+        )
+        qr = tpu_v2.QueuedResource(
+            tpu=tpu_v2.QueuedResource.Tpu(
+                node_spec=[
+                    tpu_v2.QueuedResource.Tpu.NodeSpec(
+                        parent=self.parent, node_id=spec.name, node=node
+                    )
+                ]
+            ),
+        )
+        if spec.spot:
+            qr.spot = tpu_v2.QueuedResource.Spot()
+        with api_errors(f"queueing node {spec.name!r} in {self.zone}"):
+            op = api_retry(self._client.create_queued_resource)(
+                request={"parent": self.parent, "queued_resource_id": spec.name,
+                         "queued_resource": qr}
+            )
+            return str(op.operation.name)
+
+    def queued_resource_state(self, name: str) -> str:
+        with api_errors(f"queued resource {name!r}"):
+            qr = api_retry(self._client.get_queued_resource)(
+                request={"name": f"{self.parent}/queuedResources/{name}"}
+            )
+            return tpu_v2.QueuedResourceState.State(qr.state.state).name
+
+    def delete_queued_resource(self, name: str) -> str:
+        with api_errors(f"deleting queued resource {name!r}"):
+            op = api_retry(self._client.delete_queued_resource)(
+                request={"name": f"{self.parent}/queuedResources/{name}", "force": True}
+            )
+            return str(op.operation.name)
+
+    def delete_node(self, name: str) -> str:
+        with api_errors(f"deleting node {name!r}"):
+            op = api_retry(self._client.delete_node)(request={"name": self.node_path(name)})
+            return str(op.operation.name)
+
+    def stop_node(self, name: str) -> str:
+        with api_errors(f"stopping node {name!r}"):
+            op = api_retry(self._client.stop_node)(request={"name": self.node_path(name)})
+            return str(op.operation.name)
+
+    def start_node(self, name: str) -> str:
+        with api_errors(f"starting node {name!r}"):
+            op = api_retry(self._client.start_node)(request={"name": self.node_path(name)})
+            return str(op.operation.name)
+
+    def set_metadata(self, name: str, metadata: dict[str, str]) -> str:
+        node = tpu_v2.Node(name=self.node_path(name), metadata=metadata)
+        with api_errors(f"updating metadata of node {name!r}"):
+            op = api_retry(self._client.update_node)(
+                request={"node": node, "update_mask": {"paths": ["metadata"]}}
+            )
+            return str(op.operation.name)
+
+    def guest_attributes(self, name: str) -> list[GuestAttribute]:
+        with api_errors(f"guest attributes of node {name!r}"):
+            resp = api_retry(self._client.get_guest_attributes)(
+                request={"name": self.node_path(name)}
+            )
+        out = []
+        for i, ga in enumerate(resp.guest_attributes):
+            for item in ga.query_value.items:
+                out.append(GuestAttribute(i, item.namespace, item.key, item.value))
+        return out
+
+    def list_runtime_versions(self) -> list[str]:
+        with api_errors(f"listing runtime versions in {self.zone}"):
+            pager = api_retry(self._client.list_runtime_versions)(
+                request={"parent": self.parent}
+            )
+            return sorted(rv.version for rv in pager)
+
+    def list_accelerator_types(self) -> list[str]:
+        with api_errors(f"listing accelerator types in {self.zone}"):
+            pager = api_retry(self._client.list_accelerator_types)(
+                request={"parent": self.parent}
+            )
+            return sorted(at.type_ for at in pager)
+
+    def wait_operation(self, op_name: str, *, timeout: float,
+                       on_poll: Callable[[], None] | None = None) -> None:
+        """Poll an operation until done, starting fast (the emulator) and backing off to 5 s."""
+        deadline = time.monotonic() + timeout
+        interval = 0.2
+        while True:
+            with api_errors(f"operation {op_name.rsplit('/', 1)[-1]}"):
+                op = api_retry(self._client.get_operation)(request={"name": op_name})
+            if on_poll:
+                on_poll()
+            if op.done:
+                if op.HasField("error") and op.error.code:
+                    raise CloudError(f"operation failed: {op.error.message}",
+                                     hint="see `tpuctl describe` for the node's state")
+                return
+            if time.monotonic() >= deadline:
+                raise TimeoutExpired(f"operation did not finish within {timeout:.0f}s",
+                                     hint="raise --timeout, or check the node later with "
+                                     "`tpuctl describe`")
+            time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+            interval = min(interval * 1.5, 5.0)

@@ -1,0 +1,73 @@
+"""Make sure this user can SSH to a node: our key in its metadata, its host keys pinned."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tpuctl import sshkeys
+from tpuctl.cloud.base import Cloud
+from tpuctl.errors import CloudError, TimeoutExpired, TpuctlError
+from tpuctl.model import Slice
+from tpuctl.workers.base import SshTarget
+
+SSH_KEYS = "ssh-keys"
+
+
+def ssh_key_metadata(existing: dict[str, str]) -> dict[str, str]:
+    """The node metadata with this user's tpuctl key added (GCP `user:key` lines)."""
+    _, pub = sshkeys.ensure_key()
+    entry = sshkeys.ssh_keys_entry(sshkeys.ssh_username(), pub)
+    merged = dict(existing)
+    merged[SSH_KEYS] = sshkeys.merge_ssh_keys(existing.get(SSH_KEYS, ""), entry)
+    return merged
+
+
+def require_ready(sl: Slice) -> None:
+    if sl.state == "PREEMPTED":
+        from tpuctl.errors import PreemptedError
+
+        raise PreemptedError(
+            f"node {sl.name!r} was preempted",
+            hint=f"delete it (`tpuctl delete {sl.name} --yes`) and create it again")
+    if sl.state != "READY":
+        raise CloudError(f"node {sl.name!r} is {sl.state}, not READY",
+                         hint="wait for it (`tpuctl describe`) or recreate it")
+    if not sl.workers:
+        raise CloudError(f"node {sl.name!r} reports no workers (no network endpoints)",
+                         hint="the node is not usable; delete and recreate it")
+
+
+def ensure_access(cloud: Cloud, name: str, *, timeout: float = 300.0) -> Slice:
+    """A READY slice with our key authorized and every worker's host key pinned locally."""
+    sl = cloud.get_node(name)
+    require_ready(sl)
+    wanted = ssh_key_metadata(sl.metadata)
+    if wanted != sl.metadata:
+        op = cloud.set_metadata(name, wanted)
+        cloud.wait_operation(op, timeout=timeout)
+        sl = cloud.get_node(name)
+    deadline = time.monotonic() + timeout
+    while any(w.host_key is None for w in sl.workers):
+        # guest attributes appear a little after READY on GCP: wait for them, bounded
+        if time.monotonic() > deadline:
+            missing = [w.index for w in sl.workers if w.host_key is None]
+            raise TimeoutExpired(f"workers {missing} of {name!r} published no SSH host key",
+                                 hint="retry in a minute; the guest agent may still be starting")
+        time.sleep(1.0)
+        sl = cloud.get_node(name)
+    sshkeys.write_known_hosts(sl)
+    return sl
+
+
+def ssh_targets(sl: Slice, indices: list[int] | None = None) -> list[SshTarget]:
+    user = sshkeys.ssh_username()
+    chosen = sl.workers if indices is None else [sl.workers[i] for i in indices]
+    return [SshTarget(w.index, w.ip, w.ssh_port, user, w.host_key) for w in chosen]
+
+
+def key_path() -> Path:
+    path = sshkeys.key_path()
+    if not path.is_file():
+        raise TpuctlError("no tpuctl SSH key yet", hint="run `tpuctl create` or `tpuctl ssh` once")
+    return path

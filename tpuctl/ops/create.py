@@ -1,0 +1,172 @@
+"""`create`: a task-named, tpuctl-managed TPU node with the right runtime, ready for SSH."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from tpuctl.accelerators import parse_accelerator
+from tpuctl.cloud.base import Cloud
+from tpuctl.errors import CloudError, NotFoundError, PreemptedError, TimeoutExpired, UsageError
+from tpuctl.model import MANAGED_LABEL, MANAGED_VALUE, TASK_LABEL, NodeSpec, Slice
+from tpuctl.naming import parse_labels, validate_node_name
+from tpuctl.ops.access import ensure_access, ssh_key_metadata
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    name: str
+    accelerator_type: str
+    runtime: str = "auto"
+    spot: bool = False
+    queued: bool = False
+    labels: tuple[str, ...] = ()
+    wait: bool = True
+    timeout: float = 1800.0
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    slice: Slice
+    created: bool  # False when an existing managed node with the same spec was reused
+    seconds: float
+
+    def to_dict(self) -> dict[str, object]:
+        return {"node": self.slice.to_dict(), "created": self.created,
+                "seconds": round(self.seconds, 2)}
+
+
+def validate_request(req: CreateRequest) -> tuple[NodeSpec, bool]:
+    """Everything checkable without the API. Returns the spec and whether runtime is auto."""
+    validate_node_name(req.name)
+    accel = parse_accelerator(req.accelerator_type)
+    labels = parse_labels(list(req.labels))
+    labels.update({MANAGED_LABEL: MANAGED_VALUE, TASK_LABEL: req.name})
+    auto = req.runtime in ("", "auto")
+    runtime = accel.default_runtime if auto else req.runtime
+    if req.timeout <= 0:
+        raise UsageError(f"invalid --timeout {req.timeout}",
+                         hint="give a positive number of seconds")
+    return NodeSpec(name=req.name, accelerator_type=accel.name, runtime_version=runtime,
+                    spot=req.spot, labels=labels,
+                    description=f"tpuctl task {req.name}"), auto
+
+
+def check_runtime(cloud: Cloud, runtime: str, accelerator_type: str, auto: bool) -> None:
+    available = cloud.list_runtime_versions()
+    if runtime in available:
+        return
+    gen = accelerator_type.split("-")[0]
+    close = [v for v in available if gen.replace("litepod", "") in v or "base" in v][:6]
+    why = f"the default runtime for {accelerator_type}" if auto else "runtime"
+    raise UsageError(
+        f"{why} {runtime!r} is not offered in zone {cloud.zone}",
+        hint=f"pass --runtime with one of: {', '.join(close or available[:6])}",
+    )
+
+
+def _reuse(existing: Slice, spec: NodeSpec, auto_runtime: bool) -> None:
+    if not existing.managed:
+        raise UsageError(
+            f"node {spec.name!r} already exists and is not managed by tpuctl",
+            hint="choose another name; tpuctl never takes over nodes it did not create",
+        )
+    diffs = []
+    if existing.accelerator_type != spec.accelerator_type:
+        diffs.append(f"type {existing.accelerator_type} (asked {spec.accelerator_type})")
+    if not auto_runtime and existing.runtime_version != spec.runtime_version:
+        diffs.append(f"runtime {existing.runtime_version} (asked {spec.runtime_version})")
+    if existing.spot != spec.spot:
+        diffs.append(f"spot={existing.spot} (asked spot={spec.spot})")
+    if diffs:
+        raise UsageError(
+            f"node {spec.name!r} exists with a different spec: {', '.join(diffs)}",
+            hint=f"delete it first (`tpuctl delete {spec.name} --yes`) or pick another name",
+        )
+    if existing.state in ("PREEMPTED", "TERMINATED"):
+        raise PreemptedError(
+            f"node {spec.name!r} exists but is {existing.state}",
+            hint=f"delete it (`tpuctl delete {spec.name} --yes`) and create it again",
+        )
+    if existing.state not in ("READY", "CREATING", "STARTING"):
+        raise CloudError(f"node {spec.name!r} exists but is {existing.state}",
+                         hint="wait for it, or delete it and create it again")
+
+
+def _wait_ready(cloud: Cloud, name: str, deadline: float, progress: Progress) -> Slice:
+    interval = 0.2
+    while True:
+        try:
+            sl = cloud.get_node(name)
+            progress(sl.state)
+            if sl.state == "READY":
+                return sl
+            if sl.state in ("PREEMPTED", "TERMINATED"):
+                raise PreemptedError(f"node {name!r} became {sl.state} while starting",
+                                     hint="retry, or use another zone")
+        except NotFoundError:
+            progress("QUEUED")
+        if time.monotonic() >= deadline:
+            raise TimeoutExpired(f"node {name!r} was not READY in time",
+                                 hint="raise --timeout; capacity may be short in this zone")
+        time.sleep(interval)
+        interval = min(interval * 1.5, 5.0)
+
+
+def create(cloud: Cloud, req: CreateRequest, progress: Progress = lambda s: None) -> CreateResult:
+    t0 = time.monotonic()
+    spec, auto = validate_request(req)
+    deadline = t0 + req.timeout
+    try:
+        existing: Slice | None = cloud.get_node(spec.name)
+    except NotFoundError:
+        existing = None
+    if existing is not None:
+        _reuse(existing, spec, auto)
+        progress(f"reusing {existing.state}")
+        if req.wait:
+            _wait_ready(cloud, spec.name, deadline, progress)
+            existing = ensure_access(cloud, spec.name,
+                                     timeout=max(1.0, deadline - time.monotonic()))
+        return CreateResult(existing, created=False, seconds=time.monotonic() - t0)
+
+    check_runtime(cloud, spec.runtime_version, spec.accelerator_type, auto)
+    spec = replace(spec, metadata=ssh_key_metadata({}))
+    progress("REQUESTED")
+    if req.queued:
+        cloud.create_queued_resource(spec)
+    else:
+        cloud.create_node(spec)
+    if not req.wait:
+        sl = _get_or_placeholder(cloud, spec)
+        return CreateResult(sl, created=True, seconds=time.monotonic() - t0)
+    try:
+        _wait_ready(cloud, spec.name, deadline, progress)
+        sl = ensure_access(cloud, spec.name, timeout=max(1.0, deadline - time.monotonic()))
+    except (KeyboardInterrupt, TimeoutExpired, PreemptedError):
+        _abandon(cloud, spec.name, req.queued)
+        raise
+    return CreateResult(sl, created=True, seconds=time.monotonic() - t0)
+
+
+def _get_or_placeholder(cloud: Cloud, spec: NodeSpec) -> Slice:
+    try:
+        return cloud.get_node(spec.name)
+    except NotFoundError:
+        return Slice(name=spec.name, project=cloud.project, zone=cloud.zone,
+                     accelerator_type=spec.accelerator_type,
+                     runtime_version=spec.runtime_version, state="QUEUED", labels=spec.labels)
+
+
+def _abandon(cloud: Cloud, name: str, queued: bool) -> None:
+    """A node this command started but could not finish is deleted, never leaked."""
+    try:
+        if queued:
+            cloud.delete_queued_resource(name)
+        else:
+            cloud.delete_node(name)
+    except Exception:  # noqa: BLE001 - best effort on the way out; the original error matters
+        pass

@@ -1,0 +1,58 @@
+"""`list`, `describe`, `delete`: the read and remove side of the control plane."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tpuctl.cloud.base import Cloud
+from tpuctl.errors import UsageError
+from tpuctl.model import Slice
+from tpuctl.naming import validate_node_name
+
+
+def list_nodes(cloud: Cloud, *, include_unmanaged: bool = False) -> list[Slice]:
+    nodes = cloud.list_nodes()
+    if not include_unmanaged:
+        nodes = [n for n in nodes if n.managed]
+    return sorted(nodes, key=lambda n: n.name)
+
+
+def describe(cloud: Cloud, name: str) -> Slice:
+    validate_node_name(name)
+    return cloud.get_node(name)
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    name: str
+    deleted: bool
+    seconds: float
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "deleted": self.deleted, "seconds": round(self.seconds, 2)}
+
+
+def check_deletable(cloud: Cloud, name: str) -> Slice:
+    """Only managed nodes may be deleted: tpuctl never touches what it does not own."""
+    validate_node_name(name)
+    sl = cloud.get_node(name)
+    if not sl.managed:
+        raise UsageError(
+            f"node {name!r} is not managed by tpuctl (no label managed-by=tpuctl)",
+            hint="delete it with gcloud if you really mean to; tpuctl only deletes its own nodes",
+        )
+    return sl
+
+
+def delete(cloud: Cloud, sl: Slice, *, wait: bool = True, timeout: float = 900.0,
+           on_poll: Callable[[], None] | None = None) -> DeleteResult:
+    t0 = time.monotonic()
+    if sl.queued_resource:
+        op = cloud.delete_queued_resource(sl.queued_resource.rsplit("/", 1)[-1])
+    else:
+        op = cloud.delete_node(sl.name)
+    if wait:
+        cloud.wait_operation(op, timeout=timeout, on_poll=on_poll)
+    return DeleteResult(sl.name, deleted=True, seconds=time.monotonic() - t0)

@@ -1,0 +1,71 @@
+"""`exec`: one command on chosen workers in parallel, output attributed to each worker."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tpuctl.cloud.base import Cloud
+from tpuctl.errors import UsageError
+from tpuctl.naming import validate_node_name
+from tpuctl.ops.access import ensure_access, key_path, ssh_targets
+from tpuctl.workers.base import OnOutput, WorkerResult
+from tpuctl.workers.select import parse_worker_selection
+
+UNREACHABLE_EXIT = 255  # what OpenSSH returns when it could not run the command at all
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    node: str
+    results: tuple[WorkerResult, ...]
+
+    @property
+    def exit_code(self) -> int:
+        """The first non-zero worker exit code in worker order; 255 unreachable; 5 timeout."""
+        for r in self.results:
+            if r.exit_code not in (None, 0):
+                return r.exit_code
+        if any(r.timed_out for r in self.results):
+            return 5
+        if any(r.exit_code is None for r in self.results):
+            return UNREACHABLE_EXIT
+        return 0
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "node": self.node,
+            "exit_code": self.exit_code,
+            "workers": [
+                {"worker": r.index, "exit_code": r.exit_code, "error": r.error,
+                 "timed_out": r.timed_out, "seconds": round(r.duration, 3)}
+                for r in self.results
+            ],
+        }
+
+
+def build_command(argv: Sequence[str]) -> str:
+    """Quote once, by code: the remote shell sees exactly these arguments."""
+    if not argv:
+        raise UsageError("no command given", hint="put the command after --, e.g. -- hostname")
+    return shlex.join(argv)
+
+
+async def run_exec(cloud: Cloud, name: str, argv: Sequence[str], *, workers: str = "all",
+                   timeout: float | None = None, on_output: OnOutput | None = None) -> ExecResult:
+    command = build_command(argv)
+    validate_node_name(name)
+    parse_worker_selection(workers, None)  # syntax first: bad input costs no API call
+    if timeout is not None and timeout <= 0:
+        raise UsageError(f"invalid --timeout {timeout}", hint="give a positive number of seconds")
+    sl = ensure_access(cloud, name)
+    indices = parse_worker_selection(workers, len(sl.workers))
+    from tpuctl.workers.ssh import SshWorkers
+
+    pool = SshWorkers(ssh_targets(sl), key_path=key_path())
+    try:
+        results = await pool.run(command, indices=indices, timeout=timeout, on_output=on_output)
+    finally:
+        await pool.close()
+    return ExecResult(node=name, results=tuple(results))

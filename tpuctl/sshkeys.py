@@ -1,0 +1,85 @@
+"""tpuctl's own SSH identity (one ed25519 key per user) and per-node pinned host keys."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+from pathlib import Path
+
+from tpuctl.model import Slice
+from tpuctl.paths import known_hosts_dir, ssh_dir
+
+KEY_NAME = "tpuctl_ed25519"
+
+
+def ssh_username() -> str:
+    """The account name on workers: the local user, reduced to what GCP's guest agent accepts."""
+    try:
+        raw = getpass.getuser()
+    except (KeyError, OSError):
+        raw = "tpuctl"
+    name = re.sub(r"[^a-z0-9_-]", "", raw.lower())[:32]
+    return name if name and name[0].isalpha() else f"u{name}" if name else "tpuctl"
+
+
+def key_path() -> Path:
+    return ssh_dir() / KEY_NAME
+
+
+def ensure_key() -> tuple[Path, str]:
+    """Return (private key path, public key line), generating the key once, mode 0600."""
+    path = key_path()
+    pub_path = path.with_suffix(".pub")
+    if path.is_file() and pub_path.is_file():
+        return path, pub_path.read_text().strip()
+    import asyncssh
+
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = asyncssh.generate_private_key("ssh-ed25519", comment="tpuctl")
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.export_private_key())
+    pub = key.export_public_key().decode().strip()
+    pub_path.write_text(pub + "\n")
+    os.replace(tmp, path)
+    return path, pub
+
+
+def ssh_keys_entry(user: str, pub: str) -> str:
+    """One line of the node's `ssh-keys` metadata, in GCP's `user:key comment` format."""
+    return f"{user}:{pub}"
+
+
+def merge_ssh_keys(existing: str, entry: str) -> str:
+    lines = [ln for ln in existing.splitlines() if ln.strip()]
+    if entry in lines:
+        return existing
+    return "\n".join([*lines, entry])
+
+
+def known_hosts_path(sl: Slice) -> Path:
+    return known_hosts_dir() / f"{sl.project}_{sl.zone}_{sl.name}"
+
+
+def write_known_hosts(sl: Slice) -> Path:
+    """Pin every worker's host key (from guest attributes) in a file of this node's own.
+
+    One file per node, rewritten from the API each time: internal addresses are reused
+    across nodes, so a shared known_hosts would mix up keys of a deleted and a new node.
+    """
+    from tpuctl.workers.base import SshTarget
+    from tpuctl.workers.ssh import known_hosts_line
+
+    path = known_hosts_path(sl)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lines = [
+        known_hosts_line(SshTarget(w.index, w.ip, w.ssh_port, "", w.host_key))
+        for w in sl.workers
+        if w.host_key
+    ]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(ln + "\n" for ln in lines))
+    os.replace(tmp, path)
+    return path
