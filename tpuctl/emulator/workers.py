@@ -32,6 +32,15 @@ HOST_KEY_FILE = "ssh_host_ed25519_key"
 NODE_ENV = "TPUCTL_EMULATOR_NODE"
 # Env vars a client may set through SSH "env" requests (OpenSSH's AcceptEnv default spirit).
 _CLIENT_ENV_NAMES = frozenset({"LANG", "TERM"})
+# The host's network configuration reaches emulated workers as a VM image would carry it:
+# proxies, CA bundles and package-index settings (never credentials of the emulator's user).
+_HOST_NETWORK_ENV = (
+    "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO",
+    "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_CERT", "PIP_DEFAULT_TIMEOUT",
+    "UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX", "UV_NATIVE_TLS",
+    "UV_HTTP_TIMEOUT",
+)
 _CLIENT_ENV_PREFIXES = ("LC_",)
 # After the shell exits on a pty, output still in flight is read for at most this long
 # (a background job holding the pty open must not keep the session alive forever).
@@ -176,11 +185,12 @@ class _Worker:
 
     def env(self, username: str, client_env: dict[str, str]) -> dict[str, str]:
         """A clean env, as sshd gives a login: nothing leaks from the emulator except PATH."""
-        env = {
+        env = {k: os.environ[k] for k in _HOST_NETWORK_ENV if k in os.environ}
+        env.update({
             k: v
             for k, v in client_env.items()
             if k in _CLIENT_ENV_NAMES or k.startswith(_CLIENT_ENV_PREFIXES)
-        }
+        })
         env.update(
             HOME=str(self.home),
             USER=username,
@@ -193,9 +203,22 @@ class _Worker:
             TPU_WORKER_ID=str(self.index),
             TPUCTL_EMULATOR="1",
             UV_CACHE_DIR=str(self.uv_cache),
+            # each worker gets its own emulated TPU device files and libtpu lockfile, so the
+            # busy check sees only its own holders although workers share one kernel
+            TPUCTL_TPU_DEVICES=str(self.home.parent / "dev" / "accel*"),
+            TPUCTL_LIBTPU_LOCKFILE=str(self.home.parent / "tmp" / "libtpu_lockfile"),
         )
+        self._ensure_devices()
         env[NODE_ENV] = self.node.node_id  # last: a client can never override the kill marker
         return env
+
+    def _ensure_devices(self) -> None:
+        dev = self.home.parent / "dev"
+        if not dev.is_dir():
+            dev.mkdir(parents=True, exist_ok=True)
+            for i in range(self.node.chips_per_host):
+                (dev / f"accel{i}").touch()
+        (self.home.parent / "tmp").mkdir(exist_ok=True)
 
     async def open_listener(self) -> None:
         self.listener = await asyncssh.listen(
