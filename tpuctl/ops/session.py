@@ -1,0 +1,118 @@
+"""One slice, its workers, and one SSH connection per worker reused by every step.
+
+`up` runs sync, secrets, bootstrap and launch through one session, so each worker is
+connected to once. Remote scripts are installed once per content hash.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from tpuctl.cloud.base import Cloud
+from tpuctl.errors import RemoteCommandError
+from tpuctl.model import Slice
+from tpuctl.ops.access import ensure_access, key_path, ssh_targets
+from tpuctl.workers.base import OnOutput, WorkerResult, Workers
+
+# A constant, argument-free installer: unpack the script bundle from stdin into a
+# content-addressed directory unless that exact version is already there.
+_INSTALL = (
+    'set -eu; d="$HOME/.tpuctl/bin"; mkdir -p "$d"; h={h}; '
+    'if [ -d "$d/$h" ]; then cat >/dev/null; exit 0; fi; '
+    't=$(mktemp -d "$d/.$h.XXXXXX"); tar -xzf - -C "$t"; mv "$t" "$d/$h" 2>/dev/null || '
+    'rm -rf "$t"'
+)
+
+
+@dataclass
+class SliceSession:
+    cloud: Cloud
+    slice: Slice
+    pool: Workers
+    _scripts_hash: str | None = field(default=None, init=False)
+
+    @property
+    def indices(self) -> list[int]:
+        return [w.index for w in self.slice.workers]
+
+    async def run(self, command: str, *, indices: Sequence[int] | None = None,
+                  timeout: float | None = None, stdin: bytes | None = None,
+                  on_output: OnOutput | None = None, capture: bool = False
+                  ) -> list[WorkerResult]:
+        return await self.pool.run(command, indices=indices, timeout=timeout, stdin=stdin,
+                                   on_output=on_output, capture=capture)
+
+    async def install_scripts(self) -> str:
+        from tpuctl.remote import bundle
+
+        h, data = bundle()
+        if self._scripts_hash == h:
+            return h
+        results = await self.pool.run(_INSTALL.format(h=shlex.quote(h)), stdin=data,
+                                      timeout=120)
+        raise_on_failure(results, "installing tpuctl's worker scripts")
+        self._scripts_hash = h
+        return h
+
+    async def script(self, name: str, *args: str, indices: Sequence[int] | None = None,
+                     timeout: float | None = None, stdin: bytes | None = None,
+                     on_output: OnOutput | None = None, capture: bool = False,
+                     ) -> list[WorkerResult]:
+        """Run remote/<name>.sh with the same arguments on every chosen worker."""
+        h = await self.install_scripts()
+        return await self.run(_script_cmd(h, name, args), indices=indices, timeout=timeout,
+                              stdin=stdin, on_output=on_output, capture=capture)
+
+    async def script_each(self, name: str, calls: dict[int, tuple[Sequence[str], bytes | None]],
+                          *, timeout: float | None = None, on_output: OnOutput | None = None,
+                          capture: bool = False, merge_stderr: bool = False
+                          ) -> list[WorkerResult]:
+        """Run remote/<name>.sh with per-worker arguments and stdin, all in parallel."""
+        import asyncio
+
+        h = await self.install_scripts()
+        tail = " 2>&1" if merge_stderr else ""
+        groups = await asyncio.gather(*[
+            self.run(_script_cmd(h, name, args) + tail, indices=[i], timeout=timeout, stdin=data,
+                     on_output=on_output, capture=capture)
+            for i, (args, data) in sorted(calls.items())
+        ])
+        return [r for g in groups for r in g]
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+
+def _script_cmd(h: str, name: str, args: Sequence[str]) -> str:
+    """`bash "$HOME/.tpuctl/bin/<hash>/<name>.sh" 'arg' ...`: short, quoted once, by code."""
+    return f'bash "$HOME/.tpuctl/bin/{h}/{name}.sh" {shlex.join(args)}'.rstrip()
+
+
+def raise_on_failure(results: Sequence[WorkerResult], what: str,
+                     tails: dict[int, str] | None = None) -> None:
+    """One error naming every failed worker, its code or transport error, and a log tail."""
+    failed = [r for r in results if not r.ok]
+    if not failed:
+        return
+    parts = []
+    for r in failed:
+        why = r.error or f"exit {r.exit_code}"
+        tail = (tails or {}).get(r.index) or r.stdout.strip()
+        if tail:
+            why += ": " + " | ".join(tail.splitlines()[-5:])
+        parts.append(f"w{r.index} {why}")
+    code = next((r.exit_code for r in failed if r.exit_code), 1) or 1
+    raise RemoteCommandError(f"{what} failed on {len(failed)}/{len(results)} worker(s): "
+                             + "; ".join(parts),
+                             hint="see the lines above; re-run the command after fixing",
+                             returncode=code)
+
+
+def open_session(cloud: Cloud, name: str, *, max_concurrency: int = 64) -> SliceSession:
+    sl = ensure_access(cloud, name)
+    from tpuctl.workers.ssh import SshWorkers
+
+    pool = SshWorkers(ssh_targets(sl), key_path=key_path(), max_concurrency=max_concurrency)
+    return SliceSession(cloud=cloud, slice=sl, pool=pool)

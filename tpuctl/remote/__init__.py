@@ -1,0 +1,33 @@
+"""Worker-side scripts (bash, `set -euo pipefail`), shipped in the wheel, installed per worker
+under ~/.tpuctl/bin/<content-hash>/ and called with short quoted arguments."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+from functools import lru_cache
+from importlib import resources
+
+
+@lru_cache(maxsize=1)
+def bundle() -> tuple[str, bytes]:
+    """(content hash, gzipped tar of every script): identical scripts, identical hash."""
+    files = sorted(
+        (p.name, p.read_bytes())
+        for p in resources.files(__package__).iterdir()
+        if p.name.endswith(".sh")
+    )
+    digest = hashlib.sha256()
+    for name, data in files:
+        digest.update(name.encode() + b"\0" + data + b"\0")
+    h = digest.hexdigest()[:16]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
+        for name, data in files:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o755
+            info.mtime = 0
+            tar.addfile(info, io.BytesIO(data))
+    return h, buf.getvalue()

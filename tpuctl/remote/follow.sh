@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Stream a worker's run log from a byte offset; return when the run has ended and the log is
+# drained. The caller counts the bytes it received, so after an SSH drop it resumes exactly
+# where it stopped: no lost and no repeated lines.
+#   follow.sh RUN_ID|- WORKER_ID OFFSET FOLLOW(0|1) [LAST_LINES]
+# At the end prints "tpuctl-run=RUN_ID exit_code=N|- alive=0|1" on stderr.
+set -euo pipefail
+run_id=$1
+worker=$2
+offset=$3
+follow=$4
+last=${5:-}
+runs="$HOME/.tpuctl/runs"
+if [ "$run_id" = - ]; then
+  run_id=$(cat "$runs/latest" 2>/dev/null || true)
+fi
+d="$runs/$run_id"
+log="$d/worker$worker.log"
+if [ -z "$run_id" ] || [ ! -d "$d" ]; then
+  echo "no run ${run_id:-yet} on worker $worker" >&2
+  exit 3
+fi
+touch "$log"
+if [ -n "$last" ] && [ "$offset" = 0 ]; then
+  # start at the last N lines: the byte offset where they begin
+  size=$(stat -c %s "$log")
+  tailbytes=$(tail -n "$last" "$log" | wc -c)
+  offset=$((size - tailbytes))
+  echo "tpuctl-offset=$offset" >&2
+fi
+pid=$(cat "$d/pid" 2>/dev/null || echo 1)
+# awk passes on complete lines only (a partial last line waits for its newline, or for the
+# end of the stream), so the caller's byte count always ends on a line boundary.
+if [ "$follow" = 1 ] && [ ! -f "$d/exit_code" ] && kill -0 "$pid" 2>/dev/null; then
+  # inotify-driven; --pid ends it (after a final read) once the supervisor has exited
+  tail -c "+$((offset + 1))" --pid="$pid" -s 0.5 -f "$log" | LC_ALL=C awk '{ print; fflush() }'
+else
+  tail -c "+$((offset + 1))" "$log" | LC_ALL=C awk '{ print; fflush() }'
+fi
+alive=0
+kill -0 "$pid" 2>/dev/null && alive=1
+echo "tpuctl-run=$run_id exit_code=$(cat "$d/exit_code" 2>/dev/null || echo -) alive=$alive" >&2

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The supervisor of one run on one worker, started by launch.sh under `setsid nohup`, so it
+# leads its own session and process group (pgid = its pid). It records pid, pgid, started_at,
+# a heartbeat while the job lives, the job's output in worker<I>.log, and exit_code at the end.
+#   run.sh RUN_DIR WORKER_ID WORKDIR VENV_DIR|-
+set -euo pipefail
+run_dir=$1
+worker=$2
+workdir=$3
+venv=$4
+log="$run_dir/worker$worker.log"
+
+echo $$ >"$run_dir/pid"
+read -r -a stat <"/proc/$$/stat" || true
+echo "${stat[4]:-$$}" >"$run_dir/pgid"
+date -u +%Y-%m-%dT%H:%M:%SZ >"$run_dir/started_at"
+
+write_atomic() { printf '%s\n' "$2" >"$1.tmp" && mv -f "$1.tmp" "$1"; }
+
+(
+  while :; do
+    write_atomic "$run_dir/heartbeat" "$(date +%s)"
+    sleep 2
+  done
+) &
+beat=$!
+
+child=
+on_term() { [ -n "$child" ] && kill -TERM "$child" 2>/dev/null || true; }
+trap on_term TERM INT HUP
+
+set +e
+(
+  set -a
+  # shellcheck disable=SC1091
+  [ -f "$HOME/.tpuctl/secrets.env" ] && . "$HOME/.tpuctl/secrets.env"
+  # shellcheck disable=SC1091
+  . "$run_dir/env"
+  set +a
+  export TPUCTL_RUN_DIR="$run_dir"
+  if [ "$venv" != - ]; then
+    export VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH"
+  fi
+  cd "$workdir"
+  exec bash "$run_dir/cmd"
+) >>"$log" 2>&1 </dev/null &
+child=$!
+wait "$child"
+code=$?
+# a signal interrupts `wait`; wait again for the job's own status
+while kill -0 "$child" 2>/dev/null; do
+  wait "$child"
+  code=$?
+done
+set -e
+kill "$beat" 2>/dev/null || true
+write_atomic "$run_dir/exit_code" "$code"
+exit 0

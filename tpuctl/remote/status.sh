@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# One line of key=value facts about a run on this worker (the latest when RUN_ID is "-").
+#   status.sh RUN_ID|- WORKER_ID
+# state: running | exited | dead (supervisor gone without an exit code) | missing
+set -euo pipefail
+run_id=$1
+worker=$2
+runs="$HOME/.tpuctl/runs"
+if [ "$run_id" = - ]; then
+  run_id=$(cat "$runs/latest" 2>/dev/null || true)
+fi
+if [ -z "$run_id" ] || [ ! -d "$runs/$run_id" ]; then
+  echo "run=${run_id:--} state=missing"
+  exit 0
+fi
+d="$runs/$run_id"
+now=$(date +%s)
+beat=$(cat "$d/heartbeat" 2>/dev/null || echo 0)
+pgid=$(cat "$d/pgid" 2>/dev/null || echo 0)
+if [ -f "$d/exit_code" ]; then
+  state=exited
+elif [ "$pgid" != 0 ] && kill -0 -- "-$pgid" 2>/dev/null; then
+  state=running
+else
+  state=dead
+fi
+lines=$(wc -l <"$d/worker$worker.log" 2>/dev/null || echo 0)
+echo "run=$run_id state=$state exit_code=$(cat "$d/exit_code" 2>/dev/null || echo -)" \
+  "pid=$(cat "$d/pid" 2>/dev/null || echo -) pgid=$pgid heartbeat_age=$((now - beat))" \
+  "started_at=$(cat "$d/started_at" 2>/dev/null || echo -) log_lines=$lines" \
+  "stopped=$([ -f "$d/stopped" ] && echo 1 || echo 0)"
