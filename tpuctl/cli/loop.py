@@ -1,0 +1,454 @@
+"""sync, secrets, bootstrap, launch, tail, status, stop, up, down: the loop on a slice."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from tpuctl.cli import output
+from tpuctl.cli.options import EndpointOpt, JsonOpt, NameArg, ProjectOpt, ZoneOpt, cloud_for
+from tpuctl.cli.remote import worker_line_printer
+
+secrets_app = typer.Typer(help="Push a .env to every worker (0600, via stdin), list key names.",
+                          no_args_is_help=True)
+
+RunArg = Annotated[str | None, typer.Argument(help="run id (default: the latest)",
+                                              show_default=False)]
+RecipeOpt = Annotated[Path | None, typer.Option("--recipe", "-r", help="recipe YAML",
+                                                show_default=False)]
+
+
+def _run(coro_fn: Any, cloud: Any, name: str) -> Any:  # noqa: ANN401
+    """Open one session (one connection per worker), run `coro_fn(session)`, close it."""
+    import asyncio
+
+    from tpuctl.naming import validate_node_name
+    from tpuctl.ops.session import open_session
+
+    validate_node_name(name)
+
+    async def main() -> Any:  # noqa: ANN401
+        session = open_session(cloud, name)
+        try:
+            return await coro_fn(session)
+        finally:
+            await session.close()
+
+    return asyncio.run(main())
+
+
+def sync(
+    name: NameArg,
+    ref: Annotated[str, typer.Option(help="branch, tag or commit to put on the workers")
+                   ] = "HEAD",
+    via: Annotated[str, typer.Option(help="origin (workers fetch from the remote) or bundle "
+                                     "(stream it over SSH)")] = "bundle",
+    allow_dirty: Annotated[bool, typer.Option("--allow-dirty",
+                                              help="sync the commit even with uncommitted "
+                                              "changes (they are left out)")] = False,
+    json_: JsonOpt = False, api_endpoint: EndpointOpt = None, project: ProjectOpt = None,
+    zone: ZoneOpt = None,
+) -> None:
+    """Put every worker's ~/work/<repo> at one exact commit (git, never scp)."""
+    from tpuctl.naming import validate_node_name
+    from tpuctl.ops import sync as op
+
+    validate_node_name(name)
+    state = op.plan(None, ref, via, allow_dirty)
+    cloud = cloud_for(api_endpoint, project, zone)
+    result = _run(lambda s: op.sync(s, state, via), cloud, name)
+    if json_:
+        output.print_json(result.to_dict())
+        return
+    if result.left_out:
+        output.info(f"left out (uncommitted): {', '.join(result.left_out[:10])}")
+    what = "already at" if result.noop else f"synced {len(result.changed)} worker(s) to"
+    output.info(f"{what} {result.repo}@{result.sha[:12]} via {result.via}")
+    output.out(result.sha)
+
+
+@secrets_app.command("push")
+def secrets_push(
+    name: NameArg,
+    file: Annotated[str, typer.Argument(help="a .env file, or - for stdin")] = ".env",
+    json_: JsonOpt = False, api_endpoint: EndpointOpt = None, project: ProjectOpt = None,
+    zone: ZoneOpt = None,
+) -> None:
+    """Send KEY=VALUE secrets to ~/.tpuctl/secrets.env (0600) on every worker."""
+    from tpuctl.errors import UsageError
+    from tpuctl.naming import validate_node_name
+    from tpuctl.ops import secrets as op
+
+    validate_node_name(name)
+    if file == "-":
+        text, source = sys.stdin.read(), "stdin"
+    else:
+        path = Path(file)
+        if not path.is_file():
+            raise UsageError(f"secrets file {file!r} not found",
+                             hint="pass a .env file path, or - to read stdin")
+        text, source = path.read_text(), file
+    values = op.parse_env(text, source)
+    cloud = cloud_for(api_endpoint, project, zone)
+    result = _run(lambda s: op.push(s, values), cloud, name)
+    if json_:
+        output.print_json(result.to_dict())
+    else:
+        output.info(f"pushed {len(result.keys)} key(s) to {result.workers} worker(s): "
+                    f"{', '.join(result.keys)}")
+
+
+@secrets_app.command("list")
+def secrets_list(
+    name: NameArg, json_: JsonOpt = False, api_endpoint: EndpointOpt = None,
+    project: ProjectOpt = None, zone: ZoneOpt = None,
+) -> None:
+    """Key names (never values) of the secrets on each worker."""
+    from tpuctl.ops import secrets as op
+
+    cloud = cloud_for(api_endpoint, project, zone)
+    keys = _run(op.list_keys, cloud, name)
+    if json_:
+        output.print_json({f"w{i}": k for i, k in sorted(keys.items())})
+        return
+    for i, k in sorted(keys.items()):
+        output.out(f"w{i}: {' '.join(k) if k else '(none)'}")
+
+
+def bootstrap(
+    name: NameArg,
+    python: Annotated[str | None, typer.Option(help="Python version for the venv, e.g. 3.11")
+                      ] = None,
+    requirements: Annotated[Path | None, typer.Option(help="requirements file to install",
+                                                      show_default=False)] = None,
+    project_: Annotated[bool, typer.Option("--project", help="pip install -e the synced repo")
+                        ] = False,
+    torch: Annotated[str | None, typer.Option(help="cpu: the CPU-only torch index")] = None,
+    recipe: RecipeOpt = None,
+    timeout: Annotated[float, typer.Option(help="seconds for the whole bootstrap")] = 1800.0,
+    json_: JsonOpt = False, api_endpoint: EndpointOpt = None, project: ProjectOpt = None,
+    zone: ZoneOpt = None,
+) -> None:
+    """Build the venv on every worker (detached, retried, cached by a marker)."""
+    from tpuctl.errors import UsageError
+    from tpuctl.naming import validate_node_name
+    from tpuctl.ops import bootstrap as op
+
+    validate_node_name(name)
+    if torch not in (None, "cpu"):
+        raise UsageError(f"invalid --torch {torch!r}", hint="only --torch cpu is supported")
+    if recipe is not None:
+        from tpuctl.ops.up import prepare, venv_spec
+        from tpuctl.recipes.schema import load_recipe
+
+        r, _ = load_recipe(recipe)
+        prepared = prepare(r, name, recipe)
+        make_spec = lambda rt: venv_spec(prepared, rt)  # noqa: E731
+        timeout = r.timeouts.bootstrap
+    else:
+        req = b""
+        if requirements is not None:
+            if not requirements.is_file():
+                raise UsageError(f"requirements file {str(requirements)!r} not found",
+                                 hint="pass an existing file")
+            req = requirements.read_bytes()
+        proj = None
+        if project_:
+            from tpuctl import gitrepo
+
+            proj = f"work/{gitrepo.inspect().name}"
+        make_spec = lambda rt: op.BootstrapSpec(  # noqa: E731
+            requirements=req, python=python, torch=torch, project_dir=proj, runtime=rt)
+    cloud = cloud_for(api_endpoint, project, zone)
+    view = BootstrapView(json_)
+
+    async def go(session: Any) -> Any:  # noqa: ANN401
+        return await op.bootstrap(session, make_spec(session.slice.runtime_version),
+                                  timeout=timeout, on_update=view.update)
+
+    result = _run(go, cloud, name)
+    if json_:
+        output.print_json(result.to_dict())
+    else:
+        output.info(f"bootstrap {result.hash}: " + ("cached on every worker, nothing to do"
+                                                    if result.cached else
+                                                    f"done in {result.seconds:.1f}s"))
+
+
+class BootstrapView:
+    """Per-worker progress: one line per change (piped) or per worker state (terminal)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.seen: dict[int, tuple[str, str]] = {}
+
+    def update(self, w: Any) -> None:  # noqa: ANN401
+        key = (w.state, w.last_line)
+        if self.quiet or self.seen.get(w.index) == key:
+            return
+        self.seen[w.index] = key
+        extra = f" (attempt {w.attempts})" if w.attempts > 1 else ""
+        line = f" {w.last_line}" if w.last_line else ""
+        output.info(f"[w{w.index}] bootstrap {w.state}{extra}{line}"[:200])
+
+
+def launch(
+    name: NameArg,
+    command: Annotated[list[str] | None, typer.Argument(help="command after -- (or --recipe)",
+                                                        show_default=False)] = None,
+    recipe: RecipeOpt = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="name the run")] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="stop a live run first")] = False,
+    env: Annotated[list[str], typer.Option("--env", help="KEY=VALUE for the job (repeatable; "
+                                           "not for secrets or hyperparameters)")
+                   ] = [],  # noqa: B006
+    json_: JsonOpt = False, api_endpoint: EndpointOpt = None, project: ProjectOpt = None,
+    zone: ZoneOpt = None,
+) -> None:
+    """Start the job on every worker under setsid nohup and return at once with its run id."""
+    import shlex
+
+    from tpuctl.errors import UsageError
+    from tpuctl.naming import validate_node_name
+    from tpuctl.ops import launch as op
+
+    validate_node_name(name)
+    if run_id:
+        op.validate_run_id(run_id)
+    if (recipe is None) == (not command):
+        raise UsageError("give either --recipe FILE or a command after --",
+                         hint="e.g. tpuctl launch NAME -- python train.py cfg.yaml")
+    if recipe is not None:
+        from tpuctl.ops.up import bootstrap_op, prepare, venv_spec, workdir
+        from tpuctl.recipes.schema import load_recipe
+
+        r, _ = load_recipe(recipe)
+        prepared = prepare(r, name, recipe)
+
+        def make(session: Any) -> op.LaunchSpec:  # noqa: ANN401
+            spec: bootstrap_op.BootstrapSpec = venv_spec(prepared, session.slice.runtime_version)
+            return op.LaunchSpec(command=r.command_line(), env=r.env, workdir=workdir(prepared),
+                                 venv_hash=spec.hash, commit=prepared.repo.sha,
+                                 replace=replace, run_id=run_id)
+    else:
+        extra = _parse_env_flags(env)
+        wd = "."
+        try:
+            from tpuctl import gitrepo
+
+            wd = f"work/{gitrepo.inspect().name}"
+        except UsageError:
+            pass
+        line = shlex.join(command or [])
+
+        def make(session: Any) -> op.LaunchSpec:  # noqa: ANN401
+            return op.LaunchSpec(command=line, env=extra, workdir=wd, venv_hash="current",
+                                 replace=replace, run_id=run_id)
+
+    cloud = cloud_for(api_endpoint, project, zone)
+    result = _run(lambda s: op.launch(s, make(s)), cloud, name)
+    if json_:
+        output.print_json(result.to_dict())
+        return
+    output.info(f"launched on {result.workers} worker(s); follow with "
+                f"`tpuctl tail {name} {result.run_id} --follow`")
+    output.out(result.run_id)
+
+
+def _parse_env_flags(items: list[str]) -> dict[str, str]:
+    from tpuctl.errors import UsageError
+    from tpuctl.recipes.schema import Recipe
+
+    out: dict[str, str] = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep:
+            raise UsageError(f"invalid --env {k!r}: expected KEY=VALUE", hint="e.g. --env A=1")
+        out[k] = v
+    Recipe._env_keys(out)  # same rules as recipes
+    return out
+
+
+def tail(
+    name: NameArg, run: RunArg = None,
+    lines: Annotated[int, typer.Option("-n", "--lines", help="last N lines per worker")] = 50,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="follow until every worker "
+                                         "exits; exit with the job's code")] = False,
+    worker: Annotated[str, typer.Option("--worker", "-w", help="all, or e.g. 0,2-3")] = "all",
+    api_endpoint: EndpointOpt = None, project: ProjectOpt = None, zone: ZoneOpt = None,
+) -> None:
+    """Interleave workers' logs with [wN] prefixes; --follow survives SSH drops."""
+    from tpuctl.ops import runs as op
+    from tpuctl.workers.select import parse_worker_selection
+
+    parse_worker_selection(worker, None)
+    cloud = cloud_for(api_endpoint, project, zone)
+    printer = worker_line_printer(False)
+
+    async def go(session: Any) -> Any:  # noqa: ANN401
+        idx = parse_worker_selection(worker, len(session.slice.workers))
+        return await op.tail(session, run, lines=lines, follow=follow, indices=idx,
+                             on_line=lambda i, ln: printer(i, "stdout", ln))
+
+    result = _run(go, cloud, name)
+    if follow:
+        _report_end(result)
+        raise typer.Exit(result.exit_code)
+
+
+def _report_end(result: Any) -> None:  # noqa: ANN401
+    if result.exit_code == 0:
+        output.info(f"run {result.run_id}: every worker exited 0")
+    else:
+        codes = ", ".join(f"w{i}={c}" for i, c in sorted(result.exit_codes.items()))
+        output.info(f"run {result.run_id} failed: first failing worker w{result.first_failed} "
+                    f"(exit {result.exit_code}); exit codes {codes}")
+
+
+def status(
+    name: NameArg, run: RunArg = None,
+    watch: Annotated[bool, typer.Option("--watch", help="refresh until the run ends; exit "
+                                        "with its code")] = False,
+    interval: Annotated[float, typer.Option(help="seconds between refreshes")] = 2.0,
+    json_: JsonOpt = False, api_endpoint: EndpointOpt = None, project: ProjectOpt = None,
+    zone: ZoneOpt = None,
+) -> None:
+    """Node state plus, per worker, the run's state (running, exited, hung, missing)."""
+    import asyncio
+
+    from tpuctl.naming import validate_node_name
+    from tpuctl.ops import runs as op
+
+    validate_node_name(name)
+    cloud = cloud_for(api_endpoint, project, zone)
+    node = cloud.get_node(name)
+    if node.state in ("PREEMPTED", "TERMINATED"):
+        from tpuctl.errors import PreemptedError
+
+        if json_:
+            output.print_json({"node": name, "node_state": node.state, "state": "preempted"})
+        raise PreemptedError(f"node {name!r} is {node.state}: its run is gone",
+                             hint=f"`tpuctl down {name} --yes`, then `tpuctl up` again")
+
+    async def go(session: Any) -> Any:  # noqa: ANN401
+        while True:
+            st = await op.run_status(session, run)
+            _render_status(st, json_)
+            if not watch or st.finished:
+                return st
+            await asyncio.sleep(interval)
+
+    st = _run(go, cloud, name)
+    if watch:
+        raise typer.Exit(st.exit_code)
+    if st.state == "none":
+        raise typer.Exit(3)
+
+
+def _render_status(st: Any, json_: bool) -> None:  # noqa: ANN401
+    if json_:
+        output.print_json(st.to_dict())
+        return
+    output.out(f"node {st.node} {st.node_state}; run {st.run_id}: {st.state}")
+    output.table(["WORKER", "STATE", "EXIT", "HEARTBEAT", "PID", "LOG LINES"],
+                 [[f"w{w.index}", w.state, "-" if w.exit_code is None else w.exit_code,
+                   "-" if w.heartbeat_age is None else f"{w.heartbeat_age}s ago",
+                   w.pid or "-", w.log_lines] for w in st.workers])
+
+
+def stop(
+    name: NameArg, run: RunArg = None,
+    grace: Annotated[float, typer.Option(help="seconds between TERM and KILL")] = 10.0,
+    json_: JsonOpt = False, api_endpoint: EndpointOpt = None, project: ProjectOpt = None,
+    zone: ZoneOpt = None,
+) -> None:
+    """TERM then KILL the run's process group on every worker; clear the libtpu lockfile."""
+    from tpuctl.ops import launch as op
+
+    cloud = cloud_for(api_endpoint, project, zone)
+    out = _run(lambda s: op.stop_run(s, run, grace=grace), cloud, name)
+    if json_:
+        output.print_json({f"w{i}": v for i, v in sorted(out.items())})
+        return
+    for i, v in sorted(out.items()):
+        output.info(f"[w{i}] run {v.get('run', '-')}: {v.get('result', '?')} "
+                    f"(exit {v.get('exit_code', '-')})")
+
+
+def up(
+    recipe: Annotated[Path, typer.Argument(help="recipe YAML, e.g. recipes/quickstart.yaml",
+                                           show_default=False)],
+    name: Annotated[str | None, typer.Option("--name", help="node name (default: the "
+                                             "recipe's name or file stem)")] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="stop a live run first")] = False,
+    detach: Annotated[bool, typer.Option("--detach", help="return after launch; do not tail")
+                      ] = False,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="name the run")] = None,
+    json_: JsonOpt = False, api_endpoint: EndpointOpt = None, project: ProjectOpt = None,
+    zone: ZoneOpt = None,
+) -> None:
+    """create → sync → secrets → bootstrap → launch → tail, skipping what is already done."""
+    from tpuctl.naming import validate_node_name
+    from tpuctl.ops import up as op
+    from tpuctl.recipes.schema import load_recipe
+
+    r, default_name = load_recipe(recipe)
+    node = validate_node_name(name or default_name)
+    if run_id:
+        from tpuctl.ops.launch import validate_run_id
+
+        validate_run_id(run_id)
+    prepared = op.prepare(r, node, recipe)
+    cloud = cloud_for(api_endpoint, project, zone or r.zone)
+    printer = worker_line_printer(json_)
+    view = BootstrapView(json_)
+
+    def on_step(s: Any) -> None:  # noqa: ANN401
+        if not json_:
+            output.info(f"✓ {s.name:<9} {s.outcome:<7} {s.detail} ({s.seconds:.1f}s)")
+
+    with output.progress(f"{node}") as p:
+        result = op.up(cloud, prepared, replace=replace, follow=not detach, on_step=on_step,
+                       on_line=lambda i, ln: printer(i, "stdout", ln), on_state=p.update,
+                       on_bootstrap=view.update, run_id=run_id)
+    if json_:
+        output.print_json(result.to_dict())
+    elif result.exit_code is not None:
+        total = sum(s.seconds for s in result.steps)
+        verdict = "succeeded" if result.exit_code == 0 else f"failed (exit {result.exit_code})"
+        output.info(f"run {result.run_id} {verdict}; total {total:.1f}s")
+    else:
+        output.out(result.run_id)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+def down(
+    name: NameArg,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
+    json_: JsonOpt = False, api_endpoint: EndpointOpt = None, project: ProjectOpt = None,
+    zone: ZoneOpt = None,
+) -> None:
+    """Stop the latest run (if any) and delete the node."""
+    from tpuctl.cli import nodes
+    from tpuctl.errors import TpuctlError
+    from tpuctl.naming import validate_node_name
+    from tpuctl.ops import launch as op
+
+    validate_node_name(name)
+    if not yes and not sys.stdin.isatty():
+        from tpuctl.errors import UsageError
+
+        raise UsageError(f"refusing to take down {name!r} without --yes (stdin is not a "
+                         "terminal)", hint=f"run `tpuctl down {name} --yes`")
+    cloud = cloud_for(api_endpoint, project, zone)
+    try:
+        _run(lambda s: op.stop_run(s, None, grace=10), cloud, name)
+    except TpuctlError as e:
+        if e.exit_code not in (3,) and "not READY" not in e.message:
+            output.info(f"stop skipped: {e.message}")
+    nodes.delete(name, yes=yes, wait=True, json_=json_, api_endpoint=api_endpoint,
+                 project=project, zone=zone)

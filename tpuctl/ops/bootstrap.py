@@ -1,0 +1,209 @@
+"""`bootstrap`: a venv per worker, built detached, polled, cached by a content-keyed marker.
+
+Transient failures (network, index timeouts) are retried with backoff (tenacity); real ones
+(unsatisfiable requirements) stop at once and show the log's tail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from tpuctl.errors import RemoteCommandError, TimeoutExpired, UsageError
+from tpuctl.ops.session import SliceSession, raise_on_failure
+
+LOG = "$HOME/.tpuctl/logs/bootstrap.log"
+
+_PERMANENT = re.compile(
+    r"No solution found|unsatisfiable|not found in the package registry|"
+    r"No matching distribution|Requirement .* not satisfied|requires-python|"
+    r"Because .* depends on|Distribution not found|invalid requirement|Failed to parse",
+    re.IGNORECASE,
+)
+_TRANSIENT = re.compile(
+    r"timed out|timeout|Connection reset|Connection refused|connection closed|"
+    r"Temporary failure in name resolution|Name or service not known|"
+    r"HTTP status server error|50[0234] |429 |Too Many Requests|Service Unavailable|"
+    r"error sending request|Failed to fetch|Failed to download|network|broken pipe",
+    re.IGNORECASE,
+)
+
+
+def classify_failure(log_tail: str) -> str:
+    """'permanent' or 'transient'. A permanent marker wins; unknown failures are permanent
+    (fail fast rather than retrying something that will fail again)."""
+    if _PERMANENT.search(log_tail):
+        return "permanent"
+    if _TRANSIENT.search(log_tail):
+        return "transient"
+    return "permanent"
+
+
+class TransientBootstrapFailure(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class BootstrapSpec:
+    requirements: bytes = b""
+    python: str | None = None
+    torch: str | None = None
+    project_dir: str | None = None  # relative to $HOME, e.g. work/<repo>
+    runtime: str = ""
+
+    @property
+    def hash(self) -> str:
+        h = hashlib.sha256()
+        for part in (self.requirements, (self.python or "system").encode(),
+                     (self.torch or "-").encode(), (self.project_dir or "-").encode(),
+                     self.runtime.encode()):
+            h.update(hashlib.sha256(part).digest())
+        return h.hexdigest()[:16]
+
+
+@dataclass
+class WorkerBootstrap:
+    index: int
+    state: str = "pending"  # pending, running, done, failed
+    cached: bool = False
+    attempts: int = 0
+    seconds: float = 0.0
+    last_line: str = ""
+
+
+@dataclass
+class BootstrapResult:
+    hash: str
+    workers: list[WorkerBootstrap] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def cached(self) -> bool:
+        return all(w.cached for w in self.workers)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"hash": self.hash, "cached": self.cached, "seconds": round(self.seconds, 2),
+                "workers": [{"worker": w.index, "state": w.state, "cached": w.cached,
+                             "attempts": w.attempts, "seconds": round(w.seconds, 2)}
+                            for w in self.workers]}
+
+
+def _kv(text: str) -> dict[str, str]:
+    return dict(kv.split("=", 1) for kv in text.split() if "=" in kv)
+
+
+async def _tail(session: SliceSession, index: int, lines: int = 20) -> str:
+    res = await session.run(f"tail -n {lines} {LOG} 2>/dev/null || true", indices=[index],
+                            capture=True, timeout=30)
+    return res[0].stdout.strip()
+
+
+async def bootstrap(
+    session: SliceSession,
+    spec: BootstrapSpec,
+    *,
+    timeout: float = 1800.0,
+    attempts: int = 3,
+    poll: float = 1.0,
+    on_update: Callable[[WorkerBootstrap], None] | None = None,
+) -> BootstrapResult:
+    if attempts < 1:
+        raise UsageError(f"invalid attempts {attempts}", hint="use 1 or more")
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    h = spec.hash
+    args = [h, spec.python or "-", spec.torch or "-", spec.project_dir or "-"]
+    result = BootstrapResult(hash=h, workers=[WorkerBootstrap(i) for i in session.indices])
+    by_index = {w.index: w for w in result.workers}
+
+    def update(w: WorkerBootstrap) -> None:
+        if on_update:
+            on_update(w)
+
+    async def once(w: WorkerBootstrap) -> None:
+        w.attempts += 1
+        started = await session.script("bootstrap", "start", *args, indices=[w.index],
+                                       stdin=spec.requirements, capture=True, timeout=120)
+        raise_on_failure(started, "starting bootstrap")
+        kv = _kv(started[0].stdout)
+        if kv.get("state") == "done":
+            w.state, w.cached = "done", kv.get("cached") == "1" and w.attempts == 1
+            update(w)
+            return
+        w.state = "running"
+        update(w)
+        while True:
+            if time.monotonic() > deadline:
+                raise TimeoutExpired(
+                    f"bootstrap did not finish on w{w.index} within {timeout:.0f}s",
+                    hint=f"see {LOG} on the worker (`tpuctl exec NAME --worker {w.index} -- "
+                    f"tail -n 50 .tpuctl/logs/bootstrap.log`)")
+            await asyncio.sleep(poll)
+            st = await session.script("bootstrap", "status", h, indices=[w.index],
+                                      capture=True, timeout=60)
+            raise_on_failure(st, "polling bootstrap")
+            kv = _kv(st[0].stdout)
+            state = kv.get("state", "none")
+            tail = await _tail(session, w.index, 1)
+            if tail != w.last_line:
+                w.last_line = tail
+                update(w)
+            if state == "done":
+                w.state = "done"
+                update(w)
+                return
+            if state in ("failed", "none"):
+                log_tail = await _tail(session, w.index, 20)
+                kind = classify_failure(log_tail)
+                w.last_line = (log_tail.splitlines() or [""])[-1]
+                if kind == "transient":
+                    update(w)
+                    raise TransientBootstrapFailure(log_tail)
+                w.state = "failed"
+                update(w)
+                raise RemoteCommandError(
+                    f"bootstrap failed on w{w.index} (exit {kv.get('exit', '?')}): "
+                    + " | ".join(log_tail.splitlines()[-8:]),
+                    hint="fix the requirements (see the log lines above) and run bootstrap "
+                    "again", returncode=1)
+
+    async def with_retries(w: WorkerBootstrap) -> None:
+        t = time.monotonic()
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(TransientBootstrapFailure),
+            stop=stop_after_attempt(attempts),
+            wait=wait_exponential(multiplier=1, min=1, max=20),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    await once(w)
+        except TransientBootstrapFailure as e:
+            w.state = "failed"
+            update(w)
+            raise RemoteCommandError(
+                f"bootstrap failed on w{w.index} after {w.attempts} attempts (transient "
+                "errors): " + " | ".join(str(e).splitlines()[-5:]),
+                hint="check the workers' network access to the package index, then re-run",
+            ) from None
+        finally:
+            w.seconds = time.monotonic() - t
+
+    tasks = [asyncio.ensure_future(with_retries(by_index[i])) for i in session.indices]
+    try:
+        done = await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        for t in tasks:
+            t.cancel()
+    result.seconds = time.monotonic() - t0
+    errors = [e for e in done if isinstance(e, BaseException)]
+    if errors:
+        raise errors[0]
+    return result

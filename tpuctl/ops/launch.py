@@ -1,0 +1,132 @@
+"""`launch`: start one run on every worker, detached (setsid nohup), and return at once."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets as pyrandom
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from tpuctl.errors import NotFoundError, RemoteCommandError, TpuctlError, UsageError
+from tpuctl.ops.secrets import render_env
+from tpuctl.ops.session import SliceSession, raise_on_failure
+
+# launch.sh's refusal codes, turned into typed errors that say what to do
+_REFUSALS: dict[int, tuple[type[TpuctlError], str]] = {
+    20: (UsageError, "run `tpuctl bootstrap NAME` (or `tpuctl up RECIPE`) first"),
+    21: (UsageError, "run `tpuctl sync NAME` so every worker has the commit"),
+    22: (UsageError, "pass --replace to stop it and start this one, or `tpuctl stop NAME`"),
+    23: (UsageError, "stop whatever holds the TPU (`tpuctl stop NAME`), or reboot the node"),
+    24: (UsageError, "pick another --run-id"),
+}
+
+
+def new_run_id(name: str) -> str:
+    return f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{pyrandom.token_hex(2)}"
+
+
+def coordinator_port(run_id: str) -> int:
+    """A per-run port: the coordinator binds all interfaces, so a fixed port would collide
+    between runs (and between emulated slices, which share one kernel)."""
+    return 20000 + int(hashlib.sha256(run_id.encode()).hexdigest()[:8], 16) % 20000
+
+
+def validate_run_id(run_id: str) -> str:
+    import re
+
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", run_id):
+        raise UsageError(f"invalid run id {run_id!r}",
+                         hint="letters, digits, '.', '_' and '-', starting with a letter or digit")
+    return run_id
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    command: str  # bash source for the job
+    env: Mapping[str, str]
+    workdir: str  # relative to $HOME, e.g. work/<repo>
+    venv_hash: str | None = None
+    commit: str | None = None
+    replace: bool = False
+    run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class LaunchResult:
+    run_id: str
+    node: str
+    workers: int
+    coordinator: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"run_id": self.run_id, "node": self.node, "workers": self.workers,
+                "coordinator": self.coordinator}
+
+
+def worker_env(session: SliceSession, spec: LaunchSpec, run_id: str, index: int
+               ) -> dict[str, str]:
+    workers = session.slice.workers
+    coord = f"{workers[0].ip}:{coordinator_port(run_id)}"
+    env = dict(spec.env)
+    env.update({
+        "TPUCTL_RUN_ID": run_id,
+        "TPUCTL_WORKER_ID": str(index),
+        "TPUCTL_NUM_WORKERS": str(len(workers)),
+        "TPUCTL_NODE": session.slice.name,
+        "JAX_COORDINATOR_ADDRESS": coord,
+        "JAX_NUM_PROCESSES": str(len(workers)),
+        "JAX_PROCESS_ID": str(index),
+    })
+    return env
+
+
+def _refusal(results: list, what: str) -> None:  # noqa: ANN001
+    for r in results:
+        if r.exit_code in _REFUSALS and r.error is None:
+            cls, hint = _REFUSALS[r.exit_code]
+            detail = r.stdout.strip().splitlines()[-1:] or [f"exit {r.exit_code}"]
+            raise cls(f"{what} refused on w{r.index}: {detail[0]}", hint=hint)
+    raise_on_failure(results, what)
+
+
+async def launch(session: SliceSession, spec: LaunchSpec) -> LaunchResult:
+    run_id = validate_run_id(spec.run_id or new_run_id(session.slice.name))
+    if not spec.command.strip():
+        raise UsageError("no command to launch", hint="give --recipe FILE or -- CMD ...")
+    calls = {}
+    for i in session.indices:
+        payload = spec.command.encode() + b"\0" + render_env(worker_env(session, spec, run_id, i))
+        args = [run_id, str(i), spec.workdir, spec.venv_hash or "-", spec.commit or "-",
+                "1" if spec.replace else "0"]
+        calls[i] = (args, payload)
+    # every preflight on every worker first: a refusal anywhere starts nothing anywhere
+    checks = await session.script_each(
+        "launch", {i: (["check", *a], p) for i, (a, p) in calls.items()},
+        capture=True, merge_stderr=True, timeout=120)
+    _refusal(checks, "launch")
+    started = await session.script_each(
+        "launch", {i: (["start", *a], p) for i, (a, p) in calls.items()},
+        capture=True, merge_stderr=True, timeout=120)
+    if any(not r.ok for r in started):
+        await stop_run(session, run_id, grace=5)  # nothing half-started is left running
+        _refusal(started, "launch")
+    coord = f"{session.slice.workers[0].ip}:{coordinator_port(run_id)}"
+    return LaunchResult(run_id=run_id, node=session.slice.name, workers=len(started),
+                        coordinator=coord)
+
+
+async def stop_run(session: SliceSession, run_id: str | None, *, grace: float = 10.0
+                   ) -> dict[int, dict[str, str]]:
+    results = await session.script("stop", run_id or "-", str(int(grace)), capture=True,
+                                   timeout=grace + 60)
+    raise_on_failure(results, "stopping the run")
+    out = {r.index: dict(kv.split("=", 1) for kv in r.stdout.split() if "=" in kv)
+           for r in results}
+    if all(v.get("result") == "missing" for v in out.values()):
+        raise NotFoundError(f"no run {run_id or '(latest)'} on {session.slice.name}",
+                            hint="see `tpuctl status NAME` for the runs that exist")
+    return out
+
+
+__all__ = ["LaunchSpec", "LaunchResult", "launch", "stop_run", "RemoteCommandError"]

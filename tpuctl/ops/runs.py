@@ -1,0 +1,198 @@
+"""`status` and `tail`: what a run is doing on every worker, and its interleaved logs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from tpuctl.errors import NotFoundError
+from tpuctl.ops.session import SliceSession, raise_on_failure
+
+DEAD_EXIT = 255  # a worker whose supervisor vanished without an exit code
+HEARTBEAT_STALE_S = 30  # the supervisor beats every 2 s; 30 s of silence means it is stuck
+
+
+@dataclass(frozen=True)
+class WorkerRunStatus:
+    index: int
+    run_id: str
+    state: str  # running, exited, dead, hung, missing, unreachable
+    exit_code: int | None = None
+    heartbeat_age: int | None = None
+    pid: int | None = None
+    log_lines: int = 0
+    stopped: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return {"worker": self.index, "run_id": self.run_id, "state": self.state,
+                "exit_code": self.exit_code, "heartbeat_age": self.heartbeat_age,
+                "pid": self.pid, "log_lines": self.log_lines, "stopped": self.stopped}
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    node: str
+    node_state: str
+    workers: tuple[WorkerRunStatus, ...]
+
+    @property
+    def run_id(self) -> str:
+        ids = {w.run_id for w in self.workers if w.run_id not in ("", "-")}
+        return ids.pop() if len(ids) == 1 else ",".join(sorted(ids)) or "-"
+
+    @property
+    def state(self) -> str:
+        if self.node_state in ("PREEMPTED", "TERMINATED"):
+            return "preempted"
+        states = {w.state for w in self.workers}
+        if states == {"missing"}:
+            return "none"
+        if "running" in states or "hung" in states:
+            failed = any(w.state in ("exited", "dead") and w.exit_code != 0 for w in self.workers)
+            return "failing" if failed else ("hung" if "hung" in states else "running")
+        if self.exit_code == 0:
+            return "stopped" if any(w.stopped for w in self.workers) else "succeeded"
+        return "stopped" if any(w.stopped for w in self.workers) else "failed"
+
+    @property
+    def exit_code(self) -> int:
+        """The first non-zero worker exit code in worker order (1 for dead/missing workers)."""
+        for w in self.workers:
+            if w.state in ("dead", "missing", "unreachable"):
+                return 1
+            if w.exit_code:
+                return w.exit_code
+        return 0
+
+    def to_dict(self) -> dict[str, object]:
+        return {"node": self.node, "node_state": self.node_state, "run_id": self.run_id,
+                "state": self.state, "exit_code": self.exit_code if self.finished else None,
+                "workers": [w.to_dict() for w in self.workers]}
+
+    @property
+    def finished(self) -> bool:
+        return all(w.state in ("exited", "dead", "missing", "unreachable") for w in self.workers)
+
+
+def _int(v: str | None) -> int | None:
+    try:
+        return int(v) if v not in (None, "-") else None
+    except ValueError:
+        return None
+
+
+def parse_status_line(index: int, line: str) -> WorkerRunStatus:
+    kv = dict(p.split("=", 1) for p in line.split() if "=" in p)
+    state = kv.get("state", "missing")
+    age = _int(kv.get("heartbeat_age"))
+    if state == "running" and age is not None and age > HEARTBEAT_STALE_S:
+        state = "hung"
+    return WorkerRunStatus(index=index, run_id=kv.get("run", "-"), state=state,
+                           exit_code=_int(kv.get("exit_code")), heartbeat_age=age,
+                           pid=_int(kv.get("pid")), log_lines=_int(kv.get("log_lines")) or 0,
+                           stopped=kv.get("stopped") == "1")
+
+
+async def run_status(session: SliceSession, run_id: str | None) -> RunStatus:
+    calls: dict[int, tuple[Sequence[str], bytes | None]] = {
+        i: ([run_id or "-", str(i)], None) for i in session.indices}
+    results = await session.script_each("status", calls, capture=True, timeout=60)
+    workers = []
+    for r in results:
+        if r.error is not None or r.exit_code != 0:
+            workers.append(WorkerRunStatus(r.index, run_id or "-", "unreachable"))
+        else:
+            workers.append(parse_status_line(r.index, r.stdout.strip()))
+    return RunStatus(node=session.slice.name, node_state=session.slice.state,
+                     workers=tuple(workers))
+
+
+OnLine = Callable[[int, str], None]
+
+
+@dataclass
+class TailResult:
+    exit_codes: dict[int, int | None] = field(default_factory=dict)
+    reconnects: int = 0
+    run_id: str = "-"
+
+    @property
+    def finished(self) -> bool:
+        return all(c is not None for c in self.exit_codes.values())
+
+    @property
+    def exit_code(self) -> int:
+        for _, c in sorted(self.exit_codes.items()):
+            if c:
+                return c
+        return 0 if self.finished else 1
+
+    @property
+    def first_failed(self) -> int | None:
+        for i, c in sorted(self.exit_codes.items()):
+            if c:
+                return i
+        return None
+
+
+async def tail(session: SliceSession, run_id: str | None, *, lines: int | None = 50,
+               follow: bool = False, indices: Sequence[int] | None = None,
+               on_line: OnLine, max_reconnects: int = 50) -> TailResult:
+    """Interleave workers' logs as lines arrive. With follow, survive SSH drops: each worker
+    resumes from the byte offset it had received, so no line is lost or repeated."""
+    chosen = list(indices) if indices is not None else session.indices
+    result = TailResult(exit_codes={i: None for i in chosen})
+    await session.install_scripts()
+
+    async def one(i: int) -> None:
+        offset = 0
+        first = True
+        drops = 0
+        while True:
+            meta: dict[str, str] = {}
+            received = 0
+
+            def on_output(index: int, stream: str, line: str, meta: dict[str, str] = meta
+                          ) -> None:
+                nonlocal received
+                if stream == "stdout":
+                    received += len(line.encode("utf-8", "surrogateescape")) + 1
+                    on_line(index, line)
+                elif line.startswith("tpuctl-"):
+                    for part in line.split():
+                        key, sep, value = part.partition("=")
+                        if sep:
+                            meta[key] = value
+
+            args = [run_id or "-", str(i), str(offset), "1" if follow else "0",
+                    str(lines) if (first and lines is not None) else ""]
+            res = (await session.script("follow", *args, indices=[i], on_output=on_output))[0]
+            if "tpuctl-offset" in meta:
+                offset = int(meta["tpuctl-offset"])
+            offset += received
+            first = False
+            if res.exit_code == 3 and res.error is None:
+                raise NotFoundError(f"no run {run_id or '(latest)'} on w{i}",
+                                    hint="launch one first (`tpuctl launch`), or check "
+                                    "`tpuctl status`")
+            if res.error is None and res.exit_code == 0:
+                result.run_id = meta.get("tpuctl-run", result.run_id)
+                result.exit_codes[i] = _int(meta.get("exit_code"))
+                if not follow or result.exit_codes[i] is not None:
+                    return
+                if meta.get("alive") == "0":
+                    # the supervisor is gone without recording a code (killed -9, reboot)
+                    result.exit_codes[i] = DEAD_EXIT
+                    return
+                continue
+            if res.error is None:
+                raise_on_failure([res], f"reading w{i}'s log")
+            drops += 1
+            result.reconnects += 1
+            if not follow or drops > max_reconnects:
+                raise_on_failure([res], f"reading w{i}'s log")
+            await asyncio.sleep(min(0.2 * drops, 3.0))
+
+    await asyncio.gather(*(one(i) for i in chosen))
+    return result

@@ -1,0 +1,130 @@
+"""The recipe schema: a YAML file is data, validated with clear errors on unknown keys.
+
+Hyperparameters do not belong here: they live in the program's own config file, which the
+recipe's command names (one file per experiment, tracked in git).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tpuctl.errors import UsageError
+
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_RESERVED_ENV = ("TPUCTL_", "JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SyncSpec(_Strict):
+    via: Literal["bundle", "origin"] = "bundle"
+    allow_dirty: bool = False
+
+
+Seconds = Annotated[float, Field(gt=0)]
+
+
+class Timeouts(_Strict):
+    create: Seconds = 1800
+    bootstrap: Seconds = 1800
+    run: Seconds | None = None  # whole job; None = no limit
+    ready: Seconds | None = None  # until ready_pattern appears
+
+
+class Recipe(_Strict):
+    name: str | None = None  # node (task) name; defaults to the file's stem
+    accelerator: str
+    runtime: str = "auto"
+    zone: str | None = None
+    spot: bool = False
+    python: str | None = None  # e.g. "3.11"; None: the image's python3
+    requirements: str | None = None  # path in the repo
+    project_install: bool = False  # `pip install -e` the repo itself
+    torch: Literal["cpu"] | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    secrets: str | None = None  # local .env file pushed before launch (never in the repo!)
+    command: list[str] | str
+    workdir: str | None = None  # relative to the repo root
+    ready_pattern: str | None = None
+    sync: SyncSpec = Field(default_factory=SyncSpec)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+
+    @field_validator("env")
+    @classmethod
+    def _env_keys(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if not _ENV_KEY.match(key):
+                raise ValueError(f"invalid variable name {key!r}")
+            if key.startswith(_RESERVED_ENV):
+                raise ValueError(f"{key} is set by tpuctl at launch")
+        return v
+
+    @field_validator("python")
+    @classmethod
+    def _python(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^3\.\d{1,2}$", v):
+            raise ValueError(f"python must look like 3.11, got {v!r}")
+        return v
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, v: list[str] | str) -> list[str] | str:
+        if (isinstance(v, str) and not v.strip()) or (isinstance(v, list) and not v):
+            raise ValueError("command is empty")
+        return v
+
+    @field_validator("ready_pattern")
+    @classmethod
+    def _pattern(cls, v: str | None) -> str | None:
+        if v is not None:
+            re.compile(v)
+        return v
+
+    def command_line(self) -> str:
+        """What the worker's bash runs: a list is quoted once, by code; a string is bash."""
+        import shlex
+
+        return self.command if isinstance(self.command, str) else shlex.join(self.command)
+
+
+def load_recipe(path: Path) -> tuple[Recipe, str]:
+    """(recipe, node name). Every problem is one UsageError naming the file and field."""
+    if not path.is_file():
+        raise UsageError(f"recipe {str(path)!r} not found", hint="pass a path such as "
+                         "recipes/quickstart.yaml")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UsageError(f"recipe {path}: not valid YAML{where}",
+                         hint="fix the syntax; see docs/recipes.md") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"recipe {path}: expected a mapping at the top",
+                         hint="see docs/recipes.md for the fields")
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "(top)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            allowed = ", ".join(Recipe.model_fields)
+            raise UsageError(f"recipe {path}: unknown field {loc!r}",
+                             hint=f"allowed fields: {allowed}") from None
+        raise UsageError(f"recipe {path}: field {loc!r}: {msg}",
+                         hint="see docs/recipes.md for the schema") from None
+    from tpuctl.accelerators import parse_accelerator
+    from tpuctl.naming import validate_node_name
+
+    parse_accelerator(recipe.accelerator)
+    name = recipe.name or re.sub(r"[^a-z0-9-]+", "-", path.stem.lower()).strip("-")
+    validate_node_name(name)
+    return recipe, name
