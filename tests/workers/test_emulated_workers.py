@@ -116,13 +116,19 @@ def test_openssh_client_runs_a_command(env: Env, tmp_path: Path) -> None:
     target = env.targets()[2]
     proc = subprocess.run(
         [*_openssh_argv(env, target, tmp_path), target.host, "echo hello $TPU_WORKER_ID; exit 3"],
-        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 3, proc.stderr
     assert proc.stdout == "hello 2\n"
     proc = subprocess.run(
         [*_openssh_argv(env, target, tmp_path), target.host, "true"],
-        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 0, proc.stderr
 
@@ -134,7 +140,10 @@ def test_openssh_client_refuses_a_wrong_host_key(env: Env, tmp_path: Path) -> No
     target = SshTarget(0, real.host, real.port, USER, other)
     proc = subprocess.run(
         [*_openssh_argv(env, target, tmp_path), target.host, "true"],
-        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 255
     assert "HOST IDENTIFICATION HAS CHANGED" in proc.stderr or "verification failed" in proc.stderr
@@ -146,8 +155,9 @@ def test_interactive_pty_shell_via_openssh(env: Env, tmp_path: Path) -> None:
     pexpect = pytest.importorskip("pexpect")
     target = env.targets()[1]
     argv = _openssh_argv(env, target, tmp_path)
-    child = pexpect.spawn(argv[0], [*argv[1:], "-tt", target.host], timeout=15, encoding="utf-8",
-                          dimensions=(30, 90))
+    child = pexpect.spawn(
+        argv[0], [*argv[1:], "-tt", target.host], timeout=15, encoding="utf-8", dimensions=(30, 90)
+    )
     try:
         child.expect(r"[#$] ")  # the prompt: bash -i is reading from the pty
         child.sendline("echo marker-$((6*7))-$TPU_WORKER_ID")

@@ -55,7 +55,9 @@ def sw(env: Env):  # one reused client for the module: most tests need no fresh 
 def test_output_is_attributed_per_worker_and_in_order(env: Env, sw: SshWorkers) -> None:
     lines: dict[tuple[int, str], list[str]] = defaultdict(list)
     results = _run(
-        env, sw, 'echo "out $TPU_WORKER_ID"; echo "err $TPU_WORKER_ID" >&2; printf "tail-$TPU_WORKER_ID"',
+        env,
+        sw,
+        'echo "out $TPU_WORKER_ID"; echo "err $TPU_WORKER_ID" >&2; printf "tail-$TPU_WORKER_ID"',
         on_output=lambda i, s, line: lines[(i, s)].append(line),
     )
     assert [r.index for r in results] == [0, 1, 2, 3]
@@ -85,9 +87,26 @@ def test_exit_signal_is_reported(env: Env, sw: SshWorkers) -> None:
 
 
 HOSTILE = [
-    "it's", 'say "hi"', "$(touch /tmp/pwned-tpuctl)", "`id`", "a; rm -rf ~", "line1\nline2",
-    "ünïcødé ✓ 日本", "-n", "--help", "-e", "", " spaced  out ", "\\", "*", "$HOME", "%s%d",
-    "a\tb", "'\"'\"'", "!!", "#comment",
+    "it's",
+    'say "hi"',
+    "$(touch /tmp/pwned-tpuctl)",
+    "`id`",
+    "a; rm -rf ~",
+    "line1\nline2",
+    "ünïcødé ✓ 日本",
+    "-n",
+    "--help",
+    "-e",
+    "",
+    " spaced  out ",
+    "\\",
+    "*",
+    "$HOME",
+    "%s%d",
+    "a\tb",
+    "'\"'\"'",
+    "!!",
+    "#comment",
 ]
 
 
@@ -103,10 +122,14 @@ def test_hostile_arguments_arrive_byte_exact(env: Env, sw: SshWorkers) -> None:
     assert not os.path.exists("/tmp/pwned-tpuctl")
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     st.lists(
-        st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=30),
+        st.text(
+            st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=30
+        ),
         min_size=1,
         max_size=5,
     )
@@ -133,8 +156,12 @@ def test_client_env_is_allowlisted(env: Env) -> None:
 
     async def go() -> str:
         async with asyncssh.connect(
-            w.ip, w.ssh_port, username=USER, client_keys=[str(env.key.path)],
-            known_hosts=([asyncssh.import_public_key(w.host_key)], [], []), agent_path=None,
+            w.ip,
+            w.ssh_port,
+            username=USER,
+            client_keys=[str(env.key.path)],
+            known_hosts=([asyncssh.import_public_key(w.host_key)], [], []),
+            agent_path=None,
         ) as conn:
             r = await conn.run(
                 'echo "$LC_TPUCTL|$LANG|${EVIL-unset}|$JAX_PLATFORMS"',
@@ -179,7 +206,7 @@ def test_connections_are_reused(env: Env) -> None:
         assert all(r.ok for r in _run(env, client, "true", indices=[2]))
         assert client.connections_opened == 4
         after = [env.host.connections_accepted("t4", i) for i in range(4)]
-        assert [a - b for a, b in zip(after, before)] == [1, 1, 1, 1]
+        assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1, 1]
     finally:
         env.lt.call(client.close())
 
@@ -291,3 +318,40 @@ def test_dropped_connection_is_reopened(env: Env) -> None:
         assert client.connections_opened == 2
     finally:
         env.lt.call(client.close())
+
+
+def test_silent_server_hits_connect_timeout_and_run_timeout(env: Env) -> None:
+    """A worker that accepts TCP but never speaks SSH (a wedged VM) fails alone, in time."""
+    import asyncio
+
+    from .conftest import free_port
+
+    port = free_port()
+    held: list[asyncio.StreamWriter] = []
+
+    async def serve() -> asyncio.AbstractServer:
+        async def hold(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            held.append(w)
+
+        return await asyncio.start_server(hold, "127.0.0.1", port)
+
+    server = env.lt.call(serve())
+    targets = [*env.targets()[:1], SshTarget(1, "127.0.0.1", port, USER, env.workers[1].host_key)]
+    client = _workers(env, targets, connect_timeout=0.4, connect_attempts=2)
+    try:
+        t0 = time.monotonic()
+        r0, r1 = _run(env, client, "true")
+        assert time.monotonic() - t0 < 3
+        assert r0.ok and not r1.timed_out and r1.exit_code is None
+        assert r1.error is not None and "connect timed out" in r1.error
+        r0, r1 = _run(env, client, "true", timeout=0.3)
+        assert r0.ok and r1.timed_out and r1.error == "timed out after 0.3s"
+    finally:
+        env.lt.call(client.close())
+
+        async def stop() -> None:
+            for w in held:
+                w.close()
+            server.close()
+
+        env.lt.call(stop())

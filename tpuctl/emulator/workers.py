@@ -203,6 +203,8 @@ class _Worker:
             TPU_WORKER_ID=str(self.index),
             TPUCTL_EMULATOR="1",
             UV_CACHE_DIR=str(self.uv_cache),
+            # one pip cache too: bootstrap installs uv with pip once per worker home
+            PIP_CACHE_DIR=str(self.uv_cache.parent / "pip-cache"),
             # each worker gets its own emulated TPU device files and libtpu lockfile, so the
             # busy check sees only its own holders although workers share one kernel
             TPUCTL_TPU_DEVICES=str(self.home.parent / "dev" / "accel*"),

@@ -1,0 +1,243 @@
+"""The loop on the emulator: sync, secrets, launch, tail, status, stop, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cli
+
+pytestmark = pytest.mark.e2e
+
+NODE = "loop-v6e16"
+
+
+def git(repo: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True, env=env).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("src") / "proj"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    (root / "job.sh").write_text("echo job on $TPUCTL_WORKER_ID\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "first")
+    return root
+
+
+@pytest.fixture(scope="module")
+def node(cli: Cli) -> str:
+    r = cli("create", NODE, "--type", "v6e-16")
+    assert r.returncode == 0, r.stderr
+    yield NODE
+    cli("delete", NODE, "--yes")
+
+
+def in_repo(cli: Cli, repo: Path, *args: str, **kw) -> subprocess.CompletedProcess[str]:
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "tpuctl", *args], capture_output=True,
+                          text=True, cwd=repo, env=cli.env(), stdin=subprocess.DEVNULL,
+                          timeout=kw.get("timeout", 180))
+
+
+def worker_home(emulator, node: str, i: int) -> Path:  # noqa: ANN001
+    return emulator.state_dir / "nodes" / f"local-project.local-a.{node}" / f"w{i}" / "home"
+
+
+def test_sync_bundle_puts_every_worker_at_the_commit_then_is_a_noop(cli, node, repo, emulator):
+    sha = git(repo, "rev-parse", "HEAD")
+    r = in_repo(cli, repo, "sync", node, "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["commit"] == sha and sorted(doc["changed_workers"]) == [0, 1, 2, 3]
+    for i in range(4):
+        checkout = worker_home(emulator, node, i) / "work" / "proj"
+        assert git(checkout, "rev-parse", "HEAD") == sha
+        assert (checkout / "job.sh").is_file()
+    r = in_repo(cli, repo, "sync", node, "--json")
+    assert json.loads(r.stdout)["noop"] is True
+    assert json.loads(r.stdout)["bundle_bytes"] == 0  # nothing sent when already there
+    # a second commit travels as an incremental bundle
+    (repo / "job.sh").write_text("echo job v2 on $TPUCTL_WORKER_ID\n")
+    git(repo, "commit", "-qam", "second")
+    r = in_repo(cli, repo, "sync", node, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["commit"] == git(repo, "rev-parse", "HEAD")
+
+
+def test_sync_refuses_a_dirty_tree_unless_allowed(cli, node, repo):
+    (repo / "scratch.txt").write_text("not committed\n")
+    try:
+        r = in_repo(cli, repo, "sync", node)
+        assert r.returncode == 2
+        assert "uncommitted changes (scratch.txt)" in r.stderr and "--allow-dirty" in r.stderr
+        r = in_repo(cli, repo, "sync", node, "--allow-dirty")
+        assert r.returncode == 0, r.stderr
+        assert "left out (uncommitted): scratch.txt" in r.stderr
+    finally:
+        (repo / "scratch.txt").unlink()
+
+
+def test_sync_via_origin_refuses_an_unpushed_commit(cli, node, repo, tmp_path):
+    bare = tmp_path / "origin.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    git(repo, "remote", "add", "origin", str(bare))
+    try:
+        r = in_repo(cli, repo, "sync", node, "--via", "origin")
+        assert r.returncode == 2
+        assert "is not pushed to origin" in r.stderr and "--via bundle" in r.stderr
+        git(repo, "push", "-q", "origin", "main")
+        r = in_repo(cli, repo, "sync", node, "--via", "origin", "--json")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["commit"] == git(repo, "rev-parse", "HEAD")
+    finally:
+        git(repo, "remote", "remove", "origin")
+
+
+SECRET = "s3cr3t-'quoted' $(touch /tmp/never) \"x\" tail"
+
+
+def test_secrets_reach_every_worker_0600_and_never_print(cli, node, repo, emulator, tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"HF_TOKEN='{SECRET.replace(chr(39), chr(92) + chr(39))}'\n"
+                        "WANDB_API_KEY=abc123def\n")
+    # the value as python-dotenv reads it is what the job must see
+    from dotenv import dotenv_values
+
+    expected = dotenv_values(env_file)["HF_TOKEN"]
+    r = in_repo(cli, repo, "secrets", "push", node, str(env_file))
+    assert r.returncode == 0, r.stderr
+    assert "HF_TOKEN" in r.stderr and expected not in r.stdout + r.stderr
+    assert "abc123def" not in r.stdout + r.stderr
+    r = in_repo(cli, repo, "secrets", "list", node)
+    assert r.stdout.count("HF_TOKEN WANDB_API_KEY") == 4 and "abc123def" not in r.stdout
+    for i in range(4):
+        f = worker_home(emulator, node, i) / ".tpuctl" / "secrets.env"
+        assert oct(f.stat().st_mode & 0o777) == "0o600"
+    # a job sees the exact value (compared by hash, so the value is never printed)
+    r = in_repo(cli, repo, "launch", node, "--run-id", "secret-check", "--", "bash", "-c",
+                'printf %s "$HF_TOKEN" | sha256sum')
+    assert r.returncode == 0, r.stderr
+    r = in_repo(cli, repo, "tail", node, "secret-check", "--follow")
+    assert r.returncode == 0, r.stderr
+    import hashlib
+
+    digest = hashlib.sha256(expected.encode()).hexdigest()
+    assert r.stdout.count(digest) == 4
+    assert expected not in r.stdout + r.stderr
+    assert not Path("/tmp/never").exists()
+
+
+def test_failing_worker_makes_tail_exit_nonzero_and_name_it(cli, node, repo):
+    script = 'echo "start $TPUCTL_WORKER_ID"; if [ "$TPUCTL_WORKER_ID" = 2 ]; then exit 3; fi'
+    r = in_repo(cli, repo, "launch", node, "--run-id", "fail-one", "--", "bash", "-c", script)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "fail-one"
+    r = in_repo(cli, repo, "tail", node, "fail-one", "--follow")
+    assert r.returncode == 3
+    assert "first failing worker w2" in r.stderr
+    for i in range(4):
+        assert f"[w{i}] start {i}" in r.stdout
+    st = json.loads(in_repo(cli, repo, "status", node, "fail-one", "--json").stdout)
+    assert st["state"] == "failed" and st["exit_code"] == 3
+    assert [w["exit_code"] for w in st["workers"]] == [0, 0, 3, 0]
+
+
+def test_env_contract_per_worker(cli, node, repo):
+    code = ('import json,os; print(json.dumps({k: os.environ.get(k) for k in ['
+            '"TPUCTL_RUN_ID","TPUCTL_WORKER_ID","TPUCTL_NUM_WORKERS","JAX_COORDINATOR_ADDRESS",'
+            '"JAX_NUM_PROCESSES","JAX_PROCESS_ID","TPUCTL_RUN_DIR","EXTRA"]}))')
+    r = in_repo(cli, repo, "launch", node, "--run-id", "env-check", "--env", "EXTRA=a b",
+                "--", "python3", "-c", code)
+    assert r.returncode == 0, r.stderr
+    r = in_repo(cli, repo, "tail", node, "env-check", "--follow")
+    assert r.returncode == 0, r.stderr
+    envs = {}
+    for line in r.stdout.splitlines():
+        m = re.match(r"^\[w(\d)\] (\{.*\})$", line)
+        if m:
+            envs[int(m.group(1))] = json.loads(m.group(2))
+    assert sorted(envs) == [0, 1, 2, 3]
+    coords = {e["JAX_COORDINATOR_ADDRESS"] for e in envs.values()}
+    assert len(coords) == 1  # every worker points at worker 0
+    for i, e in envs.items():
+        assert e["TPUCTL_WORKER_ID"] == e["JAX_PROCESS_ID"] == str(i)
+        assert e["TPUCTL_NUM_WORKERS"] == e["JAX_NUM_PROCESSES"] == "4"
+        assert e["TPUCTL_RUN_ID"] == "env-check" and e["EXTRA"] == "a b"
+        assert e["TPUCTL_RUN_DIR"].endswith("/.tpuctl/runs/env-check")
+
+
+def _pgid_members(pgid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_second_launch_refused_then_replace_then_stop_leaves_nothing_alive(cli, node, repo,
+                                                                          emulator):
+    r = in_repo(cli, repo, "launch", node, "--run-id", "long-1", "--", "bash", "-c",
+                "sleep 1000 & sleep 1000 & wait")
+    assert r.returncode == 0, r.stderr
+    r = in_repo(cli, repo, "launch", node, "--run-id", "long-2", "--", "true")
+    assert r.returncode == 2
+    assert "long-1 is still alive" in r.stderr and "--replace" in r.stderr
+    # nothing half-started: long-2 exists on no worker
+    for i in range(4):
+        assert not (worker_home(emulator, node, i) / ".tpuctl/runs/long-2").exists()
+    r = in_repo(cli, repo, "launch", node, "--run-id", "long-2", "--replace", "--", "bash",
+                "-c", "sleep 1000 & sleep 1000 & wait")
+    assert r.returncode == 0, r.stderr
+    st1 = json.loads(in_repo(cli, repo, "status", node, "long-1", "--json").stdout)
+    assert st1["state"] == "stopped"
+    st = json.loads(in_repo(cli, repo, "status", node, "long-2", "--json").stdout)
+    assert st["state"] == "running"
+    pgids = []
+    for i in range(4):
+        run_dir = worker_home(emulator, node, i) / ".tpuctl/runs/long-2"
+        pgids.append(int((run_dir / "pgid").read_text()))
+    assert all(len(_pgid_members(g)) >= 3 for g in pgids)  # supervisor, bash, sleeps
+    r = in_repo(cli, repo, "stop", node, "--grace", "3")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("terminated") + r.stderr.count("killed") == 4
+    for g in pgids:
+        assert _pgid_members(g) == []
+    st = json.loads(in_repo(cli, repo, "status", node, "long-2", "--json").stdout)
+    assert st["state"] == "stopped"
+
+
+def test_busy_tpu_is_refused_with_the_holder(cli, node, repo, emulator):
+    dev = worker_home(emulator, node, 1).parent / "dev" / "accel0"
+    holder = subprocess.Popen(["bash", "-c", f"exec 3<{dev}; sleep 60"])
+    try:
+        time.sleep(0.3)
+        r = in_repo(cli, repo, "launch", node, "--run-id", "busy-1", "--", "true")
+        assert r.returncode == 2
+        assert f"pid={holder.pid}" in r.stderr and "w1" in r.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_status_of_a_node_without_runs_and_bad_run_ids(cli, repo):
+    r = in_repo(cli, repo, "launch", NODE, "--run-id", "bad id;", "--", "true")
+    assert r.returncode == 2 and "invalid run id" in r.stderr
+    r = in_repo(cli, repo, "tail", NODE, "no-such-run")
+    assert r.returncode == 3
