@@ -37,8 +37,10 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def node(cli: Cli) -> str:
+def node(cli: Cli, repo: Path) -> str:
     r = cli("create", NODE, "--type", "v6e-16")
+    assert r.returncode == 0, r.stderr
+    r = in_repo(cli, repo, "sync", NODE)  # launches run in the checkout: have one everywhere
     assert r.returncode == 0, r.stderr
     yield NODE
     cli("delete", NODE, "--yes")
@@ -241,3 +243,114 @@ def test_status_of_a_node_without_runs_and_bad_run_ids(cli, repo):
     assert r.returncode == 2 and "invalid run id" in r.stderr
     r = in_repo(cli, repo, "tail", NODE, "no-such-run")
     assert r.returncode == 3
+
+
+def _drop(emulator, node: str) -> None:  # noqa: ANN001
+    import urllib.request
+
+    url = (f"{emulator.endpoint}/emulator/v1/projects/local-project/locations/local-a/nodes/"
+           f"{node}:dropConnections")
+    urllib.request.urlopen(urllib.request.Request(url, method="POST", data=b""), timeout=10)
+
+
+def test_tail_follow_survives_ssh_drops_without_losing_or_repeating_lines(cli, node, repo,
+                                                                         emulator):
+    import sys
+
+    n = 250
+    prog = (f"import time\nfor i in range({n}):\n    print(f'line {{i}}', flush=True)\n"
+            "    time.sleep(0.02)\n")
+    r = in_repo(cli, repo, "launch", node, "--run-id", "drops", "--", "python3", "-c", prog)
+    assert r.returncode == 0, r.stderr
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "tpuctl", "tail", node, "drops", "--follow", "-n", "100000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli.env(), cwd=repo)
+    drops = 0
+    deadline = time.monotonic() + 8
+    while follower.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.7)
+        _drop(emulator, node)
+        drops += 1
+    out, err = follower.communicate(timeout=120)
+    assert follower.returncode == 0, err
+    assert drops >= 3
+    for w in range(4):
+        seen = [int(m.group(1)) for m in re.finditer(rf"^\[w{w}\] line (\d+)$", out, re.M)]
+        assert seen == list(range(n)), (w, len(seen))  # none lost, none repeated, in order
+
+
+def test_up_trains_the_quickstart_on_16_devices_and_a_second_up_skips_work(cli, tmp_path,
+                                                                          emulator):
+    """The README demo: the real JAX program, 4 processes x 4 devices, through `up`."""
+    import shutil
+    import sys
+
+    src = Path(__file__).resolve().parents[2] / "recipes"
+    proj = tmp_path / "demo"
+    shutil.copytree(src, proj / "recipes")
+    secret = "hf_" + "Zq9" * 10
+    (proj / ".gitignore").write_text(".env\ncheckpoint/\n")
+    (proj / ".env").write_text(f"HF_TOKEN={secret}\n")
+    recipe = (proj / "recipes" / "quickstart.yaml")
+    recipe.write_text(recipe.read_text().replace("name: quickstart", "name: qs-e2e")
+                      + "secrets: .env\n")
+    git(proj, "init", "-q")
+    git(proj, "add", "-A")
+    git(proj, "commit", "-qm", "demo")
+
+    leaks: list[str] = []
+    stop = False
+
+    def audit_cmdlines() -> None:
+        while not stop:
+            for f in Path("/proc").glob("[0-9]*/cmdline"):
+                try:
+                    if secret.encode() in f.read_bytes():
+                        leaks.append(f.parent.name)
+                except OSError:
+                    pass
+            time.sleep(0.05)
+
+    import threading
+
+    t = threading.Thread(target=audit_cmdlines, daemon=True)
+    t.start()
+    try:
+        run = subprocess.run([sys.executable, "-m", "tpuctl", "up", "recipes/quickstart.yaml"],
+                             capture_output=True, text=True, cwd=proj, env=cli.env(),
+                             timeout=900, stdin=subprocess.DEVNULL)
+        again = subprocess.run([sys.executable, "-m", "tpuctl", "up", "recipes/quickstart.yaml"],
+                               capture_output=True, text=True, cwd=proj, env=cli.env(),
+                               timeout=900, stdin=subprocess.DEVNULL)
+    finally:
+        stop = True
+        t.join()
+    try:
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert "[w0] processes=4 devices=16 local_devices=4 backend=cpu" in run.stdout
+        losses = [float(x) for x in re.findall(r"^\[w0\] step=\d+ loss=([0-9.]+)", run.stdout,
+                                               re.M)]
+        assert len(losses) >= 3 and losses[-1] < losses[0] / 2
+        assert "[w0] checkpoint written to" in run.stdout
+        for w in range(4):
+            assert f"[w{w}]" in run.stdout
+        assert "✓ secrets" in run.stderr
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert re.search(r"✓ create\s+reused", again.stderr)
+        assert re.search(r"✓ sync\s+skipped", again.stderr)
+        assert re.search(r"✓ bootstrap\s+cached", again.stderr)
+        ckpt = list((emulator.state_dir / "nodes").glob(
+            "*qs-e2e/w0/home/.tpuctl/runs/*/checkpoint/params.npz"))
+        assert len(ckpt) == 2  # one per run
+        # the secret: never in any process's argv, in tpuctl's output, or in any log
+        assert leaks == []
+        for text in (run.stdout, run.stderr, again.stdout, again.stderr):
+            assert secret not in text
+        node_dir = next((emulator.state_dir / "nodes").glob("*qs-e2e"))
+        for log in list(node_dir.glob("w*/home/.tpuctl/runs/*/worker*.log")) + list(
+                node_dir.glob("w*/home/.tpuctl/logs/*.log")):
+            assert secret not in log.read_text(errors="replace"), log
+        for f in node_dir.glob("w*/home/.tpuctl/secrets.env"):
+            assert oct(f.stat().st_mode & 0o777) == "0o600"
+    finally:
+        cli("down", "qs-e2e", "--yes")

@@ -90,8 +90,9 @@ def start(
         argv = [sys.executable, "-m", "tpuctl", "emulator", "serve", "--state-dir", str(sd),
                 "--port", str(port), "--ssh-port", str(ssh_port),
                 "--create-delay", str(create_delay)]
+        # cwd: the state dir, so `python -m tpuctl` never imports a stray ./tpuctl
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True, close_fds=True)
+                                start_new_session=True, close_fds=True, cwd=sd)
         log.close()
         deadline = time.monotonic() + timeout
         while (info := _read_info(sd)) is None:

@@ -12,7 +12,8 @@ Deliberate differences from GCP (kept small, each for a reason):
   loopback address as `ipAddress`;
 - any project is accepted; unknown zones answer 404 NOT_FOUND for every call under them;
 - at most 254 live nodes (one loopback /16 each); beyond that 429 RESOURCE_EXHAUSTED;
-- `/emulator/v1/status` (GET) and `/emulator/v1/<node name>:preempt` (POST) are admin calls.
+- `/emulator/v1/status` (GET), `/emulator/v1/<node name>:preempt` and
+  `/emulator/v1/<node name>:dropConnections[?worker=I]` (POST) are admin calls.
 """
 
 from __future__ import annotations
@@ -298,6 +299,12 @@ async def admin_status(call: Call) -> Reply:
     return Reply("", {**info, "ssh_port": state.ssh_port, "nodes": nodes})
 
 
+async def admin_drop_connections(call: Call) -> Reply:
+    worker = call.request.query.get("worker")
+    return Reply("", call.state.drop_connections(call.group("name"),
+                                                 int(worker) if worker else None))
+
+
 async def admin_preempt(call: Call) -> Reply:
     return Reply("Node", await call.state.preempt_node(call.group("name")))
 
@@ -336,6 +343,7 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         ("POST", rf"/v2/{_QR}:reset", reset_queued_resource),
         ("GET", r"/emulator/v1/status", admin_status),
         ("POST", rf"/emulator/v1/{_NODE}:preempt", admin_preempt),
+        ("POST", rf"/emulator/v1/{_NODE}:dropConnections", admin_drop_connections),
     ]
 ]
 

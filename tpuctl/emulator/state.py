@@ -940,6 +940,20 @@ class EmulatorState:
         self.save()
         return self.render_node(rec)
 
+    def drop_connections(self, name: str, worker: int | None = None) -> dict[str, Any]:
+        """Fault injection: cut the SSH connections of one worker (or all) mid-stream, as a
+        flaky network would; the workers and their processes live on."""
+        rec = self.get_node_record(name)
+        drop = getattr(self.workers, "drop_connections", None)
+        if drop is None:
+            raise failed_precondition("this worker host cannot drop connections")
+        indices = range(len(rec.workers)) if worker is None else [worker]
+        for i in indices:
+            if not 0 <= i < len(rec.workers):
+                raise invalid_argument(f"worker {i} does not exist")
+            drop(rec.key, i)
+        return {"dropped": list(indices)}
+
     # ---------------------------------------------------------------- queued resources
 
     def get_queued_resource(self, name: str) -> dict[str, Any]:

@@ -151,10 +151,11 @@ async def tail(session: SliceSession, run_id: str | None, *, lines: int | None =
         drops = 0
         while True:
             meta: dict[str, str] = {}
+            problems: list[str] = []
             received = 0
 
-            def on_output(index: int, stream: str, line: str, meta: dict[str, str] = meta
-                          ) -> None:
+            def on_output(index: int, stream: str, line: str, meta: dict[str, str] = meta,
+                          problems: list[str] = problems) -> None:
                 nonlocal received
                 if stream == "stdout":
                     received += len(line.encode("utf-8", "surrogateescape")) + 1
@@ -164,6 +165,8 @@ async def tail(session: SliceSession, run_id: str | None, *, lines: int | None =
                         key, sep, value = part.partition("=")
                         if sep:
                             meta[key] = value
+                else:
+                    problems.append(line)
 
             args = [run_id or "-", str(i), str(offset), "1" if follow else "0",
                     str(lines) if (first and lines is not None) else ""]
@@ -187,7 +190,7 @@ async def tail(session: SliceSession, run_id: str | None, *, lines: int | None =
                     return
                 continue
             if res.error is None:
-                raise_on_failure([res], f"reading w{i}'s log")
+                raise_on_failure([res], f"reading w{i}'s log", tails={i: "\n".join(problems)})
             drops += 1
             result.reconnects += 1
             if not follow or drops > max_reconnects:

@@ -23,19 +23,21 @@ fi
 touch "$log"
 if [ -n "$last" ] && [ "$offset" = 0 ]; then
   # start at the last N lines: the byte offset where they begin
+  # both numbers from one snapshot of the first $size bytes: the log may be growing
   size=$(stat -c %s "$log")
-  tailbytes=$(tail -n "$last" "$log" | wc -c)
+  tailbytes=$(head -c "$size" "$log" | tail -n "$last" | wc -c)
   offset=$((size - tailbytes))
   echo "tpuctl-offset=$offset" >&2
 fi
 pid=$(cat "$d/pid" 2>/dev/null || echo 1)
-# awk passes on complete lines only (a partial last line waits for its newline, or for the
-# end of the stream), so the caller's byte count always ends on a line boundary.
+# `sed -u` passes on complete lines only, unbuffered (a partial last line waits for its
+# newline, or for the end of the stream), so the caller's byte count ends on a line boundary.
+# (Not awk: Debian's mawk block-buffers a pipe and would hold lines back.)
 if [ "$follow" = 1 ] && [ ! -f "$d/exit_code" ] && kill -0 "$pid" 2>/dev/null; then
   # inotify-driven; --pid ends it (after a final read) once the supervisor has exited
-  tail -c "+$((offset + 1))" --pid="$pid" -s 0.5 -f "$log" | LC_ALL=C awk '{ print; fflush() }'
+  tail -c "+$((offset + 1))" --pid="$pid" -s 0.5 -f "$log" | LC_ALL=C sed -u ''
 else
-  tail -c "+$((offset + 1))" "$log" | LC_ALL=C awk '{ print; fflush() }'
+  tail -c "+$((offset + 1))" "$log" | LC_ALL=C sed -u ''
 fi
 alive=0
 kill -0 "$pid" 2>/dev/null && alive=1
