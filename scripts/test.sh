@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The README's test command: install everything the tests need into .venv, lint, type-check,
+# then run the whole suite (unit, emulator, end-to-end). Works on a fresh Debian/Ubuntu machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System tools the tests use for real: git (code sync), the OpenSSH client (ssh/ssh-config).
+missing=()
+command -v git >/dev/null 2>&1 || missing+=(git)
+command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  else
+    echo "please install: ${missing[*]}" >&2
+    exit 2
+  fi
+fi
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[dev]'
+
+.venv/bin/ruff check tpuctl tests benchmarks
+.venv/bin/mypy tpuctl
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
