@@ -22,6 +22,6 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev]'
 
-.venv/bin/ruff check tpuctl tests benchmarks
+.venv/bin/ruff check .
 .venv/bin/mypy tpuctl
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
