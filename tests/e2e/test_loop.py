@@ -60,23 +60,28 @@ def worker_home(emulator, node: str, i: int) -> Path:  # noqa: ANN001
 
 def test_sync_bundle_puts_every_worker_at_the_commit_then_is_a_noop(cli, node, repo, emulator):
     sha = git(repo, "rev-parse", "HEAD")
-    r = in_repo(cli, repo, "sync", node, "--json")
-    assert r.returncode == 0, r.stderr
-    doc = json.loads(r.stdout)
-    assert doc["commit"] == sha and sorted(doc["changed_workers"]) == [0, 1, 2, 3]
-    for i in range(4):
+    for i in range(4):  # the `node` fixture synced once already
         checkout = worker_home(emulator, node, i) / "work" / "proj"
         assert git(checkout, "rev-parse", "HEAD") == sha
         assert (checkout / "job.sh").is_file()
     r = in_repo(cli, repo, "sync", node, "--json")
-    assert json.loads(r.stdout)["noop"] is True
-    assert json.loads(r.stdout)["bundle_bytes"] == 0  # nothing sent when already there
-    # a second commit travels as an incremental bundle
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["commit"] == sha and doc["noop"] is True
+    assert doc["bundle_bytes"] == 0  # nothing sent when already there
+    # a new commit travels as an incremental bundle and moves every worker
     (repo / "job.sh").write_text("echo job v2 on $TPUCTL_WORKER_ID\n")
     git(repo, "commit", "-qam", "second")
+    new_sha = git(repo, "rev-parse", "HEAD")
     r = in_repo(cli, repo, "sync", node, "--json")
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["commit"] == git(repo, "rev-parse", "HEAD")
+    doc = json.loads(r.stdout)
+    assert doc["commit"] == new_sha and sorted(doc["changed_workers"]) == [0, 1, 2, 3]
+    assert r.stdout and 0 < doc["bundle_bytes"]
+    for i in range(4):
+        checkout = worker_home(emulator, node, i) / "work" / "proj"
+        assert git(checkout, "rev-parse", "HEAD") == new_sha
+        assert "v2" in (checkout / "job.sh").read_text()
 
 
 def test_sync_refuses_a_dirty_tree_unless_allowed(cli, node, repo):
