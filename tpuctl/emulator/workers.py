@@ -17,6 +17,7 @@ import shutil
 import signal
 import struct
 import subprocess
+import sys
 import termios
 import time
 from collections.abc import Callable
@@ -66,6 +67,17 @@ class EmulatedWorker:
     ip: str
     ssh_port: int
     host_key: str  # OpenSSH public key line "ssh-ed25519 AAAA..."
+
+
+def _image_path() -> str:
+    """The machine's PATH without the emulator's own virtualenv: a worker is a VM image with
+    the system's tools, not a shell inside tpuctl's venv (whose python refuses --user)."""
+    own = os.path.join(sys.prefix, "bin") if sys.prefix != sys.base_prefix else None
+    venv = os.environ.get("VIRTUAL_ENV")
+    drop = {p for p in (own, os.path.join(venv, "bin") if venv else None) if p}
+    parts = [p for p in os.environ.get("PATH", os.defpath).split(os.pathsep)
+             if p and os.path.normpath(p) not in {os.path.normpath(d) for d in drop}]
+    return os.pathsep.join(parts) or os.defpath
 
 
 def key_id(line: str) -> tuple[str, str] | None:
@@ -196,7 +208,7 @@ class _Worker:
             USER=username,
             LOGNAME=username,
             SHELL="/bin/bash",
-            PATH=os.environ.get("PATH", os.defpath),
+            PATH=_image_path(),
             LANG=client_env.get("LANG", "C.UTF-8"),
             JAX_PLATFORMS="cpu",
             XLA_FLAGS=f"--xla_force_host_platform_device_count={self.node.chips_per_host}",

@@ -170,8 +170,9 @@ async def bootstrap(
                 raise RemoteCommandError(
                     f"bootstrap failed on w{w.index} (exit {kv.get('exit', '?')}): "
                     + " | ".join(log_tail.splitlines()[-8:]),
-                    hint="fix the requirements (see the log lines above) and run bootstrap "
-                    "again", returncode=1)
+                    hint="fix what the log lines above name (often the requirements), then run "
+                    f"bootstrap again; full log: {LOG.replace('$HOME', '~')} on w{w.index}",
+                    returncode=1)
 
     async def with_retries(w: WorkerBootstrap) -> None:
         t = time.monotonic()

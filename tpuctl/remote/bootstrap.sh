@@ -58,12 +58,14 @@ case "$mode" in
     step() { echo "[tpuctl-bootstrap] $*"; }
     step "start $(date -u +%Y-%m-%dT%H:%M:%SZ) hash=$hash python=$python torch=$torch"
 
-    export PATH="$HOME/.local/bin:$PATH"
+    export PATH="$HOME/.local/bin:$HOME/.tpuctl/tools/bin:$PATH"
     if ! command -v uv >/dev/null 2>&1; then
       step "installing uv"
+      # the user site first; then past PEP 668's guard; then a small tools venv of its own
       python3 -m pip install --user --quiet uv 2>/dev/null \
-        || python3 -m pip install --user --quiet --break-system-packages uv \
-        || { step "cannot install uv: install python3-pip (apt-get install -y python3-pip)"; exit 40; }
+        || python3 -m pip install --user --quiet --break-system-packages uv 2>/dev/null \
+        || { python3 -m venv "$HOME/.tpuctl/tools" && "$HOME/.tpuctl/tools/bin/pip" install --quiet uv; } \
+        || { step "cannot install uv: install python3-pip and python3-venv (apt-get install -y python3-pip python3-venv)"; exit 40; }
     fi
     step "uv $(uv --version | cut -d' ' -f2)"
 
