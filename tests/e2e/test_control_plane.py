@@ -302,3 +302,22 @@ def test_help_imports_no_heavy_module(cli):
         heavy = {m for m in imported
                  if m.startswith(("google", "asyncssh", "jax", "grpc", "aiohttp"))}
         assert not heavy, heavy
+
+
+def test_create_through_a_queued_resource_and_delete_it(cli, emulator, node_name):
+    r = cli("create", node_name, "--type", "v6e-8", "--queued", "--json")
+    assert r.returncode == 0, r.stderr
+    node = json.loads(r.stdout)["node"]
+    assert node["state"] == "READY" and len(node["workers"]) == 1
+    assert node["queued_resource"].endswith(f"/queuedResources/{node_name}")
+    r = cli("exec", node_name, "--", "true")
+    assert r.returncode == 0, r.stderr
+    r = cli("delete", node_name, "--yes")
+    assert r.returncode == 0, r.stderr
+    assert cli("describe", node_name).returncode == 3
+    from google.api_core.exceptions import NotFound
+
+    client = tpu_client(emulator.endpoint)
+    with pytest.raises(NotFound):  # the queued resource went with it
+        client.get_queued_resource(
+            name=f"projects/local-project/locations/local-a/queuedResources/{node_name}")

@@ -119,6 +119,16 @@ def node_to_slice(node: Any, guest: list[GuestAttribute] | None = None) -> Slice
     )
 
 
+def _node_message(spec: NodeSpec) -> tpu_v2.Node:
+    return tpu_v2.Node(
+        accelerator_type=spec.accelerator_type,
+        runtime_version=spec.runtime_version,
+        labels=spec.labels,
+        metadata=spec.metadata,
+        description=spec.description,
+    )
+
+
 class GcpCloud:
     """google-cloud-tpu behind the Cloud port. Every wait is bounded by tpuctl itself."""
 
@@ -150,14 +160,8 @@ class GcpCloud:
             return [node_to_slice(n) for n in pager]
 
     def create_node(self, spec: NodeSpec) -> str:
-        node = tpu_v2.Node(
-            accelerator_type=spec.accelerator_type,
-            runtime_version=spec.runtime_version,
-            labels=spec.labels,
-            metadata=spec.metadata,
-            description=spec.description,
-            scheduling_config=tpu_v2.SchedulingConfig(spot=spec.spot),
-        )
+        node = _node_message(spec)
+        node.scheduling_config = tpu_v2.SchedulingConfig(spot=spec.spot)
         with api_errors(f"creating node {spec.name!r} in {self.zone}"):
             # create is safe to retry: a duplicate nodeId answers 409, never a second node
             op = api_retry(self._client.create_node)(
@@ -167,18 +171,11 @@ class GcpCloud:
 
     def create_queued_resource(self, spec: NodeSpec) -> str:
         """A queued resource holding one node spec; GCP provisions it when capacity frees."""
-        node = tpu_v2.Node(
-            accelerator_type=spec.accelerator_type,
-            runtime_version=spec.runtime_version,
-            labels=spec.labels,
-            metadata=spec.metadata,
-            description=spec.description,
-        )
         qr = tpu_v2.QueuedResource(
             tpu=tpu_v2.QueuedResource.Tpu(
                 node_spec=[
                     tpu_v2.QueuedResource.Tpu.NodeSpec(
-                        parent=self.parent, node_id=spec.name, node=node
+                        parent=self.parent, node_id=spec.name, node=_node_message(spec)
                     )
                 ]
             ),
@@ -206,20 +203,20 @@ class GcpCloud:
             )
             return str(op.operation.name)
 
-    def delete_node(self, name: str) -> str:
-        with api_errors(f"deleting node {name!r}"):
-            op = api_retry(self._client.delete_node)(request={"name": self.node_path(name)})
+    def _node_verb(self, verb: str, call: Callable[..., Any], name: str) -> str:
+        """delete/stop/start: the same request shape, an operation name back."""
+        with api_errors(f"{verb} node {name!r}"):
+            op = api_retry(call)(request={"name": self.node_path(name)})
             return str(op.operation.name)
+
+    def delete_node(self, name: str) -> str:
+        return self._node_verb("deleting", self._client.delete_node, name)
 
     def stop_node(self, name: str) -> str:
-        with api_errors(f"stopping node {name!r}"):
-            op = api_retry(self._client.stop_node)(request={"name": self.node_path(name)})
-            return str(op.operation.name)
+        return self._node_verb("stopping", self._client.stop_node, name)
 
     def start_node(self, name: str) -> str:
-        with api_errors(f"starting node {name!r}"):
-            op = api_retry(self._client.start_node)(request={"name": self.node_path(name)})
-            return str(op.operation.name)
+        return self._node_verb("starting", self._client.start_node, name)
 
     def set_metadata(self, name: str, metadata: dict[str, str]) -> str:
         node = tpu_v2.Node(name=self.node_path(name), metadata=metadata)
