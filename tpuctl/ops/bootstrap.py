@@ -23,13 +23,14 @@ LOG = "$HOME/.tpuctl/logs/bootstrap.log"
 _PERMANENT = re.compile(
     r"No solution found|unsatisfiable|not found in the package registry|"
     r"No matching distribution|Requirement .* not satisfied|requires-python|"
-    r"Because .* depends on|Distribution not found|invalid requirement|Failed to parse",
+    r"Because .* depends on|Distribution not found|invalid requirement|Failed to parse|"
+    r"Couldn't parse requirement",
     re.IGNORECASE,
 )
 _TRANSIENT = re.compile(
     r"timed out|timeout|Connection reset|Connection refused|connection closed|"
     r"Temporary failure in name resolution|Name or service not known|"
-    r"HTTP status server error|50[0234] |429 |Too Many Requests|Service Unavailable|"
+    r"HTTP status server error|(?<![\w.])(?:50[0234]|429) |Too Many Requests|Service Unavailable|"
     r"error sending request|Failed to fetch|Failed to download|network|broken pipe",
     re.IGNORECASE,
 )
@@ -37,10 +38,14 @@ _TRANSIENT = re.compile(
 
 def classify_failure(log_tail: str) -> str:
     """'permanent' or 'transient'. A permanent marker wins; unknown failures are permanent
-    (fail fast rather than retrying something that will fail again)."""
-    if _PERMANENT.search(log_tail):
+    (fail fast rather than retrying something that will fail again). bootstrap.sh's own step
+    lines are not evidence either way: they carry the hash and paths, whose text could look
+    like a status code ("hash=...f503 python=-") or a network word."""
+    text = "\n".join(line for line in log_tail.splitlines()
+                     if not line.startswith("[tpuctl-bootstrap]"))
+    if _PERMANENT.search(text):
         return "permanent"
-    if _TRANSIENT.search(log_tail):
+    if _TRANSIENT.search(text):
         return "transient"
     return "permanent"
 

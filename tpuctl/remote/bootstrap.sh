@@ -14,6 +14,19 @@ logs="$HOME/.tpuctl/logs"
 log="$logs/bootstrap.log"
 mkdir -p "$base" "$logs"
 
+# Is the detached runner of this hash still at work? A runner that finished wrote HASH.exit
+# (failure) or the marker (success) as its last act, and until its new parent (init) reaps it,
+# it lingers as a zombie that `kill -0` still reports alive: neither counts as running, or a
+# retry right after a failure would find the old run "running" and never start a new one.
+running() {
+  local pid st
+  [ -f "$base/$hash.pid" ] && [ ! -f "$base/$hash.exit" ] || return 1
+  pid=$(cat "$base/$hash.pid")
+  kill -0 "$pid" 2>/dev/null || return 1
+  st=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) || true
+  [ "$st" != Z ]
+}
+
 case "$mode" in
   start)
     if [ -f "$venv/.tpuctl-ready" ]; then
@@ -21,7 +34,7 @@ case "$mode" in
       echo "state=done cached=1"
       exit 0
     fi
-    if [ -f "$base/$hash.pid" ] && kill -0 "$(cat "$base/$hash.pid")" 2>/dev/null; then
+    if running; then
       cat >/dev/null
       echo "state=running cached=0"
       exit 0
@@ -38,7 +51,7 @@ case "$mode" in
       echo "state=done exit=0"
     elif [ -f "$base/$hash.exit" ]; then
       echo "state=failed exit=$(cat "$base/$hash.exit")"
-    elif [ -f "$base/$hash.pid" ] && kill -0 "$(cat "$base/$hash.pid")" 2>/dev/null; then
+    elif running; then
       echo "state=running exit=-"
     elif [ -f "$base/$hash.pid" ]; then
       echo "state=failed exit=died"
