@@ -337,11 +337,15 @@ def status(
         while True:
             st = await op.run_status(session, run)
             _render_status(st, json_)
-            if not watch or st.finished:
+            if not watch or st.finished or st.serve_state in ("degraded", "down"):
                 return st
             await asyncio.sleep(interval)
 
     st = _run(go, cloud, name)
+    if watch and st.serve_state in ("degraded", "down"):
+        output.info(f"serving {st.serve_state}: worker(s) "
+                    + ", ".join(f"w{i}" for i in st.degraded_workers))
+        raise typer.Exit(1)
     if watch:
         raise typer.Exit(st.exit_code)
     if st.state == "none":
@@ -353,6 +357,10 @@ def _render_status(st: Any, json_: bool) -> None:  # noqa: ANN401
         output.print_json(st.to_dict())
         return
     output.out(f"node {st.node} {st.node_state}; run {st.run_id}: {st.state}")
+    if st.serve_url is not None:
+        bad = ", ".join(f"w{i}" for i in st.degraded_workers)
+        output.out(f"serving: {st.serve_state} (health {st.health_code or '-'}"
+                   f"{'; not serving: ' + bad if bad else ''}) at {st.serve_url}")
     output.table(["WORKER", "STATE", "EXIT", "HEARTBEAT", "PID", "LOG LINES"],
                  [[f"w{w.index}", w.state, "-" if w.exit_code is None else w.exit_code,
                    "-" if w.heartbeat_age is None else f"{w.heartbeat_age}s ago",

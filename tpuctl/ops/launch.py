@@ -50,6 +50,9 @@ class LaunchSpec:
     commit: str | None = None
     replace: bool = False
     run_id: str | None = None
+    # per-worker command overrides (serving: each rank's argv differs by its node rank)
+    per_worker_command: Mapping[int, str] | None = None
+    serve_port: int | None = None  # rank 0's HTTP port, recorded for `status` health checks
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,8 @@ def worker_env(session: SliceSession, spec: LaunchSpec, run_id: str, index: int
         "JAX_NUM_PROCESSES": str(len(workers)),
         "JAX_PROCESS_ID": str(index),
     })
+    if spec.serve_port is not None:
+        env["TPUCTL_SERVE_URL"] = f"http://{workers[0].ip}:{spec.serve_port}"
     return env
 
 
@@ -92,11 +97,12 @@ def _refusal(results: list, what: str) -> None:  # noqa: ANN001
 
 async def launch(session: SliceSession, spec: LaunchSpec) -> LaunchResult:
     run_id = validate_run_id(spec.run_id or new_run_id(session.slice.name))
-    if not spec.command.strip():
+    if not spec.command.strip() and not spec.per_worker_command:
         raise UsageError("no command to launch", hint="give --recipe FILE or -- CMD ...")
     calls = {}
     for i in session.indices:
-        payload = spec.command.encode() + b"\0" + render_env(worker_env(session, spec, run_id, i))
+        command = (spec.per_worker_command or {}).get(i, spec.command)
+        payload = command.encode() + b"\0" + render_env(worker_env(session, spec, run_id, i))
         args = [run_id, str(i), spec.workdir, spec.venv_hash or "-", spec.commit or "-",
                 "1" if spec.replace else "0"]
         calls[i] = (args, payload)

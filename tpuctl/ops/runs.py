@@ -23,6 +23,7 @@ class WorkerRunStatus:
     pid: int | None = None
     log_lines: int = 0
     stopped: bool = False
+    serve_url: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {"worker": self.index, "run_id": self.run_id, "state": self.state,
@@ -35,6 +36,29 @@ class RunStatus:
     node: str
     node_state: str
     workers: tuple[WorkerRunStatus, ...]
+    health_code: str | None = None  # rank 0's /health_generate answer, for server runs
+
+    @property
+    def serve_url(self) -> str | None:
+        return self.workers[0].serve_url if self.workers else None
+
+    @property
+    def serve_state(self) -> str | None:
+        """serving, degraded (a rank gone or generation failing) or down (rank 0 gone)."""
+        if self.serve_url is None:
+            return None
+        if self.node_state in ("PREEMPTED", "TERMINATED") or self.workers[0].state != "running":
+            return "down"
+        if any(w.state != "running" for w in self.workers) or self.health_code != "200":
+            return "degraded"
+        return "serving"
+
+    @property
+    def degraded_workers(self) -> list[int]:
+        bad = [w.index for w in self.workers if w.state != "running"]
+        if not bad and self.health_code not in (None, "200"):
+            bad = [0]
+        return bad
 
     @property
     def run_id(self) -> str:
@@ -66,9 +90,14 @@ class RunStatus:
         return 0
 
     def to_dict(self) -> dict[str, object]:
-        return {"node": self.node, "node_state": self.node_state, "run_id": self.run_id,
-                "state": self.state, "exit_code": self.exit_code if self.finished else None,
-                "workers": [w.to_dict() for w in self.workers]}
+        d: dict[str, object] = {
+            "node": self.node, "node_state": self.node_state, "run_id": self.run_id,
+            "state": self.state, "exit_code": self.exit_code if self.finished else None,
+            "workers": [w.to_dict() for w in self.workers]}
+        if self.serve_url is not None:
+            d.update(serve=self.serve_state, serve_url=self.serve_url,
+                     health=self.health_code, degraded_workers=self.degraded_workers)
+        return d
 
     @property
     def finished(self) -> bool:
@@ -88,10 +117,12 @@ def parse_status_line(index: int, line: str) -> WorkerRunStatus:
     age = _int(kv.get("heartbeat_age"))
     if state == "running" and age is not None and age > HEARTBEAT_STALE_S:
         state = "hung"
+    serve = kv.get("serve_url", "-")
     return WorkerRunStatus(index=index, run_id=kv.get("run", "-"), state=state,
                            exit_code=_int(kv.get("exit_code")), heartbeat_age=age,
                            pid=_int(kv.get("pid")), log_lines=_int(kv.get("log_lines")) or 0,
-                           stopped=kv.get("stopped") == "1")
+                           stopped=kv.get("stopped") == "1",
+                           serve_url=None if serve in ("", "-") else serve)
 
 
 async def run_status(session: SliceSession, run_id: str | None) -> RunStatus:
@@ -104,8 +135,16 @@ async def run_status(session: SliceSession, run_id: str | None) -> RunStatus:
             workers.append(WorkerRunStatus(r.index, run_id or "-", "unreachable"))
         else:
             workers.append(parse_status_line(r.index, r.stdout.strip()))
+    health = None
+    url = workers[0].serve_url if workers else None
+    if url is not None and workers[0].state == "running":
+        res = await session.script("probe", workers[0].run_id, "0", "-",
+                                   f"{url}/health_generate", "10", indices=[0], capture=True,
+                                   timeout=70)
+        kv = dict(p.split("=", 1) for p in res[0].stdout.split() if "=" in p)
+        health = kv.get("http", "000")
     return RunStatus(node=session.slice.name, node_state=session.slice.state,
-                     workers=tuple(workers))
+                     workers=tuple(workers), health_code=health)
 
 
 OnLine = Callable[[int, str], None]

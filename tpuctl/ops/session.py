@@ -7,7 +7,7 @@ connected to once. Remote scripts are installed once per content hash.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tpuctl.cloud.base import Cloud
@@ -65,7 +65,8 @@ class SliceSession:
         return await self.run(_script_cmd(h, name, args), indices=indices, timeout=timeout,
                               stdin=stdin, on_output=on_output, capture=capture)
 
-    async def script_each(self, name: str, calls: dict[int, tuple[Sequence[str], bytes | None]],
+    async def script_each(self, name: str,
+                          calls: Mapping[int, tuple[Sequence[str], bytes | None]],
                           *, timeout: float | None = None, on_output: OnOutput | None = None,
                           capture: bool = False, merge_stderr: bool = False
                           ) -> list[WorkerResult]:

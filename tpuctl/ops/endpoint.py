@@ -1,0 +1,92 @@
+"""`forward` and `generate`: reach a server on rank 0 through SSH, from this machine.
+
+The destination is worker 0's own address (a server bound to 0.0.0.0 answers there too, and
+on the emulator each rank binds its own loopback address).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tpuctl.errors import RemoteCommandError, TimeoutExpired, UsageError
+from tpuctl.ops.session import SliceSession
+
+DEFAULT_PORT = 30000
+
+
+def _check_port(port: int, what: str) -> None:
+    if not 0 <= port <= 65535:
+        raise UsageError(f"invalid {what} {port}", hint="use a TCP port number 1-65535")
+
+
+async def open_forward(session: SliceSession, *, port: int = DEFAULT_PORT,
+                       local_port: int = 0) -> tuple[Any, int]:
+    """(listener, local port): 127.0.0.1:local_port here → worker 0's address:port there."""
+    _check_port(port, "--port")
+    _check_port(local_port, "--local-port")
+    forward = getattr(session.pool, "forward_local", None)
+    if forward is None:
+        raise UsageError("this worker transport cannot forward ports", hint="use SSH workers")
+    dest = session.slice.workers[0].ip
+    try:
+        listener = await forward(0, local_port, dest, port)
+    except OSError as e:
+        raise UsageError(f"cannot listen on 127.0.0.1:{local_port} ({e.strerror or e})",
+                         hint="pick another --local-port (0 picks a free one)") from None
+    return listener, int(listener.get_port())
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    text: str
+    latency: float
+    status: int
+    raw: dict[str, Any]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"text": self.text, "latency_s": round(self.latency, 3), "status": self.status,
+                "meta_info": self.raw.get("meta_info")}
+
+
+async def generate(session: SliceSession, prompt: str, *, port: int = DEFAULT_PORT,
+                   max_new_tokens: int = 32, temperature: float = 0.0,
+                   timeout: float = 120.0) -> GenerateResult:
+    """One `/generate` request (sglang's native API) to rank 0, timed end to end."""
+    import aiohttp
+
+    if max_new_tokens <= 0:
+        raise UsageError(f"invalid --max-tokens {max_new_tokens}", hint="use 1 or more")
+    listener, local = await open_forward(session, port=port)
+    body = {"text": prompt,
+            "sampling_params": {"max_new_tokens": max_new_tokens, "temperature": temperature}}
+    t0 = time.monotonic()
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http:
+            async with http.post(f"http://127.0.0.1:{local}/generate", json=body) as resp:
+                text = await resp.text()
+                status = resp.status
+    except TimeoutError:
+        raise TimeoutExpired(f"no answer from the server within {timeout:.0f}s",
+                             hint="check `tpuctl status NAME` (a dead rank makes generation "
+                             "hang) and the logs with `tpuctl tail NAME`") from None
+    except aiohttp.ClientError as e:
+        raise RemoteCommandError(f"the server on w0 port {port} did not answer ({e})",
+                                 hint="is it running and ready? `tpuctl status NAME`") from None
+    finally:
+        listener.close()
+    latency = time.monotonic() - t0
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        raw = {"text": text}
+    if status != 200:
+        raise RemoteCommandError(f"the server answered HTTP {status}: {text.strip()[:200]}",
+                                 hint="see the server's log: `tpuctl tail NAME -n 50`")
+    out = raw.get("text") if isinstance(raw, dict) else None
+    if isinstance(raw, list) and raw:
+        out = raw[0].get("text")
+    return GenerateResult(text=str(out if out is not None else text), latency=latency,
+                          status=status, raw=raw if isinstance(raw, dict) else {"items": raw})
