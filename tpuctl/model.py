@@ -8,6 +8,7 @@ from typing import Any
 MANAGED_LABEL = "managed-by"
 MANAGED_VALUE = "tpuctl"
 TASK_LABEL = "tpuctl-task"
+EXPIRES_LABEL = "tpuctl-expires"  # unix seconds after which `tpuctl gc` may delete the node
 
 
 @dataclass(frozen=True)

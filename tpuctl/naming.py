@@ -34,6 +34,18 @@ def validate_node_name(name: str) -> str:
     raise UsageError(f"invalid node name {shown!r}: {why}", hint=hint)
 
 
+_DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '30m', '8h', '2d' → seconds."""
+    m = _DURATION_RE.match(text.strip())
+    if not m or float(m.group(1)) <= 0:
+        raise UsageError(f"invalid duration {text!r}", hint="use e.g. 30m, 8h or 2d")
+    return float(m.group(1)) * _UNIT[m.group(2)]
+
+
 def parse_labels(items: list[str]) -> dict[str, str]:
     """`k=v` pairs as GCP accepts them; tpuctl's own label keys are reserved."""
     labels: dict[str, str] = {}
@@ -50,7 +62,7 @@ def parse_labels(items: list[str]) -> dict[str, str]:
         if not _LABEL_VALUE_RE.match(value):
             raise UsageError(f"invalid label value {value!r} for {key!r}",
                              hint="values: lowercase letters, digits, '_' and '-', ≤ 63 chars")
-        if key in ("managed-by", "tpuctl-task"):
+        if key in ("managed-by", "tpuctl-task", "tpuctl-expires"):
             raise UsageError(f"label {key!r} is reserved for tpuctl",
                              hint="choose another key")
         labels[key] = value

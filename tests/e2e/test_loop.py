@@ -359,3 +359,77 @@ def test_up_trains_the_quickstart_on_16_devices_and_a_second_up_skips_work(cli, 
             assert oct(f.stat().st_mode & 0o777) == "0o600"
     finally:
         cli("down", "qs-e2e", "--yes")
+
+
+def test_launch_force_kills_stale_tpu_holders(cli, node, repo, emulator):
+    dev = worker_home(emulator, node, 3).parent / "dev" / "accel1"
+    holder = subprocess.Popen(["bash", "-c", f"exec 3<{dev}; sleep 60"])
+    try:
+        time.sleep(0.3)
+        r = in_repo(cli, repo, "launch", node, "--run-id", "forced", "--force", "--replace",
+                    "--", "true")
+        assert r.returncode == 0, r.stderr
+        assert holder.wait(timeout=10) == -9  # the stale holder was killed
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+    r = in_repo(cli, repo, "tail", node, "forced", "--follow")
+    assert r.returncode == 0, r.stderr
+
+
+def test_logs_fetch_copies_every_worker_log(cli, node, repo, tmp_path):
+    r = in_repo(cli, repo, "launch", node, "--run-id", "fetch-me", "--", "bash", "-c",
+                'for i in 1 2 3; do echo "w$TPUCTL_WORKER_ID line $i"; done')
+    assert r.returncode == 0, r.stderr
+    assert in_repo(cli, repo, "tail", node, "fetch-me", "--follow").returncode == 0
+    r = in_repo(cli, repo, "logs", "fetch", node, "fetch-me", "--dest", str(tmp_path), "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["missing_workers"] == []
+    for i in range(4):
+        text = (tmp_path / node / "fetch-me" / f"worker{i}.log").read_text()
+        assert text == "".join(f"w{i} line {n}\n" for n in (1, 2, 3))
+
+
+def _admin(emulator, node: str, verb: str) -> None:  # noqa: ANN001
+    import urllib.request
+
+    url = (f"{emulator.endpoint}/emulator/v1/projects/local-project/locations/local-a/nodes/"
+           f"{node}:{verb}")
+    urllib.request.urlopen(urllib.request.Request(url, method="POST", data=b""), timeout=30)
+
+
+def test_preemption_during_tail_follow_exits_6_and_gc_collects_it(cli, repo, emulator):
+    import sys
+
+    name = "preempt-me"
+    assert cli("create", name, "--type", "v6e-16").returncode == 0
+    assert in_repo(cli, repo, "sync", name).returncode == 0
+    r = in_repo(cli, repo, "launch", name, "--run-id", "doomed", "--", "sleep", "300")
+    assert r.returncode == 0, r.stderr
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "tpuctl", "tail", name, "doomed", "--follow"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli.env(), cwd=repo)
+    time.sleep(2)
+    _admin(emulator, name, "preempt")
+    out, err = follower.communicate(timeout=120)
+    assert follower.returncode == 6, err
+    assert "preempted" in err
+    r = in_repo(cli, repo, "status", name)
+    assert r.returncode == 6 and "PREEMPTED" in r.stderr
+    # gc: the preempted node and an expired one, never an unmanaged one
+    r = cli("create", "expiring", "--type", "v6e-8", "--ttl", "1s")
+    assert r.returncode == 0, r.stderr
+    time.sleep(1.5)
+    r = cli("gc", "--dry-run", "--json")
+    names = {c["name"]: c["reason"] for c in json.loads(r.stdout)["candidates"]}
+    assert names.get(name) == "preempted" and "expired" in names.get("expiring", "")
+    assert "shared-v6e16" not in names and NODE not in names
+    r = cli("gc")
+    assert r.returncode == 2 and "--yes" in r.stderr  # no prompt off a terminal
+    r = cli("gc", "--yes", "--json")
+    assert r.returncode == 0, r.stderr
+    assert set(json.loads(r.stdout)["deleted"]) >= {name, "expiring"}
+    assert cli("describe", name).returncode == 3
+    assert cli("describe", "expiring").returncode == 3

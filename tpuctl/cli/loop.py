@@ -12,6 +12,7 @@ from tpuctl.cli import output
 from tpuctl.cli.options import EndpointOpt, JsonOpt, NameArg, ProjectOpt, ZoneOpt, cloud_for
 from tpuctl.cli.remote import worker_line_printer
 
+logs_app = typer.Typer(help="Copy runs' logs home.", no_args_is_help=True)
 secrets_app = typer.Typer(help="Push a .env to every worker (0600, via stdin), list key names.",
                           no_args_is_help=True)
 
@@ -202,6 +203,8 @@ def launch(
     recipe: RecipeOpt = None,
     run_id: Annotated[str | None, typer.Option("--run-id", help="name the run")] = None,
     replace: Annotated[bool, typer.Option("--replace", help="stop a live run first")] = False,
+    force: Annotated[bool, typer.Option("--force", help="kill stale holders of the TPU "
+                                        "devices and clear the libtpu lockfile")] = False,
     env: Annotated[list[str], typer.Option("--env", help="KEY=VALUE for the job (repeatable; "
                                            "not for secrets or hyperparameters)")
                    ] = [],  # noqa: B006
@@ -232,7 +235,7 @@ def launch(
             spec: bootstrap_op.BootstrapSpec = venv_spec(prepared, session.slice.runtime_version)
             return op.LaunchSpec(command=r.command_line(), env=r.env, workdir=workdir(prepared),
                                  venv_hash=spec.hash, commit=prepared.repo.sha,
-                                 replace=replace, run_id=run_id)
+                                 replace=replace, force=force, run_id=run_id)
     else:
         extra = _parse_env_flags(env)
         wd = "."
@@ -246,7 +249,7 @@ def launch(
 
         def make(session: Any) -> op.LaunchSpec:  # noqa: ANN401
             return op.LaunchSpec(command=line, env=extra, workdir=wd, venv_hash="current",
-                                 replace=replace, run_id=run_id)
+                                 replace=replace, force=force, run_id=run_id)
 
     cloud = cloud_for(api_endpoint, project, zone)
     result = _run(lambda s: op.launch(s, make(s)), cloud, name)
@@ -460,3 +463,24 @@ def down(
             output.info(f"stop skipped: {e.message}")
     nodes.delete(name, yes=yes, wait=True, json_=json_, api_endpoint=api_endpoint,
                  project=project, zone=zone)
+
+
+@logs_app.command("fetch")
+def logs_fetch(
+    name: NameArg, run: RunArg = None,
+    dest: Annotated[Path, typer.Option(help="local directory")] = Path("tpuctl-logs"),
+    json_: JsonOpt = False, api_endpoint: EndpointOpt = None, project: ProjectOpt = None,
+    zone: ZoneOpt = None,
+) -> None:
+    """Copy every worker's log of a run to DEST/<node>/<run>/worker<i>.log."""
+    from tpuctl.ops import logs as op
+
+    cloud = cloud_for(api_endpoint, project, zone)
+    result = _run(lambda s: op.fetch(s, run, dest), cloud, name)
+    if json_:
+        output.print_json(result.to_dict())
+        return
+    output.info(f"{len(result.files)} log(s) in {result.directory}"
+                + (f"; unreachable: {', '.join(f'w{i}' for i in result.missing)}"
+                   if result.missing else ""))
+    output.out(str(result.directory))

@@ -25,6 +25,8 @@ def create(
                      ] = [],  # noqa: B006 - typer needs a literal default
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="wait until READY")] = True,
     timeout: Annotated[float, typer.Option(help="seconds to wait for READY")] = 1800.0,
+    ttl: Annotated[str | None, typer.Option(help="expire after e.g. 8h: `tpuctl gc` deletes "
+                                            "it then")] = None,
     json_: JsonOpt = False,
     api_endpoint: EndpointOpt = None,
     project: ProjectOpt = None,
@@ -35,7 +37,8 @@ def create(
     from tpuctl.ops.create import create as do_create
 
     req = CreateRequest(name=name, accelerator_type=type_, runtime=runtime, spot=spot,
-                        queued=queued, labels=tuple(label), wait=wait, timeout=timeout)
+                        queued=queued, labels=tuple(label), wait=wait, timeout=timeout,
+                        ttl=ttl)
     validate_request(req)  # bad input fails before any configuration or API work
     cloud = cloud_for(api_endpoint, project, zone)
     with output.progress(f"{name} ({type_} in {cloud.zone})") as p:
@@ -155,3 +158,44 @@ def accelerators(json_: JsonOpt = False) -> None:
     output.table(["TYPE", "CHIPS", "HOSTS", "CHIPS/HOST", "DEFAULT RUNTIME"],
                  [[a.name, a.chips, a.hosts, a.chips_per_host, a.default_runtime]
                   for a in types])
+
+
+def gc(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="list what would be deleted")
+                       ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    json_: JsonOpt = False,
+    api_endpoint: EndpointOpt = None,
+    project: ProjectOpt = None,
+    zone: ZoneOpt = None,
+) -> None:
+    """Delete leaked managed nodes: expired (--ttl), PREEMPTED or TERMINATED. Never others."""
+    from tpuctl.ops import gc as op
+
+    if not dry_run and not yes and not sys.stdin.isatty():
+        raise UsageError("refusing to delete without --yes (stdin is not a terminal)",
+                         hint="run `tpuctl gc --dry-run` to see, `tpuctl gc --yes` to delete")
+    cloud = cloud_for(api_endpoint, project, zone)
+    found = op.candidates(cloud)
+    if json_ and dry_run:
+        output.print_json({"deleted": [], "candidates": [c.to_dict() for c in found]})
+        return
+    if not found:
+        if json_:
+            output.print_json({"deleted": [], "candidates": []})
+        else:
+            output.info(f"nothing to collect in {cloud.project}/{cloud.zone}")
+        return
+    if not json_:
+        output.table(["NAME", "STATE", "REASON"], [[c.node.name, c.node.state, c.reason]
+                                                   for c in found])
+    if dry_run:
+        output.info(f"{len(found)} node(s) would be deleted (dry run)")
+        return
+    if not yes and not typer.confirm(f"Delete {len(found)} node(s)?", default=False):
+        raise typer.Exit(1)
+    deleted = op.collect(cloud, found)
+    if json_:
+        output.print_json({"deleted": deleted, "candidates": [c.to_dict() for c in found]})
+    else:
+        output.info(f"deleted {len(deleted)} node(s): {', '.join(deleted)}")

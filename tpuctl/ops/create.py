@@ -9,8 +9,15 @@ from dataclasses import dataclass, replace
 from tpuctl.accelerators import parse_accelerator
 from tpuctl.cloud.base import Cloud
 from tpuctl.errors import CloudError, NotFoundError, PreemptedError, TimeoutExpired, UsageError
-from tpuctl.model import MANAGED_LABEL, MANAGED_VALUE, TASK_LABEL, NodeSpec, Slice
-from tpuctl.naming import parse_labels, validate_node_name
+from tpuctl.model import (
+    EXPIRES_LABEL,
+    MANAGED_LABEL,
+    MANAGED_VALUE,
+    TASK_LABEL,
+    NodeSpec,
+    Slice,
+)
+from tpuctl.naming import parse_duration, parse_labels, validate_node_name
 from tpuctl.ops.access import ensure_access, ssh_key_metadata
 
 Progress = Callable[[str], None]
@@ -26,6 +33,7 @@ class CreateRequest:
     labels: tuple[str, ...] = ()
     wait: bool = True
     timeout: float = 1800.0
+    ttl: str | None = None  # e.g. "8h": labels an expiry that `tpuctl gc` acts on
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,8 @@ def validate_request(req: CreateRequest) -> tuple[NodeSpec, bool]:
     accel = parse_accelerator(req.accelerator_type)
     labels = parse_labels(list(req.labels))
     labels.update({MANAGED_LABEL: MANAGED_VALUE, TASK_LABEL: req.name})
+    if req.ttl:
+        labels[EXPIRES_LABEL] = str(int(time.time() + parse_duration(req.ttl)))
     auto = req.runtime in ("", "auto")
     runtime = accel.default_runtime if auto else req.runtime
     if req.timeout <= 0:

@@ -17,7 +17,8 @@ _REFUSALS: dict[int, tuple[type[TpuctlError], str]] = {
     20: (UsageError, "run `tpuctl bootstrap NAME` (or `tpuctl up RECIPE`) first"),
     21: (UsageError, "run `tpuctl sync NAME` so every worker has the commit"),
     22: (UsageError, "pass --replace to stop it and start this one, or `tpuctl stop NAME`"),
-    23: (UsageError, "stop whatever holds the TPU (`tpuctl stop NAME`), or reboot the node"),
+    23: (UsageError, "stop whatever holds the TPU (`tpuctl stop NAME`), or pass --force to "
+         "kill the holders and clear the lockfile"),
     24: (UsageError, "pick another --run-id"),
 }
 
@@ -49,6 +50,7 @@ class LaunchSpec:
     venv_hash: str | None = None
     commit: str | None = None
     replace: bool = False
+    force: bool = False  # kill stale holders of the TPU devices and the lockfile first
     run_id: str | None = None
     # per-worker command overrides (serving: each rank's argv differs by its node rank)
     per_worker_command: Mapping[int, str] | None = None
@@ -104,7 +106,7 @@ async def launch(session: SliceSession, spec: LaunchSpec) -> LaunchResult:
         command = (spec.per_worker_command or {}).get(i, spec.command)
         payload = command.encode() + b"\0" + render_env(worker_env(session, spec, run_id, i))
         args = [run_id, str(i), spec.workdir, spec.venv_hash or "-", spec.commit or "-",
-                "1" if spec.replace else "0"]
+                "1" if spec.replace else "0", "1" if spec.force else "0"]
         calls[i] = (args, payload)
     # every preflight on every worker first: a refusal anywhere starts nothing anywhere
     checks = await session.script_each(

@@ -150,6 +150,21 @@ async def run_status(session: SliceSession, run_id: str | None) -> RunStatus:
 OnLine = Callable[[int, str], None]
 
 
+async def _check_node(session: SliceSession) -> None:
+    """Raise PreemptedError when the node is gone from under the run (spot preemption)."""
+    from tpuctl.errors import PreemptedError
+
+    try:
+        node = await asyncio.to_thread(session.cloud.get_node, session.slice.name)
+    except Exception:  # noqa: BLE001 - the API being unreachable is not news about the node
+        return
+    if node.state in ("PREEMPTED", "TERMINATED"):
+        raise PreemptedError(
+            f"node {node.name!r} was {node.state.lower()} during the run",
+            hint=f"`tpuctl down {node.name} --yes` then `tpuctl up` again; fetch what logs "
+            "survive with `tpuctl logs fetch`")
+
+
 @dataclass
 class TailResult:
     exit_codes: dict[int, int | None] = field(default_factory=dict)
@@ -232,6 +247,7 @@ async def tail(session: SliceSession, run_id: str | None, *, lines: int | None =
                 raise_on_failure([res], f"reading w{i}'s log", tails={i: "\n".join(problems)})
             drops += 1
             result.reconnects += 1
+            await _check_node(session)  # a lost worker may mean a preempted node
             if not follow or drops > max_reconnects:
                 raise_on_failure([res], f"reading w{i}'s log")
             await asyncio.sleep(min(0.2 * drops, 3.0))

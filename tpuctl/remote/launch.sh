@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start one run on this worker, detached, and return at once.
-#   launch.sh check|start RUN_ID WORKER_ID WORKDIR VENV_HASH|- EXPECTED_COMMIT|- REPLACE(0|1)
+#   launch.sh check|start RUN_ID WORKER_ID WORKDIR VENV_HASH|- EXPECTED_COMMIT|- REPLACE(0|1) FORCE(0|1)
+# FORCE kills stale holders of the TPU devices and removes the libtpu lockfile first.
 # WORKDIR is relative to $HOME; the venv is ~/.tpuctl/venvs/VENV_HASH ("current": the last
 # bootstrapped one, "-": none). `check` runs every
 # preflight and starts nothing, so a refusal on one worker leaves every worker untouched.
@@ -20,6 +21,7 @@ fi
 [ "$venv" != - ] && venv="$HOME/.tpuctl/venvs/$venv"
 commit=$6
 replace=$7
+force=${8:-0}
 here=$(cd "$(dirname "$0")" && pwd)
 runs="$HOME/.tpuctl/runs"
 run_dir="$runs/$run_id"
@@ -60,7 +62,13 @@ if [ ${#alive[@]} -gt 0 ]; then
   fi
 fi
 
+if [ "$force" = 1 ] && [ "$action" = start ]; then
+  bash "$here/busy.sh" kill
+fi
 busy=$(bash "$here/busy.sh" check || true)
+if [ -n "$busy" ] && [ "$force" = 1 ] && [ "$action" = check ]; then
+  busy=  # --force: start will kill the holders
+fi
 if [ -n "$busy" ] && [ "$replace" = 1 ] && [ "$action" = check ] && [ ${#alive[@]} -gt 0 ]; then
   busy=  # held by the run that --replace will stop
 fi

@@ -1,0 +1,61 @@
+"""`logs fetch`: copy a run's per-worker logs home, streamed line by line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from tpuctl.errors import NotFoundError
+from tpuctl.ops.session import SliceSession
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    run_id: str
+    directory: Path
+    files: tuple[Path, ...]
+    missing: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"run_id": self.run_id, "directory": str(self.directory),
+                "files": [str(f) for f in self.files], "missing_workers": list(self.missing)}
+
+
+async def fetch(session: SliceSession, run_id: str | None, dest: Path) -> FetchResult:
+    """Each worker's log into dest/<node>/<run>/worker<i>.log (offset 0, no follow)."""
+    heads = await session.script("status", run_id or "-", "0", indices=[0], capture=True,
+                                 timeout=60)
+    kv = dict(p.split("=", 1) for p in heads[0].stdout.split() if "=" in p)
+    rid = kv.get("run", "-") if run_id is None else run_id
+    if rid in ("", "-") or kv.get("state") == "missing":
+        raise NotFoundError(f"no run {run_id or '(latest)'} on {session.slice.name}",
+                            hint="see `tpuctl status NAME`")
+    directory = dest / session.slice.name / rid
+    directory.mkdir(parents=True, exist_ok=True)
+    handles: dict[int, IO[str]] = {
+        i: open(directory / f"worker{i}.log.part", "w", encoding="utf-8")  # noqa: SIM115
+        for i in session.indices}
+
+    def on_output(index: int, stream: str, line: str) -> None:
+        if stream == "stdout":
+            handles[index].write(line + "\n")
+
+    try:
+        results = await session.script_each(
+            "follow", {i: ([rid, str(i), "0", "0", ""], None) for i in session.indices},
+            on_output=on_output, timeout=600)
+    finally:
+        for h in handles.values():
+            h.close()
+    files, missing = [], []
+    for r in results:
+        part = directory / f"worker{r.index}.log.part"
+        if r.ok:
+            final = part.with_suffix("")
+            part.replace(final)
+            files.append(final)
+        else:
+            part.unlink(missing_ok=True)
+            missing.append(r.index)
+    return FetchResult(rid, directory, tuple(files), tuple(missing))
