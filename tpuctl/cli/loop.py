@@ -271,7 +271,12 @@ def _parse_env_flags(items: list[str]) -> dict[str, str]:
         if not sep:
             raise UsageError(f"invalid --env {k!r}: expected KEY=VALUE", hint="e.g. --env A=1")
         out[k] = v
-    Recipe._env_keys(out)  # same rules as recipes
+    try:
+        Recipe._env_keys(out)  # same rules as recipes
+    except ValueError as e:
+        raise UsageError(f"invalid --env: {e}", hint="KEY=VALUE with KEY made of letters, "
+                         "digits and _; TPUCTL_* and JAX_* distribution variables are "
+                         "set by tpuctl") from None
     return out
 
 

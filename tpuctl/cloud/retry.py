@@ -16,7 +16,8 @@ from tenacity import (
     retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 T = TypeVar("T")
@@ -54,7 +55,7 @@ def api_retry(fn: Callable[..., T], *, attempts: int = 5, max_seconds: float = 6
     wrapped: Callable[..., Any] = retry(
         retry=retry_if_exception(is_transient_api_error),
         stop=stop_after_attempt(attempts) | stop_after_delay(max_seconds),
-        wait=wait_exponential_jitter(initial=0.5, max=8.0),
+        wait=wait_exponential(multiplier=0.5, max=8.0) + wait_random(0, 0.5),
         reraise=True,
     )(fn)
     return wrapped
