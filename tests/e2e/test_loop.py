@@ -433,3 +433,51 @@ def test_preemption_during_tail_follow_exits_6_and_gc_collects_it(cli, repo, emu
     assert set(json.loads(r.stdout)["deleted"]) >= {name, "expiring"}
     assert cli("describe", name).returncode == 3
     assert cli("describe", "expiring").returncode == 3
+
+
+def test_up_recreates_a_preempted_node_and_keeps_every_attempts_logs(cli, repo, emulator,
+                                                                     tmp_path):
+    import sys
+    import threading
+
+    name = "recreate-me"
+    recipe = repo / "recreate.yaml"
+    recipe.write_text(
+        f"name: {name}\naccelerator: v6e-8\n"
+        "command: 'echo \"attempt ${TPUCTL_RESTART_COUNT:-0}\"; "
+        "if [ \"${TPUCTL_RESTART_COUNT:-0}\" = 0 ]; then sleep 300; fi; echo finished'\n")
+    git(repo, "add", "recreate.yaml")
+    git(repo, "commit", "-qm", "recreate recipe")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tpuctl", "up", "recreate.yaml", "--on-preempt", "recreate",
+         "--max-recreates", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli.env(), cwd=repo)
+    out_lines: list[str] = []
+    first = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out_lines.append(line)
+            if "attempt 0" in line:
+                first.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert first.wait(300), "the first attempt never started"
+        _admin(emulator, name, "preempt")
+        err = proc.stderr.read() if proc.stderr else ""
+        proc.wait(timeout=600)
+        reader.join(10)
+        out = "".join(out_lines)
+        assert proc.returncode == 0, err
+        assert "[w0] attempt 1" in out and "[w0] finished" in out
+        assert re.search(r"✓ preempted\s+recreate", err)
+        logs = sorted((cli.home / ".tpuctl" / "logs" / name).glob("*/worker0.log"))
+        texts = [p.read_text() for p in logs]
+        assert any("attempt 0" in t for t in texts) and any("attempt 1" in t for t in texts)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        cli("down", name, "--yes")

@@ -403,6 +403,10 @@ def up(
     detach: Annotated[bool, typer.Option("--detach", help="return after launch; do not tail")
                       ] = False,
     run_id: Annotated[str | None, typer.Option("--run-id", help="name the run")] = None,
+    on_preempt: Annotated[str, typer.Option("--on-preempt", help="fail (exit 6) or recreate "
+                                            "the node and run again")] = "fail",
+    max_recreates: Annotated[int, typer.Option("--max-recreates", help="budget for "
+                                               "--on-preempt recreate")] = 3,
     json_: JsonOpt = False, api_endpoint: EndpointOpt = None, project: ProjectOpt = None,
     zone: ZoneOpt = None,
 ) -> None:
@@ -429,7 +433,8 @@ def up(
     with output.progress(f"{node}") as p:
         result = op.up(cloud, prepared, replace=replace, follow=not detach, on_step=on_step,
                        on_line=lambda i, ln: printer(i, "stdout", ln), on_state=p.update,
-                       on_bootstrap=view.update, run_id=run_id)
+                       on_bootstrap=view.update, run_id=run_id, on_preempt=on_preempt,
+                       max_recreates=max_recreates)
     if json_:
         output.print_json(result.to_dict())
     elif result.exit_code is not None:

@@ -8,10 +8,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from tpuctl import gitrepo
 from tpuctl.cloud.base import Cloud
-from tpuctl.errors import UsageError
+from tpuctl.errors import NotFoundError, PreemptedError, TpuctlError, UsageError
 from tpuctl.ops import bootstrap as bootstrap_op
 from tpuctl.ops import launch as launch_op
 from tpuctl.ops import runs as runs_op
@@ -19,6 +20,7 @@ from tpuctl.ops import secrets as secrets_op
 from tpuctl.ops import sync as sync_op
 from tpuctl.ops.create import CreateRequest, create
 from tpuctl.ops.session import SliceSession, open_session
+from tpuctl.paths import tpuctl_home
 from tpuctl.recipes.schema import Recipe
 
 
@@ -88,13 +90,89 @@ def workdir(p: Prepared) -> str:
     return f"{base}/{p.recipe.workdir.strip('/')}" if p.recipe.workdir else base
 
 
+class LocalLogs:
+    """Every streamed line also goes to ~/.tpuctl/logs/<node>/<run>/worker<i>.log, so the
+    logs of every attempt survive a preempted node (whose disks go with it)."""
+
+    def __init__(self, base: Path, node: str) -> None:
+        self.base = base / node
+        self.run_id = "-"
+        self._files: dict[tuple[str, int], IO[str]] = {}
+
+    def write(self, index: int, line: str) -> None:
+        key = (self.run_id, index)
+        f = self._files.get(key)
+        if f is None:
+            d = self.base / self.run_id
+            d.mkdir(parents=True, exist_ok=True)
+            f = self._files[key] = open(d / f"worker{index}.log", "a", encoding="utf-8")  # noqa: SIM115
+        f.write(line + "\n")
+        f.flush()
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+
 def up(cloud: Cloud, p: Prepared, *, replace: bool = False, follow: bool = True,
        on_step: Callable[[Step], None], on_line: runs_op.OnLine,
        on_state: Callable[[str], None] = lambda s: None,
        on_bootstrap: Callable[[bootstrap_op.WorkerBootstrap], None] | None = None,
-       run_id: str | None = None) -> UpResult:
-    r = p.recipe
+       run_id: str | None = None, on_preempt: str = "fail", max_recreates: int = 3,
+       log_dir: Path | None = None) -> UpResult:
+    """The loop, with a preemption policy: `fail` (exit 6) or `recreate` (delete the node,
+    create it again, re-sync, re-bootstrap, relaunch with TPUCTL_RESTART_COUNT set)."""
+    if on_preempt not in ("fail", "recreate"):
+        raise UsageError(f"invalid --on-preempt {on_preempt!r}", hint="use fail or recreate")
+    if max_recreates < 0:
+        raise UsageError(f"invalid --max-recreates {max_recreates}", hint="use 0 or more")
     result = UpResult(node=p.name)
+    logs = LocalLogs(log_dir or tpuctl_home() / "logs", p.name)
+
+    def tee(i: int, line: str) -> None:
+        logs.write(i, line)
+        on_line(i, line)
+
+    attempt = 0
+    try:
+        while True:
+            try:
+                _attempt(cloud, p, result, attempt, replace=replace, follow=follow,
+                         on_step=on_step, on_line=tee, on_state=on_state,
+                         on_bootstrap=on_bootstrap, run_id=run_id, logs=logs)
+                return result
+            except PreemptedError as e:
+                if on_preempt != "recreate" or attempt >= max_recreates:
+                    raise
+                t = time.monotonic()
+                _delete_quietly(cloud, p.name)
+                attempt += 1
+                s = Step("preempted", "recreate",
+                         f"{e.message}; recreating ({attempt}/{max_recreates})",
+                         time.monotonic() - t)
+                result.steps.append(s)
+                on_step(s)
+    finally:
+        logs.close()
+
+
+def _delete_quietly(cloud: Cloud, name: str) -> None:
+    try:
+        sl = cloud.get_node(name)
+        op = (cloud.delete_queued_resource(sl.queued_resource.rsplit("/", 1)[-1])
+              if sl.queued_resource else cloud.delete_node(name))
+        cloud.wait_operation(op, timeout=900)
+    except NotFoundError:
+        pass
+
+
+def _attempt(cloud: Cloud, p: Prepared, result: UpResult, attempt: int, *, replace: bool,
+             follow: bool, on_step: Callable[[Step], None], on_line: runs_op.OnLine,
+             on_state: Callable[[str], None],
+             on_bootstrap: Callable[[bootstrap_op.WorkerBootstrap], None] | None,
+             run_id: str | None, logs: LocalLogs) -> None:
+    r = p.recipe
 
     def step(name: str, outcome: str, detail: str, t0: float) -> None:
         s = Step(name, outcome, detail, time.monotonic() - t0)
@@ -108,6 +186,11 @@ def up(cloud: Cloud, p: Prepared, *, replace: bool = False, follow: bool = True,
     sl = created.slice
     step("create", "done" if created.created else "reused",
          f"{sl.name} {sl.accelerator_type} {sl.state}, {len(sl.workers)} workers", t0)
+    env = dict(r.env)
+    rid = run_id
+    if attempt:
+        env["TPUCTL_RESTART_COUNT"] = str(attempt)
+        rid = f"{run_id}-r{attempt}" if run_id else None
 
     async def rest() -> None:
         session = open_session(cloud, p.name)
@@ -130,9 +213,9 @@ def up(cloud: Cloud, p: Prepared, *, replace: bool = False, follow: bool = True,
                  f"venv {boot.hash}" + (" already built" if boot.cached else ""), t)
             t = time.monotonic()
             launched = await launch_op.launch(session, launch_op.LaunchSpec(
-                command=r.command_line(), env=r.env, workdir=workdir(p), venv_hash=spec.hash,
-                commit=p.repo.sha, replace=replace, run_id=run_id))
-            result.run_id = launched.run_id
+                command=r.command_line(), env=env, workdir=workdir(p), venv_hash=spec.hash,
+                commit=p.repo.sha, replace=replace, run_id=rid))
+            result.run_id = logs.run_id = launched.run_id
             step("launch", "done", f"run {launched.run_id} on {launched.workers} workers", t)
             if follow:
                 t = time.monotonic()
@@ -142,11 +225,23 @@ def up(cloud: Cloud, p: Prepared, *, replace: bool = False, follow: bool = True,
                 detail = (f"exit {tailed.exit_code}" +
                           (f", first failure on w{failed}" if failed is not None else ""))
                 step("run", "done", detail, t)
+        except PreemptedError:
+            raise
+        except TpuctlError as e:
+            # a worker lost mid-step may be a preempted node: say so (exit 6), not "failed"
+            try:
+                node = await asyncio.to_thread(cloud.get_node, p.name)
+            except TpuctlError:
+                raise e from None
+            if node.state in ("PREEMPTED", "TERMINATED"):
+                raise PreemptedError(f"node {p.name!r} was {node.state.lower()} ({e.message})",
+                                     hint="`tpuctl up --on-preempt recreate` retries "
+                                     "automatically") from None
+            raise
         finally:
             await session.close()
 
     asyncio.run(rest())
-    return result
 
 
 async def _follow(session: SliceSession, run_id: str, limit: float | None,
