@@ -407,6 +407,9 @@ def up(
                                             "the node and run again")] = "fail",
     max_recreates: Annotated[int, typer.Option("--max-recreates", help="budget for "
                                                "--on-preempt recreate")] = 3,
+    ready_timeout: Annotated[float | None, typer.Option(
+        "--ready-timeout", help="seconds until ready (servers; default timeouts.ready)")
+                             ] = None,
     json_: JsonOpt = False, api_endpoint: EndpointOpt = None, project: ProjectOpt = None,
     zone: ZoneOpt = None,
 ) -> None:
@@ -434,9 +437,13 @@ def up(
         result = op.up(cloud, prepared, replace=replace, follow=not detach, on_step=on_step,
                        on_line=lambda i, ln: printer(i, "stdout", ln), on_state=p.update,
                        on_bootstrap=view.update, run_id=run_id, on_preempt=on_preempt,
-                       max_recreates=max_recreates)
+                       max_recreates=max_recreates, ready_timeout=ready_timeout)
     if json_:
         output.print_json(result.to_dict())
+    elif result.url is not None:
+        output.info(f"serving at {result.url} (on the slice); try `tpuctl generate {node} "
+                    f"'Hello'` or `tpuctl forward {node}`")
+        output.out(result.run_id)
     elif result.exit_code is not None:
         total = sum(s.seconds for s in result.steps)
         verdict = "succeeded" if result.exit_code == 0 else f"failed (exit {result.exit_code})"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import ipaddress
 import logging
 import os
 import shutil
@@ -285,6 +286,15 @@ class _WorkerServer(asyncssh.SSHServer):
 
     def kbdint_auth_supported(self) -> bool:
         return False
+
+    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str,
+                             orig_port: int) -> bool:
+        """direct-tcpip (`ssh -L`, `tpuctl forward`), as sshd allows it: here only to
+        loopback destinations, since every emulated worker's network is this machine's."""
+        try:
+            return ipaddress.ip_address(dest_host).is_loopback
+        except ValueError:
+            return dest_host == "localhost"
 
     def public_key_auth_supported(self) -> bool:
         return True

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from tpuctl import gitrepo
 from tpuctl.cloud.base import Cloud
@@ -37,10 +37,12 @@ class UpResult:
     node: str
     run_id: str = "-"
     exit_code: int | None = None
+    url: str | None = None
     steps: list[Step] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         return {"node": self.node, "run_id": self.run_id, "exit_code": self.exit_code,
+                "url": self.url,
                 "steps": [{"step": s.name, "outcome": s.outcome, "detail": s.detail,
                            "seconds": round(s.seconds, 2)} for s in self.steps]}
 
@@ -54,6 +56,7 @@ class Prepared:
     repo: gitrepo.RepoState
     requirements: bytes
     secrets: dict[str, str] | None
+    serve_plan: Any = None  # a planner ServePlan for serving recipes
 
 
 def prepare(recipe: Recipe, name: str, recipe_path: Path) -> Prepared:
@@ -75,7 +78,12 @@ def prepare(recipe: Recipe, name: str, recipe_path: Path) -> Prepared:
             raise UsageError(f"secrets file {recipe.secrets!r} not found",
                              hint="create it (KEY=VALUE lines) or remove `secrets:`")
         secrets = secrets_op.parse_env(spath.read_text(), str(recipe.secrets))
-    return Prepared(recipe, name, repo, req, secrets)
+    plan = None
+    if recipe.serve is not None:
+        from tpuctl.ops.serve import plan_for
+
+        plan = plan_for(recipe, repo.root)
+    return Prepared(recipe, name, repo, req, secrets, plan)
 
 
 def venv_spec(p: Prepared, runtime: str) -> bootstrap_op.BootstrapSpec:
@@ -120,7 +128,7 @@ def up(cloud: Cloud, p: Prepared, *, replace: bool = False, follow: bool = True,
        on_state: Callable[[str], None] = lambda s: None,
        on_bootstrap: Callable[[bootstrap_op.WorkerBootstrap], None] | None = None,
        run_id: str | None = None, on_preempt: str = "fail", max_recreates: int = 3,
-       log_dir: Path | None = None) -> UpResult:
+       log_dir: Path | None = None, ready_timeout: float | None = None) -> UpResult:
     """The loop, with a preemption policy: `fail` (exit 6) or `recreate` (delete the node,
     create it again, re-sync, re-bootstrap, relaunch with TPUCTL_RESTART_COUNT set)."""
     if on_preempt not in ("fail", "recreate"):
@@ -140,7 +148,8 @@ def up(cloud: Cloud, p: Prepared, *, replace: bool = False, follow: bool = True,
             try:
                 _attempt(cloud, p, result, attempt, replace=replace, follow=follow,
                          on_step=on_step, on_line=tee, on_state=on_state,
-                         on_bootstrap=on_bootstrap, run_id=run_id, logs=logs)
+                         on_bootstrap=on_bootstrap, run_id=run_id, logs=logs,
+                         ready_timeout=ready_timeout)
                 return result
             except PreemptedError as e:
                 if on_preempt != "recreate" or attempt >= max_recreates:
@@ -171,7 +180,7 @@ def _attempt(cloud: Cloud, p: Prepared, result: UpResult, attempt: int, *, repla
              follow: bool, on_step: Callable[[Step], None], on_line: runs_op.OnLine,
              on_state: Callable[[str], None],
              on_bootstrap: Callable[[bootstrap_op.WorkerBootstrap], None] | None,
-             run_id: str | None, logs: LocalLogs) -> None:
+             run_id: str | None, logs: LocalLogs, ready_timeout: float | None = None) -> None:
     r = p.recipe
 
     def step(name: str, outcome: str, detail: str, t0: float) -> None:
@@ -212,11 +221,36 @@ def _attempt(cloud: Cloud, p: Prepared, result: UpResult, attempt: int, *, repla
             step("bootstrap", "cached" if boot.cached else "done",
                  f"venv {boot.hash}" + (" already built" if boot.cached else ""), t)
             t = time.monotonic()
+            per_rank = None
+            launch_rid = rid
+            if r.serve is not None:
+                from tpuctl.ops.serve import rank_commands
+
+                launch_rid = rid or launch_op.new_run_id(p.name)
+                per_rank = rank_commands(r.serve, p.serve_plan, session.slice,
+                                         launch_op.coordinator_port(launch_rid))
             launched = await launch_op.launch(session, launch_op.LaunchSpec(
                 command=r.command_line(), env=env, workdir=workdir(p), venv_hash=spec.hash,
-                commit=p.repo.sha, replace=replace, run_id=rid))
+                commit=p.repo.sha, replace=replace, run_id=launch_rid,
+                per_worker_command=per_rank,
+                serve_port=r.serve.port if r.serve is not None else None))
             result.run_id = logs.run_id = launched.run_id
             step("launch", "done", f"run {launched.run_id} on {launched.workers} workers", t)
+            pattern = r.effective_ready_pattern
+            if pattern is not None:
+                from tpuctl.ops.ready import ReadySpec, wait_ready
+
+                t = time.monotonic()
+                serve = r.serve
+                ready = await wait_ready(session, launched.run_id, ReadySpec(
+                    pattern=pattern, port=serve.port if serve else None,
+                    health_path=serve.health_path if serve else "/health_generate",
+                    peer_pattern=serve.peer_pattern if serve else None),
+                    timeout=ready_timeout or r.timeouts.ready or 900.0, on_state=on_state)
+                result.url = ready.url
+                step("ready", "done", f"{ready.url or 'ready line seen'}", t)
+                if r.serve is not None:
+                    return  # a server keeps running: `status`, `generate`, `down`
             if follow:
                 t = time.monotonic()
                 tailed = await _follow(session, launched.run_id, r.timeouts.run, on_line)

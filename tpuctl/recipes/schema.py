@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tpuctl.errors import UsageError
 
@@ -38,6 +38,25 @@ class Timeouts(_Strict):
     ready: Seconds | None = None  # until ready_pattern appears
 
 
+SGLANG_READY_LINE = "The server is fired up and ready to roll!"
+SGLANG_PEER_LINE = "Starting dummy health check server"
+
+
+class ServeSpec(_Strict):
+    """An sglang-jax server on every worker, laid out by the planner (docs/serving.md)."""
+
+    model: str  # a path in the repository (with config.json), or a hub id org/name
+    sglang_version: str | None = None  # the version the argv must suit (planner semantics)
+    dp: int | None = Field(None, gt=0)
+    port: int = Field(30000, gt=0, lt=65536)
+    cpu: bool = False  # --device cpu --attention-backend native (the emulator)
+    load_format: str | None = None  # e.g. dummy: random weights, no download
+    server: list[str] = Field(default_factory=lambda: ["python", "-m", "sgl_jax.launch_server"])
+    extra_args: list[str] = Field(default_factory=list)
+    peer_pattern: str = SGLANG_PEER_LINE  # what ranks > 0 log once up
+    health_path: str = "/health_generate"
+
+
 class Recipe(_Strict):
     name: str | None = None  # node (task) name; defaults to the file's stem
     accelerator: str
@@ -50,7 +69,8 @@ class Recipe(_Strict):
     torch: Literal["cpu"] | None = None
     env: dict[str, str] = Field(default_factory=dict)
     secrets: str | None = None  # local .env file pushed before launch (never in the repo!)
-    command: list[str] | str
+    command: list[str] | str | None = None  # required unless `serve` is given
+    serve: ServeSpec | None = None
     workdir: str | None = None  # relative to the repo root
     ready_pattern: str | None = None
     sync: SyncSpec = Field(default_factory=SyncSpec)
@@ -75,10 +95,22 @@ class Recipe(_Strict):
 
     @field_validator("command")
     @classmethod
-    def _command(cls, v: list[str] | str) -> list[str] | str:
+    def _command(cls, v: list[str] | str | None) -> list[str] | str | None:
         if (isinstance(v, str) and not v.strip()) or (isinstance(v, list) and not v):
             raise ValueError("command is empty")
         return v
+
+    @model_validator(mode="after")
+    def _command_or_serve(self) -> Recipe:
+        if (self.command is None) == (self.serve is None):
+            raise ValueError("give exactly one of `command` or `serve`")
+        return self
+
+    @property
+    def effective_ready_pattern(self) -> str | None:
+        if self.ready_pattern is not None:
+            return self.ready_pattern
+        return re.escape(SGLANG_READY_LINE) if self.serve is not None else None
 
     @field_validator("ready_pattern")
     @classmethod
@@ -91,6 +123,8 @@ class Recipe(_Strict):
         """What the worker's bash runs: a list is quoted once, by code; a string is bash."""
         import shlex
 
+        if self.command is None:
+            return ""  # serving: per-rank commands come from the planner
         return self.command if isinstance(self.command, str) else shlex.join(self.command)
 
 
@@ -114,7 +148,7 @@ def load_recipe(path: Path) -> tuple[Recipe, str]:
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(p) for p in err["loc"]) or "(top)"
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             allowed = ", ".join(Recipe.model_fields)
             raise UsageError(f"recipe {path}: unknown field {loc!r}",
