@@ -187,13 +187,14 @@ def test_env_contract_per_worker(cli, node, repo):
 
 
 def _pgid_members(pgid: int) -> list[int]:
+    """Live processes of a process group (a zombie is dead, only not yet reaped)."""
     out = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == pgid:
+        if int(fields[2]) == pgid and fields[0] != "Z":
             out.append(int(stat.parent.name))
     return out
 

@@ -6,6 +6,7 @@ connected to once. Remote scripts are installed once per content hash.
 
 from __future__ import annotations
 
+import asyncio
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ class SliceSession:
     slice: Slice
     pool: Workers
     _scripts_hash: str | None = field(default=None, init=False)
+    # one install per session even when every worker's first script call races to it
+    _install_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
 
     @property
     def indices(self) -> list[int]:
@@ -50,10 +53,12 @@ class SliceSession:
         h, data = bundle()
         if self._scripts_hash == h:
             return h
-        results = await self.pool.run(_INSTALL.format(h=shlex.quote(h)), stdin=data,
-                                      timeout=120)
-        raise_on_failure(results, "installing tpuctl's worker scripts")
-        self._scripts_hash = h
+        async with self._install_lock:
+            if self._scripts_hash != h:
+                results = await self.pool.run(_INSTALL.format(h=shlex.quote(h)), stdin=data,
+                                              timeout=120)
+                raise_on_failure(results, "installing tpuctl's worker scripts")
+                self._scripts_hash = h
         return h
 
     async def script(self, name: str, *args: str, indices: Sequence[int] | None = None,

@@ -23,6 +23,8 @@ commit=$6
 replace=$7
 force=${8:-0}
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 runs="$HOME/.tpuctl/runs"
 run_dir="$runs/$run_id"
 
@@ -48,7 +50,7 @@ if [ -d "$runs" ]; then
     [ -f "$d/pgid" ] || continue
     [ -f "$d/exit_code" ] && continue
     pgid=$(cat "$d/pgid")
-    if kill -0 -- "-$pgid" 2>/dev/null; then alive+=("$(basename "$d")"); fi
+    if group_alive "$pgid"; then alive+=("$(basename "$d")"); fi
   done
 fi
 if [ ${#alive[@]} -gt 0 ]; then

@@ -3,6 +3,8 @@
 #   status.sh RUN_ID|- WORKER_ID
 # state: running | exited | dead (supervisor gone without an exit code) | missing
 set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 run_id=$1
 worker=$2
 runs="$HOME/.tpuctl/runs"
@@ -19,7 +21,7 @@ beat=$(cat "$d/heartbeat" 2>/dev/null || echo 0)
 pgid=$(cat "$d/pgid" 2>/dev/null || echo 0)
 if [ -f "$d/exit_code" ]; then
   state=exited
-elif [ "$pgid" != 0 ] && kill -0 -- "-$pgid" 2>/dev/null; then
+elif group_alive "$pgid"; then
   state=running
 else
   state=dead

@@ -3,6 +3,8 @@
 # libtpu lockfile, record the outcome. By pgid file only, never by process name.
 #   stop.sh RUN_ID|- GRACE
 set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 run_id=$1
 grace=${2:-10}
 runs="$HOME/.tpuctl/runs"
@@ -15,7 +17,7 @@ if [ -z "$run_id" ] || [ ! -f "$d/pgid" ]; then
   exit 0
 fi
 pgid=$(cat "$d/pgid")
-alive() { kill -0 -- "-$pgid" 2>/dev/null; }
+alive() { group_alive "$pgid"; }
 result=not-running
 if alive; then
   kill -TERM -- "-$pgid" 2>/dev/null || true
