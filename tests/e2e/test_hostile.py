@@ -57,7 +57,7 @@ def _roundtrip(cloud, env: dict[str, str], argv: list[str], secret: str) -> dict
     from tpuctl.ops.session import open_session
 
     code = ("import json,os,sys; print(json.dumps({'argv': sys.argv[1:], 'env': {k: os.environ"
-            ".get(k) for k in %r}, 'secret': os.environ.get('HOSTILE_SECRET')}))" % sorted(env))
+            f".get(k) for k in {sorted(env)!r}}}, 'secret': os.environ.get('HOSTILE_SECRET')}}))")
     run_id = f"h-{uuid.uuid4().hex[:10]}"
 
     async def go() -> dict:

@@ -11,7 +11,7 @@ import sys
 import typer
 
 from tpuctl import __version__
-from tpuctl.cli import config_cmd, emulator, loop, nodes, remote, serving
+from tpuctl.cli import config_cmd, emulator, loop, nodes, plan, remote, serving
 from tpuctl.errors import ExitCode, TpuctlError
 
 app = typer.Typer(
@@ -45,6 +45,7 @@ app.command("up")(loop.up)
 app.command("down")(loop.down)
 app.command("forward")(serving.forward)
 app.command("generate")(serving.generate)
+app.add_typer(plan.app, name="plan")
 app.add_typer(emulator.app, name="emulator")
 
 

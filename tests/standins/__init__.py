@@ -1,0 +1,1 @@
+"""Stand-ins for external programs (sglang-jax server), for tests without a TPU."""
