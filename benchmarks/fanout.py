@@ -1,0 +1,274 @@
+#!/usr/bin/env python3
+"""`exec -- true` on every worker of emulated slices, six ways, side by side in one run.
+
+  seq-openssh   one `ssh HOST true` after another (a shell for-loop)
+  par-openssh   one `ssh HOST true` process per worker, all at once (gcloud --worker=all,
+                MaxText's multihost_runner)
+  fabric        fabric.ThreadingGroup(...).run("true") (a thread and a paramiko client per host)
+  tpuctl-cli    `tpuctl exec NAME -- true` as a user runs it: interpreter start, imports, one
+                API call, new SSH connections, exit
+  tpuctl-new    the same fan-out in process: SshWorkers(...).run("true") with new connections
+  tpuctl-reuse  a second step on a SliceSession whose connections are already open
+
+Every OpenSSH/fabric run uses tpuctl's key and pinned known_hosts with the options
+`tpuctl ssh` uses (tpuctl.workers.ssh.ssh_option_args); every connection does a real key
+exchange with the emulator's asyncssh server. Repetitions are interleaved (one of each method,
+then the next round) so that background load hits every method alike; the table reports the
+median and the best of the runs, and ratios of medians.
+
+  python benchmarks/fanout.py [--sizes 4,16,64,256] [--repeat 3]
+                              [--fabric-python /path/to/venv/bin/python]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402
+    HERE,
+    SIZES,
+    Bench,
+    Sample,
+    fmt_ratio,
+    fmt_s,
+    machine,
+    parse_sizes,
+    table,
+    target,
+    write_results,
+)
+
+METHODS = ["seq-openssh", "par-openssh", "fabric", "tpuctl-cli", "tpuctl-new", "tpuctl-reuse"]
+
+
+def find_fabric_python(explicit: str | None) -> tuple[str | None, str]:
+    """An interpreter that can import fabric, and a note saying where it came from."""
+    candidates = [explicit, os.environ.get("TPUCTL_BENCH_FABRIC_PYTHON")]
+    if importlib.util.find_spec("fabric") is not None:
+        candidates.append(sys.executable)
+    candidates.append(str(HERE / ".venv" / "bin" / "python"))
+    for c in candidates:
+        if not c or not Path(c).exists():
+            continue
+        ok = subprocess.run([c, "-c", "import fabric"], capture_output=True).returncode == 0
+        if ok:
+            return c, f"fabric from {c}"
+    return None, ("fabric not found: column skipped (pip install -r benchmarks/requirements.txt "
+                  "into a separate venv and pass --fabric-python)")
+
+
+class Slice:
+    """One emulated slice and what every method needs to reach its workers."""
+
+    def __init__(self, bench: Bench, size: int) -> None:
+        from tpuctl import sshkeys
+        from tpuctl.ops.access import ensure_access, ssh_targets
+        from tpuctl.workers.ssh import ssh_option_args
+
+        self.name = f"fan{size}"
+        self.size = size
+        n = bench.create(self.name, SIZES[size])
+        assert n == size, (n, size)
+        self.cloud = bench.cloud()
+        sl = ensure_access(self.cloud, self.name)  # our key in metadata, host keys pinned
+        self.targets = ssh_targets(sl)
+        self.key = sshkeys.key_path()
+        self.known_hosts = sshkeys.known_hosts_path(sl)
+        ssh = shutil.which("ssh") or "ssh"
+        self.ssh_argv = [
+            [ssh, *ssh_option_args(t, self.key, self.known_hosts), "-o", "BatchMode=yes",
+             t.host, "true"]
+            for t in self.targets
+        ]
+
+
+def seq_openssh(sl: Slice) -> float:
+    t0 = time.perf_counter()
+    for argv in sl.ssh_argv:
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE)
+        if p.returncode != 0:
+            raise SystemExit(f"ssh failed ({p.returncode}): {p.stderr.decode()[-500:]}")
+    return time.perf_counter() - t0
+
+
+def par_openssh(sl: Slice) -> float:
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL) for argv in sl.ssh_argv]
+    codes = [p.wait() for p in procs]
+    elapsed = time.perf_counter() - t0
+    bad = [c for c in codes if c != 0]
+    if bad:
+        raise SystemExit(f"parallel ssh: {len(bad)} of {len(codes)} failed, codes {set(bad)}")
+    return elapsed
+
+
+def fabric_runs(sl: Slice, python: str, n: int) -> list[float]:
+    job = {"hosts": [[t.host, t.port] for t in sl.targets], "user": sl.targets[0].username,
+           "key": str(sl.key), "known_hosts": str(sl.known_hosts), "repeat": n,
+           "command": "true"}
+    p = subprocess.run([python, str(HERE / "fabric_runner.py")], input=json.dumps(job),
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit(f"fabric runner failed: {p.stdout[-1000:]}\n{p.stderr[-2000:]}")
+    return [float(x) for x in json.loads(p.stdout)["seconds"]]
+
+
+async def tpuctl_new(sl: Slice) -> float:
+    from tpuctl.workers.ssh import SshWorkers
+
+    t0 = time.perf_counter()
+    pool = SshWorkers(sl.targets, key_path=sl.key)
+    try:
+        results = await pool.run("true")
+    finally:
+        await pool.close()
+    elapsed = time.perf_counter() - t0
+    assert pool.connections_opened == sl.size, pool.connections_opened
+    bad = [r for r in results if not r.ok]
+    if bad:
+        raise SystemExit(f"tpuctl in-process: {len(bad)} failed: {bad[0]}")
+    return elapsed
+
+
+async def tpuctl_reuse(session: Any, size: int) -> float:  # noqa: ANN401
+    t0 = time.perf_counter()
+    results = await session.run("true")
+    elapsed = time.perf_counter() - t0
+    assert session.pool.connections_opened == size  # nothing reconnected
+    if any(not r.ok for r in results):
+        raise SystemExit("tpuctl reused step failed")
+    return elapsed
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="4,16,64,256", help="comma-separated: 4,16,64,256")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each method per size")
+    ap.add_argument("--seq-repeat-large", type=int, default=1,
+                    help="runs of the sequential loop above 64 workers (it is slow)")
+    ap.add_argument("--fabric-python", default=None,
+                    help="a Python with fabric installed (default: $TPUCTL_BENCH_FABRIC_PYTHON, "
+                    "this interpreter, or benchmarks/.venv)")
+    ap.add_argument("--out", default="fanout", help="results/<out>.json")
+    args = ap.parse_args()
+    sizes = parse_sizes(args.sizes)
+    fabric_py, fabric_note = find_fabric_python(args.fabric_python)
+    print(f"# fan-out of `exec -- true`; sizes {sizes}; {args.repeat} runs each; {fabric_note}",
+          flush=True)
+
+    info = machine()
+    data: dict[str, Any] = {"benchmark": "fanout", "machine": info, "repeat": args.repeat,
+                            "fabric": fabric_note, "sizes": {}}
+    loop = asyncio.new_event_loop()
+    with Bench() as bench:
+        slices = {s: Slice(bench, s) for s in sizes}
+        for size in sizes:
+            sl = slices[size]
+            runs: dict[str, list[float]] = {m: [] for m in METHODS}
+            rss_kb: list[int] = []
+            bench.time_tpuctl("exec", sl.name, "--", "true")  # warm the page cache
+            session = None
+            from tpuctl.ops.session import open_session
+
+            session = open_session(sl.cloud, sl.name)
+            warm = loop.run_until_complete(session.run("true"))  # opens the connections
+            assert all(r.ok for r in warm)
+            if fabric_py:
+                # one fabric process for all of this size's runs (its interpreter start and
+                # imports are not timed, as for tpuctl-new and the OpenSSH loops)
+                runs["fabric"] = fabric_runs(sl, fabric_py, args.repeat)
+            seq_n = args.repeat if size <= 64 else args.seq_repeat_large
+            for rnd in range(args.repeat):
+                if rnd < seq_n:
+                    runs["seq-openssh"].append(seq_openssh(sl))
+                runs["par-openssh"].append(par_openssh(sl))
+                secs, rss = bench.time_tpuctl("exec", sl.name, "--", "true")
+                runs["tpuctl-cli"].append(secs)
+                rss_kb.append(rss)
+                runs["tpuctl-new"].append(loop.run_until_complete(tpuctl_new(sl)))
+                runs["tpuctl-reuse"].append(loop.run_until_complete(tpuctl_reuse(session, size)))
+            loop.run_until_complete(session.close())
+            row = {m: Sample(v).to_dict() for m, v in runs.items() if v}
+            data["sizes"][str(size)] = {
+                "accelerator": SIZES[size], "methods": row,
+                "tpuctl_cli_max_rss_mb": round(max(rss_kb) / 1024, 1),
+            }
+            med = {m: Sample(v).median for m, v in runs.items() if v}
+            print(f"  {size:>3} workers: " + ", ".join(f"{m} {fmt_s(med[m])}" for m in med),
+                  flush=True)
+        data["emulator_hwm_mb"] = round((bench.emulator_hwm_kb() or 0) / 1024, 1)
+        data["emulator_workers_total"] = sum(sizes)
+    loop.close()
+
+    # -- tables, ratios and targets -----------------------------------------------------------
+    headers = ["workers", *METHODS]
+    rows = []
+    for size in sizes:
+        m = data["sizes"][str(size)]["methods"]
+        rows.append([str(size), *(
+            f"{fmt_s(m[k]['median_s'])} ({fmt_s(m[k]['best_s'])})" if k in m else "skipped"
+            for k in METHODS)])
+    print("\nmedian (best) wall time of `exec -- true` on every worker\n")
+    print(table(headers, rows))
+
+    ratio_rows = []
+    for size in sizes:
+        m = data["sizes"][str(size)]["methods"]
+        ratios: dict[str, float | None] = {}
+        for base in ("seq-openssh", "par-openssh", "fabric"):
+            for ours in ("tpuctl-new", "tpuctl-cli"):
+                ratios[f"{base}/{ours}"] = (m[base]["median_s"] / m[ours]["median_s"]
+                                            if base in m else None)
+        ratios["tpuctl-new/tpuctl-reuse"] = m["tpuctl-new"]["median_s"] / \
+            m["tpuctl-reuse"]["median_s"]
+        data["sizes"][str(size)]["ratios"] = {k: None if v is None else round(v, 2)
+                                              for k, v in ratios.items()}
+        ratio_rows.append([str(size), *(fmt_ratio(v) for v in ratios.values())])
+    print("\nhow many times faster tpuctl is (ratio of medians; baseline/tpuctl)\n")
+    print(table(["workers", *data["sizes"][str(sizes[0])]["ratios"].keys()], ratio_rows))
+
+    targets: dict[str, Any] = {}
+    if 64 in sizes:
+        r = data["sizes"]["64"]["ratios"]
+        for ours in ("tpuctl-new", "tpuctl-cli"):
+            targets[f"64w {ours} >= 12x seq-openssh"] = r[f"seq-openssh/{ours}"] >= 12
+            targets[f"64w {ours} >= 2x par-openssh"] = r[f"par-openssh/{ours}"] >= 2
+            f = r[f"fabric/{ours}"]
+            targets[f"64w {ours} >= 2x fabric"] = None if f is None else f >= 2
+    if 256 in sizes:
+        m = data["sizes"]["256"]["methods"]
+        targets["256w tpuctl-cli <= 5 s"] = m["tpuctl-cli"]["median_s"] <= 5
+        targets["256w tpuctl-new <= 5 s"] = m["tpuctl-new"]["median_s"] <= 5
+        targets["256w tpuctl-reuse <= 1 s"] = m["tpuctl-reuse"]["median_s"] <= 1
+        targets["256w tpuctl exec RSS < 300 MB"] = \
+            data["sizes"]["256"]["tpuctl_cli_max_rss_mb"] < 300
+    targets[f"emulator peak RSS < 2 GB ({data['emulator_workers_total']} workers)"] = \
+        data["emulator_hwm_mb"] < 2048
+    data["targets"] = targets
+    print("\nmemory: tpuctl exec peak RSS " + ", ".join(
+        f"{s}w {data['sizes'][str(s)]['tpuctl_cli_max_rss_mb']} MB" for s in sizes)
+        + f"; emulator peak RSS {data['emulator_hwm_mb']} MB "
+        f"(serving {data['emulator_workers_total']} workers)")
+    print("\ntargets\n")
+    print(table(["target", "result"], [[k, target(v)] for k, v in targets.items()]))
+    path = write_results(args.out, data)
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
