@@ -48,3 +48,16 @@ def test_mapping(exc, cls, code):
 )
 def test_retry_classification(exc, transient):
     assert is_transient_api_error(exc) is transient
+
+
+def test_gcp_rate_limit_is_transient_although_it_says_quota():
+    from google.rpc.error_details_pb2 import ErrorInfo
+
+    rate = gexc.TooManyRequests(
+        "Quota exceeded for quota metric 'Requests' and limit 'Requests per minute'",
+        error_info=ErrorInfo(reason="RATE_LIMIT_EXCEEDED", domain="googleapis.com"))
+    assert is_transient_api_error(rate)
+    stockout = gexc.TooManyRequests("There is no more capacity in the zone \"us-east5-b\"")
+    assert not is_transient_api_error(stockout)
+    quota = gexc.TooManyRequests("Quota 'TPUV6E_CORES' exceeded. Limit: 16.0 in region")
+    assert not is_transient_api_error(quota)

@@ -1,4 +1,5 @@
-"""`tpuctl emulator serve|start|stop|status`: the local TPU v2 API with SSH-reachable workers."""
+"""`tpuctl emulator serve|start|stop|status|faults|preempt`: the local TPU v2 API with
+SSH-reachable workers, and the faults it injects on purpose."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,7 +19,14 @@ import typer
 
 from tpuctl.cli import output
 from tpuctl.cli.options import JsonOpt
-from tpuctl.errors import NotFoundError, TimeoutExpired, TpuctlError
+from tpuctl.config import EMULATOR_PROJECT, EMULATOR_ZONE
+from tpuctl.errors import (
+    CloudError,
+    NotFoundError,
+    TimeoutExpired,
+    TpuctlError,
+    UsageError,
+)
 from tpuctl.paths import emulator_dir
 
 app = typer.Typer(help="Run the local TPU emulator (REST API + SSH workers).",
@@ -30,6 +41,18 @@ SshPortOpt = Annotated[int, typer.Option("--ssh-port",
                                          help="SSH port shared by all workers (0: free one)")]
 DelayOpt = Annotated[float, typer.Option("--create-delay",
                                          help="seconds a node stays CREATING")]
+FaultOpt = Annotated[list[str] | None, typer.Option(
+    "--fault", metavar="KEY=VALUE", show_default=False,
+    help="inject a fault (repeatable): api-error-rate=0.2, stockout-zones=Z1,Z2, "
+    "stockout-mode=operation|request, create-delay=S, ssh-refuse-rate=R, ssh-drop-rate=R, "
+    "ssh-drop-after=S, unreachable-workers=NODE:I[,NODE:I]; see docs/emulator.md")]
+SeedOpt = Annotated[int | None, typer.Option(
+    "--seed", show_default=False,
+    help="seed of the faults' random decisions (same seed + same requests = same faults)")]
+AdminEndpointOpt = Annotated[str | None, typer.Option(
+    "--api-endpoint", show_default=False,
+    help="the emulator's endpoint; default: the one running from --state-dir, else "
+    "TPUCTL_API_ENDPOINT, else the one running from ~/.tpuctl/emulator")]
 
 
 def _info_file(state_dir: Path) -> Path:
@@ -45,18 +68,76 @@ def _read_info(state_dir: Path) -> dict[str, Any] | None:
         return None
 
 
+def _parse_faults(items: list[str] | None) -> dict[str, Any]:
+    """Validate `--fault KEY=VALUE` options before anything starts (bad ones exit 2)."""
+    from tpuctl.emulator.faults import FaultError, parse_assignments
+
+    try:
+        return parse_assignments(items or [])
+    except FaultError as e:
+        raise UsageError(str(e), hint="see `tpuctl emulator serve --help` and "
+                         "docs/emulator.md#fault-injection") from None
+
+
+def _endpoint(api_endpoint: str | None, state_dir: Path | None) -> str:
+    """--api-endpoint, else --state-dir's emulator, else TPUCTL_API_ENDPOINT, else the
+    default state dir's emulator."""
+    if api_endpoint:
+        return api_endpoint.rstrip("/")
+    if state_dir is None and os.environ.get("TPUCTL_API_ENDPOINT"):
+        return os.environ["TPUCTL_API_ENDPOINT"].rstrip("/")
+    sd = (state_dir or emulator_dir()).resolve()
+    info = _read_info(sd)
+    if info is None:
+        raise NotFoundError(f"no emulator running from {sd}",
+                            hint="start it with `tpuctl emulator start`, or pass --api-endpoint")
+    return str(info["endpoint"]).rstrip("/")
+
+
+def _admin(endpoint: str, method: str, path: str, body: dict[str, Any] | None = None,
+           query: dict[str, str] | None = None) -> Any:
+    """One admin call to a running emulator; its error envelope becomes a typed error."""
+    url = f"{endpoint}/emulator/v1/{path}"
+    if query:
+        url += "?" + urllib.parse.urlencode(query)
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - http(s) endpoint
+            return json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        try:
+            message = json.loads(e.read())["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = f"HTTP {e.code}"
+        if e.code == 404:
+            raise NotFoundError(message, hint="check the node name, --project and --zone "
+                                "(`tpuctl list`), and that the endpoint is the emulator's"
+                                ) from None
+        if e.code == 400:
+            raise UsageError(message) from None
+        raise CloudError(f"emulator admin call failed: {message}") from None
+    except (urllib.error.URLError, OSError) as e:
+        raise CloudError(f"cannot reach the emulator at {endpoint} ({e})",
+                         hint="is it running? `tpuctl emulator status`") from None
+
+
 @app.command()
 def serve(
     state_dir: StateDirOpt = None,
     port: PortOpt = 0,
     ssh_port: SshPortOpt = 0,
     create_delay: DelayOpt = 1.0,
+    fault: FaultOpt = None,
+    seed: SeedOpt = None,
 ) -> None:
     """Run the emulator in the foreground until interrupted."""
     import asyncio
 
     from tpuctl.emulator.server import serve as run_server
 
+    fault_values = _parse_faults(fault)
     sd = (state_dir or emulator_dir()).resolve()
     sd.mkdir(parents=True, exist_ok=True)
 
@@ -66,7 +147,7 @@ def serve(
 
     try:
         asyncio.run(run_server(port, sd, ssh_port=ssh_port, create_delay=create_delay,
-                               on_ready=ready))
+                               on_ready=ready, faults=fault_values, seed=seed))
     except KeyboardInterrupt:
         pass
 
@@ -77,19 +158,34 @@ def start(
     port: PortOpt = 0,
     ssh_port: SshPortOpt = 0,
     create_delay: DelayOpt = 1.0,
+    fault: FaultOpt = None,
+    seed: SeedOpt = None,
     timeout: Annotated[float, typer.Option(help="seconds to wait for it to listen")] = 30.0,
     json_: JsonOpt = False,
 ) -> None:
-    """Start the emulator in the background (idempotent) and print its endpoint."""
+    """Start the emulator in the background (idempotent) and print its endpoint.
+
+    If it is already running, `--fault`/`--seed` are applied to it at run time."""
+    fault_values = _parse_faults(fault)
     sd = (state_dir or emulator_dir()).resolve()
     sd.mkdir(parents=True, exist_ok=True)
     info = _read_info(sd)
+    if info is not None and (fault_values or seed is not None):
+        body: dict[str, Any] = dict(fault_values)
+        if seed is not None:
+            body["seed"] = seed
+        _admin(str(info["endpoint"]).rstrip("/"), "POST", "faults", body)
+        output.info("emulator already running: faults applied to it")
     if info is None:
         _info_file(sd).unlink(missing_ok=True)
         log = open(sd / "emulator.log", "ab")  # noqa: SIM115 - handed to the child
         argv = [sys.executable, "-m", "tpuctl", "emulator", "serve", "--state-dir", str(sd),
                 "--port", str(port), "--ssh-port", str(ssh_port),
                 "--create-delay", str(create_delay)]
+        for item in fault or []:
+            argv += ["--fault", item]
+        if seed is not None:
+            argv += ["--seed", str(seed)]
         # cwd: the state dir, so `python -m tpuctl` never imports a stray ./tpuctl
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True, close_fds=True, cwd=sd)
@@ -151,3 +247,69 @@ def status(state_dir: StateDirOpt = None, json_: JsonOpt = False) -> None:
     if info is None:
         raise NotFoundError("emulator not running", hint="start it with `tpuctl emulator start`")
     output.out(f"running: pid {info['pid']}, endpoint {info['endpoint']}, state in {sd}")
+
+
+@app.command()
+def faults(
+    assignments: Annotated[list[str] | None, typer.Argument(
+        metavar="[KEY=VALUE]...", show_default=False,
+        help="faults to set (merged into the active ones); none: just show them")] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="clear every fault first")] = False,
+    seed: SeedOpt = None,
+    api_endpoint: AdminEndpointOpt = None,
+    state_dir: StateDirOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Show, set or clear the running emulator's faults (see docs/emulator.md)."""
+    values = _parse_faults(assignments)
+    endpoint = _endpoint(api_endpoint, state_dir)
+    if clear:
+        result = _admin(endpoint, "DELETE", "faults")
+    if values or seed is not None:
+        body: dict[str, Any] = dict(values)
+        if seed is not None:
+            body["seed"] = seed
+        result = _admin(endpoint, "POST", "faults", body)
+    elif not clear:
+        result = _admin(endpoint, "GET", "faults")
+    if json_:
+        output.print_json(result)
+        return
+    active = result.get("faults") or {}
+    output.out(f"seed {result.get('seed')}")
+    if not active:
+        output.out("no faults")
+    for key, value in active.items():
+        shown = ",".join(str(v) for v in value) if isinstance(value, list) else value
+        output.out(f"{key}={shown}")
+
+
+@app.command()
+def preempt(
+    node: Annotated[str, typer.Argument(help="node (task) name", show_default=False)],
+    after: Annotated[float | None, typer.Option(
+        "--after", min=0, show_default=False,
+        help="preempt this many seconds from now (a timer in the emulator); default now")
+    ] = None,
+    project: Annotated[str, typer.Option("--project", envvar="TPUCTL_PROJECT",
+                                         help="the node's project (env TPUCTL_PROJECT)")
+                       ] = EMULATOR_PROJECT,
+    zone: Annotated[str, typer.Option("--zone", envvar="TPUCTL_ZONE",
+                                      help="the node's zone (env TPUCTL_ZONE)")
+                    ] = EMULATOR_ZONE,
+    api_endpoint: AdminEndpointOpt = None,
+    state_dir: StateDirOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Preempt an emulated node as GCP preempts a spot VM: PREEMPTED, its processes killed."""
+    endpoint = _endpoint(api_endpoint, state_dir)
+    name = f"projects/{project}/locations/{zone}/nodes/{node}"
+    query = {"after": repr(after)} if after is not None else None
+    result = _admin(endpoint, "POST", f"{name}:preempt", {}, query)
+    if json_:
+        output.print_json(result)
+        return
+    if after is not None:
+        output.info(f"node {node} will be preempted in {after:g}s")
+    else:
+        output.info(f"node {node} preempted")

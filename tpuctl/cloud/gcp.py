@@ -251,6 +251,14 @@ class GcpCloud:
             )
             return sorted(at.type_ for at in pager)
 
+    def operation_error(self, op_name: str) -> tuple[int, str] | None:
+        """(code, message) when the operation finished with an error, else None."""
+        with api_errors(f"operation {op_name.rsplit('/', 1)[-1]}"):
+            op = api_retry(self._client.get_operation)(request={"name": op_name})
+        if op.done and op.HasField("error") and op.error.code:
+            return int(op.error.code), str(op.error.message)
+        return None
+
     def wait_operation(self, op_name: str, *, timeout: float,
                        on_poll: Callable[[], None] | None = None) -> None:
         """Poll an operation until done, starting fast (the emulator) and backing off to 5 s."""

@@ -37,6 +37,8 @@ _CAPACITY_WORDS = ("quota", "capacity", "stockout", "resource_exhausted", "resou
 def is_capacity_error(exc: BaseException) -> bool:
     """Stockouts and exhausted quota. Over REST both arrive as HTTP 429, like rate limits,
     so the status and message decide; they are never retried blindly."""
+    if getattr(exc, "reason", None) == "RATE_LIMIT_EXCEEDED":
+        return False  # GCP's rate limit says "Quota exceeded ..." too: the reason decides
     if isinstance(exc, gexc.ResourceExhausted):
         return True
     if isinstance(exc, gexc.TooManyRequests):

@@ -12,8 +12,9 @@ Deliberate differences from GCP (kept small, each for a reason):
   loopback address as `ipAddress`;
 - any project is accepted; unknown zones answer 404 NOT_FOUND for every call under them;
 - at most 254 live nodes (one loopback /16 each); beyond that 429 RESOURCE_EXHAUSTED;
-- `/emulator/v1/status` (GET), `/emulator/v1/<node name>:preempt` and
-  `/emulator/v1/<node name>:dropConnections[?worker=I]` (POST) are admin calls.
+- `/emulator/v1/status` (GET), `/emulator/v1/<node name>:preempt[?after=SECONDS]`,
+  `/emulator/v1/<node name>:dropConnections[?worker=I]` (POST) and `/emulator/v1/faults`
+  (GET, POST, DELETE) are admin calls; faults never apply to them.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from tpuctl.emulator import catalog
+from tpuctl.emulator.faults import FaultError, parse_seed
 from tpuctl.emulator.state import (
     ApiError,
     EmulatorState,
@@ -306,7 +308,41 @@ async def admin_drop_connections(call: Call) -> Reply:
 
 
 async def admin_preempt(call: Call) -> Reply:
-    return Reply("Node", await call.state.preempt_node(call.group("name")))
+    after = call.query.get("after")
+    if after is None or after == "":
+        return Reply("Node", await call.state.preempt_node(call.group("name")))
+    try:
+        seconds = float(after)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < 1e7:  # also rejects nan and inf
+        raise invalid_argument(f"after must be a number of seconds >= 0, got {after!r}")
+    return Reply("", call.state.schedule_preempt(call.group("name"), seconds))
+
+
+async def admin_get_faults(call: Call) -> Reply:
+    return Reply("", call.state.faults.to_json())
+
+
+async def admin_set_faults(call: Call) -> Reply:
+    """Merge the faults of the JSON body (`null` clears one); `seed` restarts the streams."""
+    body = await call.body()
+    faults = call.state.faults
+    try:
+        seed = parse_seed(body.pop("seed")) if "seed" in body else None
+        faults.update(body)
+    except FaultError as e:
+        raise invalid_argument(str(e)) from e
+    if seed is not None:
+        faults.reseed(seed)
+    await call.state.apply_unreachable_workers()
+    return Reply("", faults.to_json())
+
+
+async def admin_clear_faults(call: Call) -> Reply:
+    call.state.faults.clear()
+    await call.state.apply_unreachable_workers()
+    return Reply("", call.state.faults.to_json())
 
 
 _NODE = rf"(?P<name>{_LOC}/nodes/{_SEG})"
@@ -344,6 +380,9 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         ("GET", r"/emulator/v1/status", admin_status),
         ("POST", rf"/emulator/v1/{_NODE}:preempt", admin_preempt),
         ("POST", rf"/emulator/v1/{_NODE}:dropConnections", admin_drop_connections),
+        ("GET", r"/emulator/v1/faults", admin_get_faults),
+        ("POST", r"/emulator/v1/faults", admin_set_faults),
+        ("DELETE", r"/emulator/v1/faults", admin_clear_faults),
     ]
 ]
 
@@ -362,6 +401,14 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     path = request.path
     try:
+        if path.startswith("/v2/"):
+            # before routing, reading the body or touching state: a failed call has no effect
+            project = path.split("/")[3] if path.startswith("/v2/projects/") else None
+            injected = state.faults.api_error(project)
+            if injected is not None:
+                raise ApiError(
+                    injected.http_code, injected.status, injected.message, injected.details
+                )
         path_matched = False
         for method, pattern, handler in ROUTES:
             match = pattern.match(path)

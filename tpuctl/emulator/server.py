@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from tpuctl.emulator.api import create_app
+from tpuctl.emulator.faults import Faults
 from tpuctl.emulator.state import EmulatorState, WorkerHostLike
 
 log = logging.getLogger(__name__)
@@ -84,11 +86,16 @@ async def serve(
     create_delay: float = 0.5,
     on_ready: Callable[[str], None] | None = None,
     worker_host: WorkerHostFactory | None = None,
+    faults: dict[str, Any] | None = None,
+    seed: int | None = None,
 ) -> None:
     """Serve the TPU v2 API on 127.0.0.1:port (0 = any free port) until cancelled or signalled.
 
     `worker_host` replaces the real SSH worker host (tests use fakes for pure API checks).
+    `faults` (see `tpuctl.emulator.faults`) are active from the start, their random streams
+    seeded with `seed` (a random one when None; `GET /emulator/v1/faults` shows it).
     """
+    fault_state = Faults(faults, seed)  # validates before anything binds
     state_dir = Path(state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     ssh_sock = _reserve_ssh_port(ssh_port, state_dir)
@@ -100,7 +107,11 @@ async def serve(
     try:
         ssh_port = ssh_sock.getsockname()[1]
         host = (worker_host or _default_worker_host)(state_dir, ssh_port)
-        state = EmulatorState(state_dir, host, create_delay=create_delay, ssh_port=ssh_port)
+        if hasattr(host, "faults"):
+            host.faults = fault_state
+        state = EmulatorState(
+            state_dir, host, create_delay=create_delay, ssh_port=ssh_port, faults=fault_state
+        )
         state.load()
         await state.resume()
 
@@ -110,6 +121,7 @@ async def serve(
         await runner.setup()
         site = web.TCPSite(runner, HOST, port)
         await site.start()
+        _check_loopback(runner)
         bound = _bound_port(runner)
         endpoint = f"http://{HOST}:{bound}"
         info["endpoint"] = endpoint
@@ -141,6 +153,14 @@ async def _shutdown(
     if state is not None:
         await state.close()
     _remove_info(state_dir)
+
+
+def _check_loopback(runner: web.AppRunner) -> None:
+    """The emulator runs anything it is asked to: it must never listen beyond loopback."""
+    for addr in runner.addresses:
+        host = addr[0] if isinstance(addr, tuple) else str(addr)
+        if not ipaddress.ip_address(host).is_loopback:
+            raise RuntimeError(f"the emulator must listen on loopback only, not {host}")
 
 
 def _bound_port(runner: web.AppRunner) -> int:

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from tpuctl.accelerators import AcceleratorType
 from tpuctl.emulator import catalog
+from tpuctl.emulator.faults import Faults
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ STATE_FILE = "state.json"
 STATE_VERSION = 1
 MAX_SLOTS = 254
 MAX_DONE_OPERATIONS = 1000
+QUEUE_POLL_SECONDS = 0.05  # how often a waiting queued resource looks for capacity again
 
 TYPE_PREFIX = "type.googleapis.com/"
 OPERATION_METADATA_TYPE = TYPE_PREFIX + "google.cloud.tpu.v2.OperationMetadata"
@@ -108,14 +110,28 @@ QUEUED_RESOURCE_OUTPUT_FIELDS = frozenset({"name", "createTime", "state"})
 class ApiError(Exception):
     """An error the API answers with a Google error envelope."""
 
-    def __init__(self, http_code: int, status: str, message: str) -> None:
+    def __init__(
+        self,
+        http_code: int,
+        status: str,
+        message: str,
+        details: Sequence[dict[str, Any]] = (),
+    ) -> None:
         super().__init__(message)
         self.http_code = http_code
         self.status = status
         self.message = message
+        self.details = list(details)
 
     def envelope(self) -> dict[str, Any]:
-        return {"error": {"code": self.http_code, "message": self.message, "status": self.status}}
+        error: dict[str, Any] = {
+            "code": self.http_code,
+            "message": self.message,
+            "status": self.status,
+        }
+        if self.details:
+            error["details"] = self.details
+        return {"error": error}
 
 
 def invalid_argument(message: str) -> ApiError:
@@ -303,10 +319,12 @@ class EmulatorState:
         create_delay: float = 0.5,
         op_delay: float | None = None,
         ssh_port: int = 0,
+        faults: Faults | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.workers = workers
         self.create_delay = create_delay
+        self.faults = faults if faults is not None else Faults()
         self.op_delay = create_delay / 4 if op_delay is None else op_delay
         self.ssh_port = ssh_port
         self.nodes: dict[str, NodeRecord] = {}
@@ -315,6 +333,13 @@ class EmulatorState:
         self._tasks: dict[str, asyncio.Task[None]] = {}  # in-flight transition per resource
         self._background: set[asyncio.Task[None]] = set()
         self._pending_plans: dict[str, list[_NodePlan]] = {}  # queued resource -> its nodes
+        self._unreachable: dict[str, set[int]] = {}  # node key -> workers made unreachable
+        self._reachability_lock = asyncio.Lock()
+
+    @property
+    def current_create_delay(self) -> float:
+        """How long a node stays CREATING: the `create-delay` fault, else `--create-delay`."""
+        return self.faults.create_delay(self.create_delay)
 
     # ---------------------------------------------------------------- persistence
 
@@ -374,7 +399,8 @@ class EmulatorState:
         for rec in list(self.nodes.values()):
             state = rec.state
             if state == "CREATING":
-                self._spawn(rec.name, self._finish_create(rec.name, delay=self.create_delay))
+                delay = self.current_create_delay
+                self._spawn(rec.name, self._finish_create(rec.name, delay=delay))
             elif state == "STARTING":
                 self._spawn(rec.name, self._finish_start(rec.name))
             elif state == "DELETING":
@@ -711,10 +737,12 @@ class EmulatorState:
 
     def create_node(self, parent: str, node_id: str, body: dict[str, Any]) -> dict[str, Any]:
         plan = self._plan_node(parent, node_id, body)
+        if self.faults.stocked_out(plan.zone) and self.faults.stockout_mode == "request":
+            raise ApiError(429, "RESOURCE_EXHAUSTED", self.faults.stockout_message(plan.zone))
         rec = self._store_node(plan)
         op = self._new_operation(parent, "create", rec.name)
         rec.pending_op = op["name"]
-        self._spawn(rec.name, self._finish_create(rec.name, delay=self.create_delay))
+        self._spawn(rec.name, self._finish_create(rec.name, delay=self.current_create_delay))
         self.save()
         return op
 
@@ -731,11 +759,23 @@ class EmulatorState:
             {"index": w.index, "ip": w.ip, "ssh_port": w.ssh_port, "host_key": w.host_key}
             for w in sorted(started, key=lambda w: w.index)
         ]
+        self._unreachable.pop(rec.key, None)  # fresh listeners: every worker reachable again
+        await self.apply_unreachable_workers()
 
     async def _finish_create(self, name: str, *, delay: float) -> None:
         await asyncio.sleep(delay)
         rec = self.nodes.get(name)
         if rec is None or rec.state != "CREATING":
+            return
+        zone = parse_location(name.rsplit("/nodes/", 1)[0])[1]
+        if self.faults.stocked_out(zone) and not rec.resource.get("queuedResource"):
+            # as on GCP: the create operation fails with code 8 and the node is gone
+            self.nodes.pop(name, None)
+            self._finish_operation(
+                rec.pending_op,
+                error=(CODE_RESOURCE_EXHAUSTED, self.faults.stockout_message(zone)),
+            )
+            self.save()
             return
         try:
             await self._start_workers(rec)
@@ -940,6 +980,50 @@ class EmulatorState:
         self.save()
         return self.render_node(rec)
 
+    def schedule_preempt(self, name: str, after: float) -> dict[str, Any]:
+        """Fault injection: preempt the node `after` seconds from now (a server-side timer);
+        a node that is no longer preemptible by then is left alone."""
+        self.get_node_record(name)  # 404 now, not silently later
+
+        async def later() -> None:
+            await asyncio.sleep(after)
+            try:
+                await self.preempt_node(name)
+            except ApiError as e:
+                log.warning("scheduled preemption of %s skipped: %s", name, e.message)
+
+        self._spawn_background(later())
+        return {"name": name, "preemptAfterSeconds": after}
+
+    async def apply_unreachable_workers(self) -> None:
+        """Make the workers named by the `unreachable-workers` fault unreachable (listener
+        closed, connections dropped) and every other worker reachable again."""
+        set_reachable = getattr(self.workers, "set_reachable", None)
+        if set_reachable is None:  # a fake worker host
+            return
+        async with self._reachability_lock:
+            for rec in list(self.nodes.values()):
+                if not rec.workers or rec.state not in ("READY", "CREATING", "STARTING"):
+                    continue
+                want = self.faults.unreachable(rec.name, len(rec.workers))
+                have = self._unreachable.get(rec.key, set())
+                for index in sorted(want ^ have):
+                    try:
+                        await set_reachable(rec.key, index, index not in want)
+                    except (KeyError, IndexError):  # its workers are not running (any more)
+                        continue
+                    except OSError as e:
+                        log.warning("worker %d of %s: cannot reopen: %s", index, rec.name, e)
+                        continue
+                    if index in want:
+                        have.add(index)
+                    else:
+                        have.discard(index)
+                if have:
+                    self._unreachable[rec.key] = have
+                else:
+                    self._unreachable.pop(rec.key, None)
+
     def drop_connections(self, name: str, worker: int | None = None) -> dict[str, Any]:
         """Fault injection: cut the SSH connections of one worker (or all) mid-stream, as a
         flaky network would; the workers and their processes live on."""
@@ -1030,6 +1114,14 @@ class EmulatorState:
         qr = self.queued_resources.get(name)
         if qr is None:
             return
+        zone = parse_location(name.rsplit("/queuedResources/", 1)[0])[1]
+        while qr.state in ("ACCEPTED", "WAITING_FOR_RESOURCES") and self.faults.stocked_out(zone):
+            if qr.state != "WAITING_FOR_RESOURCES":
+                qr.set_state("WAITING_FOR_RESOURCES", stateInitiator="SERVICE")
+                self.save()
+            await asyncio.sleep(QUEUE_POLL_SECONDS)
+            if self.queued_resources.get(name) is not qr:
+                return
         if qr.state in ("ACCEPTED", "WAITING_FOR_RESOURCES"):
             plans = self._pending_plans.pop(name, None)
             try:
@@ -1040,7 +1132,8 @@ class EmulatorState:
                         raise already_exists(plan.resource["name"])
                 for plan in plans:
                     rec = self._store_node(plan, queued_resource=name)
-                    self._spawn(rec.name, self._finish_create(rec.name, delay=self.create_delay))
+                    delay = self.current_create_delay
+                    self._spawn(rec.name, self._finish_create(rec.name, delay=delay))
             except ApiError as e:
                 qr.set_state("FAILED", failedData={"error": {"code": 9, "message": e.message}})
                 self.save()

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import asyncssh
 
@@ -49,6 +49,14 @@ _CLIENT_ENV_PREFIXES = ("LC_",)
 _PTY_DRAIN_SECONDS = 0.5
 
 AuthorizedKeys = Callable[[str], list[str]]
+
+
+class SshFaults(Protocol):
+    """The SSH side of `faults.Faults`: whether to refuse a connection, when to cut one."""
+
+    def refuse_ssh(self) -> bool: ...
+
+    def ssh_drop_delay(self) -> float | None: ...
 
 
 def worker_ip(slot: int, index: int) -> str:
@@ -173,6 +181,7 @@ class _Node:
     chips_per_host: int
     authorized_keys: AuthorizedKeys
     kill_grace: float = 2.0
+    faults: Callable[[], SshFaults | None] = lambda: None
     workers: list[_Worker] = field(default_factory=list)
     pgids: set[int] = field(default_factory=set)  # process groups of live direct children
     stopping: bool = False
@@ -273,6 +282,11 @@ class _WorkerServer(asyncssh.SSHServer):
         self._worker.connections.add(conn)
         if self._worker.node.stopping or not self._worker.reachable:
             conn.abort()
+            return
+        faults = self._worker.node.faults()
+        if faults is not None and faults.refuse_ssh():
+            log.info("fault: refusing an SSH connection to %s", self._worker.ip)
+            conn.abort()  # before the version exchange: the client sees the connection lost
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._conn is not None:
@@ -392,6 +406,7 @@ class _Session(asyncssh.SSHServerSession[bytes]):
         self._output_paused = False
         self._pending_input: list[bytes] = []
         self._eof_pending = False
+        self._drop_timer: asyncio.TimerHandle | None = None
 
     # -- requests from the client ------------------------------------------------------------
     def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
@@ -457,6 +472,10 @@ class _Session(asyncssh.SSHServerSession[bytes]):
         if self._channel_gone or worker.node.stopping:
             self._kill_group()
             return
+        faults = worker.node.faults()
+        delay = faults.ssh_drop_delay() if faults is not None else None
+        if delay is not None:
+            self._drop_timer = loop.call_later(delay, self._drop_connection)
         stdin = self._stdin()
         if stdin is not None and self._pty_in is None:
             # Any data the kernel pipe (64 KiB) can't take pauses the channel, and resume comes
@@ -501,6 +520,20 @@ class _Session(asyncssh.SSHServerSession[bytes]):
         self._pty_in, _ = await loop.connect_write_pipe(
             lambda: _PtyWriter(self), os.fdopen(writer_fd, "wb", buffering=0)
         )
+
+    def _drop_connection(self) -> None:
+        """Fault injection: the network goes away under a running command. The connection is
+        aborted; like sshd on a lost client, the command's process group is then killed."""
+        self._drop_timer = None
+        if self._done or self._channel_gone or self._chan is None:
+            return
+        log.info("fault: cutting an SSH session on %s mid-stream", self._worker.ip)
+        self._chan.get_connection().abort()
+
+    def _cancel_drop(self) -> None:
+        if self._drop_timer is not None:
+            self._drop_timer.cancel()
+            self._drop_timer = None
 
     # -- data in both directions ---------------------------------------------------------------
     def _stdin(self) -> asyncio.WriteTransport | None:
@@ -634,6 +667,7 @@ class _Session(asyncssh.SSHServerSession[bytes]):
         if self._done:
             return
         self._done = True
+        self._cancel_drop()
         rc = self._returncode
         chan = self._chan
         if chan is not None and not self._channel_gone and rc is not None:
@@ -658,6 +692,7 @@ class _Session(asyncssh.SSHServerSession[bytes]):
     def connection_lost(self, exc: Exception | None) -> None:
         """The client closed the channel (or the connection dropped): end the command."""
         self._channel_gone = True
+        self._cancel_drop()
         if self._returncode is None and self._pid is not None:
             self._kill_group()
         if self._returncode is not None:
@@ -690,6 +725,7 @@ class WorkerHost:
         self._kill_grace = kill_grace
         self._nodes: dict[str, _Node] = {}
         self._uv_cache = self._state_dir / "uv-cache"
+        self.faults: SshFaults | None = None  # set by the emulator: refused and cut connections
 
     @property
     def ssh_port(self) -> int:
@@ -715,7 +751,9 @@ class WorkerHost:
         if num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {num_workers}")
         node_dir = self._node_dir(node_id)
-        node = _Node(node_id, slot, chips_per_host, authorized_keys, self._kill_grace)
+        node = _Node(
+            node_id, slot, chips_per_host, authorized_keys, self._kill_grace, lambda: self.faults
+        )
         self._uv_cache.mkdir(parents=True, exist_ok=True)
 
         def prepare() -> None:  # file I/O off the event loop

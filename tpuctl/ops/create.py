@@ -106,7 +106,27 @@ def _reuse(existing: Slice, spec: NodeSpec, auto_runtime: bool) -> None:
                          hint="wait for it, or delete it and create it again")
 
 
-def _wait_ready(cloud: Cloud, name: str, deadline: float, progress: Progress) -> Slice:
+RESOURCE_EXHAUSTED = 8  # google.rpc.Code: how GCP's create operation reports a stockout
+
+
+def _check_operation(cloud: Cloud, name: str, op: str | None) -> None:
+    """A create that failed shows in its operation (a stockout is code 8), not in the node."""
+    if op is None:
+        return
+    err = cloud.operation_error(op)
+    if err is None:
+        return
+    code, message = err
+    if code == RESOURCE_EXHAUSTED:
+        raise CloudError(f"no capacity for {name!r} in {cloud.zone}: {message[:200]}",
+                         hint="try another zone (--zone), a smaller type, --spot, or --queued "
+                         "to wait for capacity")
+    raise CloudError(f"creating {name!r} failed (code {code}): {message[:200]}",
+                     hint="see the message; `tpuctl describe` shows the node if it exists")
+
+
+def _wait_ready(cloud: Cloud, name: str, deadline: float, progress: Progress,
+                op: str | None = None, queued: bool = False) -> Slice:
     interval = 0.2
     while True:
         try:
@@ -117,8 +137,16 @@ def _wait_ready(cloud: Cloud, name: str, deadline: float, progress: Progress) ->
             if sl.state in ("PREEMPTED", "TERMINATED"):
                 raise PreemptedError(f"node {name!r} became {sl.state} while starting",
                                      hint="retry, or use another zone")
+            _check_operation(cloud, name, op)
         except NotFoundError:
-            progress("QUEUED")
+            _check_operation(cloud, name, op)
+            state = "QUEUED"
+            if queued:
+                try:
+                    state = f"queued ({cloud.queued_resource_state(name)})"
+                except NotFoundError:
+                    pass
+            progress(state)
         if time.monotonic() >= deadline:
             raise TimeoutExpired(f"node {name!r} was not READY in time",
                                  hint="raise --timeout; capacity may be short in this zone")
@@ -147,16 +175,17 @@ def create(cloud: Cloud, req: CreateRequest, progress: Progress = lambda s: None
     spec = replace(spec, metadata=ssh_key_metadata({}))
     progress("REQUESTED")
     if req.queued:
-        cloud.create_queued_resource(spec)
+        op = cloud.create_queued_resource(spec)
     else:
-        cloud.create_node(spec)
+        op = cloud.create_node(spec)
     if not req.wait:
         sl = _get_or_placeholder(cloud, spec)
         return CreateResult(sl, created=True, seconds=time.monotonic() - t0)
     try:
-        _wait_ready(cloud, spec.name, deadline, progress)
+        _wait_ready(cloud, spec.name, deadline, progress, op=None if req.queued else op,
+                    queued=req.queued)
         sl = ensure_access(cloud, spec.name, timeout=max(1.0, deadline - time.monotonic()))
-    except (KeyboardInterrupt, TimeoutExpired, PreemptedError):
+    except (KeyboardInterrupt, TimeoutExpired, PreemptedError, CloudError):
         _abandon(cloud, spec.name, req.queued)
         raise
     return CreateResult(sl, created=True, seconds=time.monotonic() - t0)

@@ -115,7 +115,7 @@ async def launch(session: SliceSession, spec: LaunchSpec) -> LaunchResult:
     _refusal(checks, "launch")
     started = await session.script_each(
         "launch", {i: (["start", *a], p) for i, (a, p) in calls.items()},
-        capture=True, merge_stderr=True, timeout=120)
+        capture=True, merge_stderr=True, timeout=120, idempotent=False)
     if any(not r.ok for r in started):
         await stop_run(session, run_id, grace=5)  # nothing half-started is left running
         _refusal(started, "launch")

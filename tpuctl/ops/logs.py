@@ -44,7 +44,7 @@ async def fetch(session: SliceSession, run_id: str | None, dest: Path) -> FetchR
     try:
         results = await session.script_each(
             "follow", {i: ([rid, str(i), "0", "0", ""], None) for i in session.indices},
-            on_output=on_output, timeout=600)
+            on_output=on_output, timeout=600, idempotent=False)
     finally:
         for h in handles.values():
             h.close()

@@ -224,7 +224,9 @@ async def tail(session: SliceSession, run_id: str | None, *, lines: int | None =
 
             args = [run_id or "-", str(i), str(offset), "1" if follow else "0",
                     str(lines) if (first and lines is not None) else ""]
-            res = (await session.script("follow", *args, indices=[i], on_output=on_output))[0]
+            # not retried by the session: a re-run would repeat lines; the resume is ours
+            res = (await session.script("follow", *args, indices=[i], on_output=on_output,
+                                        idempotent=False))[0]
             if "tpuctl-offset" in meta:
                 offset = int(meta["tpuctl-offset"])
             offset += received

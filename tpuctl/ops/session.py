@@ -64,31 +64,61 @@ class SliceSession:
     async def script(self, name: str, *args: str, indices: Sequence[int] | None = None,
                      timeout: float | None = None, stdin: bytes | None = None,
                      on_output: OnOutput | None = None, capture: bool = False,
-                     ) -> list[WorkerResult]:
+                     idempotent: bool = True) -> list[WorkerResult]:
         """Run remote/<name>.sh with the same arguments on every chosen worker."""
-        h = await self.install_scripts()
-        return await self.run(_script_cmd(h, name, args), indices=indices, timeout=timeout,
-                              stdin=stdin, on_output=on_output, capture=capture)
+        chosen = list(indices) if indices is not None else self.indices
+        return await self.script_each(name, {i: (args, stdin) for i in chosen},
+                                      timeout=timeout, on_output=on_output, capture=capture,
+                                      idempotent=idempotent, _same=True)
 
     async def script_each(self, name: str,
                           calls: Mapping[int, tuple[Sequence[str], bytes | None]],
                           *, timeout: float | None = None, on_output: OnOutput | None = None,
-                          capture: bool = False, merge_stderr: bool = False
-                          ) -> list[WorkerResult]:
-        """Run remote/<name>.sh with per-worker arguments and stdin, all in parallel."""
-        import asyncio
+                          capture: bool = False, merge_stderr: bool = False,
+                          idempotent: bool = True, _same: bool = False) -> list[WorkerResult]:
+        """Run remote/<name>.sh with per-worker arguments and stdin, all in parallel.
 
+        `idempotent` scripts are re-run, with backoff, on the workers whose transport failed
+        (connection lost or refused: the script may or may not have run); a script's own
+        non-zero exit and a timeout are never retried.
+        """
         h = await self.install_scripts()
         tail = " 2>&1" if merge_stderr else ""
-        groups = await asyncio.gather(*[
-            self.run(_script_cmd(h, name, args) + tail, indices=[i], timeout=timeout, stdin=data,
-                     on_output=on_output, capture=capture)
-            for i, (args, data) in sorted(calls.items())
-        ])
-        return [r for g in groups for r in g]
+        results: dict[int, WorkerResult] = {}
+        pending = dict(calls)
+        for attempt in range(TRANSPORT_ATTEMPTS if idempotent else 1):
+            if attempt:
+                await asyncio.sleep(min(0.5 * 2 ** (attempt - 1), 4.0))
+            if _same and pending:
+                first = next(iter(pending.values()))
+                got = await self.run(_script_cmd(h, name, first[0]) + tail,
+                                     indices=sorted(pending), timeout=timeout, stdin=first[1],
+                                     on_output=on_output, capture=capture)
+            else:
+                groups = await asyncio.gather(*[
+                    self.run(_script_cmd(h, name, args) + tail, indices=[i], timeout=timeout,
+                             stdin=data, on_output=on_output, capture=capture)
+                    for i, (args, data) in sorted(pending.items())
+                ])
+                got = [r for g in groups for r in g]
+            for r in got:
+                results[r.index] = r
+            pending = {i: c for i, c in pending.items() if _transport_failed(results[i])}
+            if not pending:
+                break
+        return [results[i] for i in sorted(results)]
 
     async def close(self) -> None:
         await self.pool.close()
+
+
+TRANSPORT_ATTEMPTS = 4
+
+
+def _transport_failed(r: WorkerResult) -> bool:
+    """The connection failed, so nobody knows whether the command ran (not a timeout, not
+    the command's own exit, not a signal)."""
+    return r.error is not None and r.exit_code is None and not r.timed_out
 
 
 def _script_cmd(h: str, name: str, args: Sequence[str]) -> str:
