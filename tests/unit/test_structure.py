@@ -17,14 +17,15 @@ import os
 import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+
+from tests.workers.conftest import LoopThread
 
 HEAVY = ("google", "asyncssh", "jax", "jaxlib", "aiohttp", "grpc")
 
@@ -93,24 +94,9 @@ NODE = "struct16"
 N_WORKERS = 16
 
 
-class _LoopThread:
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 120.0) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.loop.close()
-
-
 @dataclass
 class _Env:
-    lt: _LoopThread
+    lt: LoopThread
     host: Any  # WorkerHost
     home: Path
     workers: list[Any]  # EmulatedWorker
@@ -144,7 +130,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Env]:
     mp = pytest.MonkeyPatch()
     mp.setenv("HOME", str(home))  # tpuctl's key and known_hosts live under ~/.tpuctl
     _, pub = sshkeys.ensure_key()
-    lt = _LoopThread()
+    lt = LoopThread()
     host = WorkerHost(tmp / "state", _free_port(), kill_grace=0.5)
     try:
         workers = lt.call(host.start_node(NODE, 213, N_WORKERS, 4, lambda user: [pub]))

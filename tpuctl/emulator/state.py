@@ -18,7 +18,7 @@ import random
 import re
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -803,19 +803,26 @@ class EmulatorState:
 
     # ---------------------------------------------------------------- nodes: stop/start
 
-    def stop_node(self, name: str) -> dict[str, Any]:
+    def _begin(self, name: str, op_verb: str, needs: str, becomes: str,
+               finish: Callable[[str], Awaitable[None]]) -> dict[str, Any]:
+        """Start a node transition (stop, start): check the state, open its operation."""
         rec = self.get_node_record(name)
-        if rec.state != "READY":
+        if rec.state != needs:
+            done = {"stop": "stopped", "start": "started"}[op_verb]
             raise failed_precondition(
-                f"Node {name} is {rec.state}; only a READY node can be stopped"
+                f"Node {name} is {rec.state}; only a {needs} node can be {done}"
             )
-        rec.resource["state"] = "STOPPING"
-        rec.resource.pop("health", None)
-        op = self._new_operation(name.rsplit("/nodes/", 1)[0], "stop", name)
+        rec.resource["state"] = becomes
+        if op_verb == "stop":
+            rec.resource.pop("health", None)
+        op = self._new_operation(name.rsplit("/nodes/", 1)[0], op_verb, name)
         rec.pending_op = op["name"]
-        self._spawn(name, self._finish_stop(name))
+        self._spawn(name, finish(name))
         self.save()
         return op
+
+    def stop_node(self, name: str) -> dict[str, Any]:
+        return self._begin(name, "stop", "READY", "STOPPING", self._finish_stop)
 
     async def _finish_stop(self, name: str) -> None:
         await asyncio.sleep(self.op_delay)
@@ -829,17 +836,7 @@ class EmulatorState:
         self.save()
 
     def start_node(self, name: str) -> dict[str, Any]:
-        rec = self.get_node_record(name)
-        if rec.state != "STOPPED":
-            raise failed_precondition(
-                f"Node {name} is {rec.state}; only a STOPPED node can be started"
-            )
-        rec.resource["state"] = "STARTING"
-        op = self._new_operation(name.rsplit("/nodes/", 1)[0], "start", name)
-        rec.pending_op = op["name"]
-        self._spawn(name, self._finish_start(name))
-        self.save()
-        return op
+        return self._begin(name, "start", "STOPPED", "STARTING", self._finish_start)
 
     async def _finish_start(self, name: str) -> None:
         await asyncio.sleep(self.op_delay)
