@@ -111,3 +111,18 @@ def test_an_impossible_plan_is_refused_before_anything_is_created(cli, project):
     assert r.returncode == 2, r.stderr
     assert "v5litepod-8" in r.stderr
     assert tpuctl(cli, project, "describe", "too-big").returncode == 3
+
+
+def test_serve_short_form(cli, project):
+    node = "serve-short"
+    try:
+        r = tpuctl(cli, project, "serve", node, "--model", "recipes/models/tiny-standin",
+                   "--type", "v6e-16", "--cpu", "--load-format", "dummy", "--server",
+                   "python3 tests/standins/sgl_server.py", "--python", "3.11",
+                   "--ready-timeout", "120", "--json")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["url"].endswith(":30000")
+        r = tpuctl(cli, project, "generate", node, "short form")
+        assert r.returncode == 0 and "short form" in r.stdout, r.stderr
+    finally:
+        tpuctl(cli, project, "down", node, "--yes")
