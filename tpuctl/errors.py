@@ -58,6 +58,10 @@ class CloudError(TpuctlError):
     exit_code = ExitCode.CLOUD
 
 
+class CapacityError(CloudError):
+    """No capacity (stockout) or no quota for the request in this zone: another zone may."""
+
+
 class ConfigError(UsageError):
     """Missing or inconsistent configuration (project, zone, endpoint, credentials)."""
 

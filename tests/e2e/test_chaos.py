@@ -139,8 +139,12 @@ def test_stockout_is_a_capacity_error_and_leaves_nothing(tmp_path):
         assert r.returncode == 4, r.stderr
         assert "no capacity" in r.stderr and "--zone" in r.stderr
         assert cli("describe", "starved", "--zone", "local-b").returncode == 3
-        r = cli("create", "fed", "--type", "v6e-8", "--zone", "local-a")
-        assert r.returncode == 0, r.stderr  # other zones are fine
-        cli("delete", "fed", "--yes")
+        # --zone a,b falls back on stockout, reporting each try
+        r = cli("create", "fed", "--type", "v6e-8", "--zone", "local-b,local-a", "--json")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["node"]["zone"] == "local-a"
+        assert "local-b: no capacity" in r.stderr and "trying local-a" in r.stderr
+        assert cli("describe", "fed", "--zone", "local-b").returncode == 3  # nothing left there
+        cli("delete", "fed", "--yes", "--zone", "local-a")
     finally:
         stop_emulator(proc)

@@ -9,7 +9,7 @@ import typer
 
 from tpuctl.cli import output
 from tpuctl.cli.options import EndpointOpt, JsonOpt, NameArg, ProjectOpt, ZoneOpt, cloud_for
-from tpuctl.errors import UsageError
+from tpuctl.errors import CapacityError, UsageError
 from tpuctl.model import Slice
 
 
@@ -30,7 +30,9 @@ def create(
     json_: JsonOpt = False,
     api_endpoint: EndpointOpt = None,
     project: ProjectOpt = None,
-    zone: ZoneOpt = None,
+    zone: Annotated[str | None, typer.Option(
+        "--zone", help="zone, or zones to try in order on stockout: a,b,c (env TPUCTL_ZONE)",
+        show_default=False)] = None,
 ) -> None:
     """Create a task-named TPU VM (or reuse the managed one with the same spec) and wait for it."""
     from tpuctl.ops.create import CreateRequest, validate_request
@@ -40,9 +42,21 @@ def create(
                         queued=queued, labels=tuple(label), wait=wait, timeout=timeout,
                         ttl=ttl)
     validate_request(req)  # bad input fails before any configuration or API work
-    cloud = cloud_for(api_endpoint, project, zone)
-    with output.progress(f"{name} ({type_} in {cloud.zone})") as p:
-        result = do_create(cloud, req, progress=p.update)
+    result = None
+    zones = [z.strip() for z in zone.split(",")] if zone else [None]
+    for i, z in enumerate(zones):
+        cloud = cloud_for(api_endpoint, project, z)
+        try:
+            with output.progress(f"{name} ({type_} in {cloud.zone})") as p:
+                result = do_create(cloud, req, progress=p.update)
+            break
+        except CapacityError as e:
+            if i == len(zones) - 1:
+                if len(zones) > 1:
+                    e.message += f" (tried {', '.join(str(x) for x in zones)})"
+                raise
+            output.info(f"{cloud.zone}: {e.message}; trying {zones[i + 1]}")
+    assert result is not None
     if json_:
         output.print_json(result.to_dict())
         return

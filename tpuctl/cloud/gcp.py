@@ -16,7 +16,14 @@ from google.cloud import tpu_v2
 
 from tpuctl.cloud.base import GuestAttribute
 from tpuctl.cloud.retry import api_retry, is_capacity_error
-from tpuctl.errors import CloudError, ConfigError, NotFoundError, TimeoutExpired, UsageError
+from tpuctl.errors import (
+    CapacityError,
+    CloudError,
+    ConfigError,
+    NotFoundError,
+    TimeoutExpired,
+    UsageError,
+)
 from tpuctl.model import NodeSpec, Slice, Worker
 
 EMULATOR_PORT_NAMESPACE = "tpuctl-emulator"
@@ -42,7 +49,7 @@ def api_errors(what: str) -> Iterator[None]:
                          "API is enabled for the project") from None
     except gexc.GoogleAPICallError as e:
         if is_capacity_error(e):
-            raise CloudError(f"{what}: out of capacity or quota ({_msg(e)})",
+            raise CapacityError(f"{what}: out of capacity or quota ({_msg(e)})",
                              hint="try another zone (--zone), a smaller type, or --queued"
                              ) from None
         raise CloudError(f"{what}: cloud API error ({_msg(e)})",

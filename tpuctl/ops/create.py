@@ -8,7 +8,14 @@ from dataclasses import dataclass, replace
 
 from tpuctl.accelerators import parse_accelerator
 from tpuctl.cloud.base import Cloud
-from tpuctl.errors import CloudError, NotFoundError, PreemptedError, TimeoutExpired, UsageError
+from tpuctl.errors import (
+    CapacityError,
+    CloudError,
+    NotFoundError,
+    PreemptedError,
+    TimeoutExpired,
+    UsageError,
+)
 from tpuctl.model import (
     EXPIRES_LABEL,
     MANAGED_LABEL,
@@ -118,7 +125,7 @@ def _check_operation(cloud: Cloud, name: str, op: str | None) -> None:
         return
     code, message = err
     if code == RESOURCE_EXHAUSTED:
-        raise CloudError(f"no capacity for {name!r} in {cloud.zone}: {message[:200]}",
+        raise CapacityError(f"no capacity for {name!r} in {cloud.zone}: {message[:200]}",
                          hint="try another zone (--zone), a smaller type, --spot, or --queued "
                          "to wait for capacity")
     raise CloudError(f"creating {name!r} failed (code {code}): {message[:200]}",
