@@ -482,3 +482,23 @@ def test_up_recreates_a_preempted_node_and_keeps_every_attempts_logs(cli, repo, 
         if proc.poll() is None:
             proc.kill()
         cli("down", name, "--yes")
+
+
+def test_launch_timeout_is_enforced_on_the_workers(cli, node, repo, emulator):
+    r = in_repo(cli, repo, "launch", node, "--run-id", "too-long", "--timeout", "2",
+                "--replace", "--", "bash", "-c", "echo started; sleep 300")
+    assert r.returncode == 0, r.stderr
+    t0 = time.monotonic()
+    r = in_repo(cli, repo, "tail", node, "too-long", "--follow")
+    assert r.returncode == 5, r.stderr
+    assert time.monotonic() - t0 < 60
+    assert "exceeded its --timeout" in r.stderr and "[w0] started" in r.stdout
+    st = json.loads(in_repo(cli, repo, "status", node, "too-long", "--json").stdout)
+    assert st["state"] == "timed-out"
+    for i in range(4):
+        pgid = int((worker_home(emulator, node, i) / ".tpuctl/runs/too-long/pgid").read_text())
+        for _ in range(25):  # the watchdog leaves within a poll of the job's end
+            if not _pgid_members(pgid):
+                break
+            time.sleep(0.2)
+        assert _pgid_members(pgid) == []

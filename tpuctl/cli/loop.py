@@ -205,6 +205,9 @@ def launch(
     replace: Annotated[bool, typer.Option("--replace", help="stop a live run first")] = False,
     force: Annotated[bool, typer.Option("--force", help="kill stale holders of the TPU "
                                         "devices and clear the libtpu lockfile")] = False,
+    timeout: Annotated[float | None, typer.Option(
+        help="seconds the job may run; enforced on every worker (then exit 5 in tail)")
+                       ] = None,
     env: Annotated[list[str], typer.Option("--env", help="KEY=VALUE for the job (repeatable; "
                                            "not for secrets or hyperparameters)")
                    ] = [],  # noqa: B006
@@ -235,7 +238,8 @@ def launch(
             spec: bootstrap_op.BootstrapSpec = venv_spec(prepared, session.slice.runtime_version)
             return op.LaunchSpec(command=r.command_line(), env=r.env, workdir=workdir(prepared),
                                  venv_hash=spec.hash, commit=prepared.repo.sha,
-                                 replace=replace, force=force, run_id=run_id)
+                                 replace=replace, force=force, run_id=run_id,
+                                 timeout=timeout or r.timeouts.run)
     else:
         extra = _parse_env_flags(env)
         wd = "."
@@ -249,7 +253,8 @@ def launch(
 
         def make(session: Any) -> op.LaunchSpec:  # noqa: ANN401
             return op.LaunchSpec(command=line, env=extra, workdir=wd, venv_hash="current",
-                                 replace=replace, force=force, run_id=run_id)
+                                 replace=replace, force=force, run_id=run_id,
+                                 timeout=timeout)
 
     cloud = cloud_for(api_endpoint, project, zone)
     result = _run(lambda s: op.launch(s, make(s)), cloud, name)

@@ -51,6 +51,7 @@ class LaunchSpec:
     commit: str | None = None
     replace: bool = False
     force: bool = False  # kill stale holders of the TPU devices and the lockfile first
+    timeout: float | None = None  # enforced on each worker: TERM, then KILL, marked timed out
     run_id: str | None = None
     # per-worker command overrides (serving: each rank's argv differs by its node rank)
     per_worker_command: Mapping[int, str] | None = None
@@ -99,6 +100,8 @@ def _refusal(results: list, what: str) -> None:  # noqa: ANN001
 
 async def launch(session: SliceSession, spec: LaunchSpec) -> LaunchResult:
     run_id = validate_run_id(spec.run_id or new_run_id(session.slice.name))
+    if spec.timeout is not None and spec.timeout < 1:
+        raise UsageError(f"invalid --timeout {spec.timeout}", hint="give 1 or more seconds")
     if not spec.command.strip() and not spec.per_worker_command:
         raise UsageError("no command to launch", hint="give --recipe FILE or -- CMD ...")
     calls = {}
@@ -106,7 +109,8 @@ async def launch(session: SliceSession, spec: LaunchSpec) -> LaunchResult:
         command = (spec.per_worker_command or {}).get(i, spec.command)
         payload = command.encode() + b"\0" + render_env(worker_env(session, spec, run_id, i))
         args = [run_id, str(i), spec.workdir, spec.venv_hash or "-", spec.commit or "-",
-                "1" if spec.replace else "0", "1" if spec.force else "0"]
+                "1" if spec.replace else "0", "1" if spec.force else "0",
+                str(int(spec.timeout)) if spec.timeout else "-"]
         calls[i] = (args, payload)
     # every preflight on every worker first: a refusal anywhere starts nothing anywhere
     checks = await session.script_each(

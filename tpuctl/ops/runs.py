@@ -24,6 +24,7 @@ class WorkerRunStatus:
     log_lines: int = 0
     stopped: bool = False
     serve_url: str | None = None
+    timed_out: bool = False
 
     def to_dict(self) -> dict[str, object]:
         return {"worker": self.index, "run_id": self.run_id, "state": self.state,
@@ -75,6 +76,8 @@ class RunStatus:
         if "running" in states or "hung" in states:
             failed = any(w.state in ("exited", "dead") and w.exit_code != 0 for w in self.workers)
             return "failing" if failed else ("hung" if "hung" in states else "running")
+        if any(w.timed_out for w in self.workers):
+            return "timed-out"
         if self.exit_code == 0:
             return "stopped" if any(w.stopped for w in self.workers) else "succeeded"
         return "stopped" if any(w.stopped for w in self.workers) else "failed"
@@ -122,6 +125,7 @@ def parse_status_line(index: int, line: str) -> WorkerRunStatus:
                            exit_code=_int(kv.get("exit_code")), heartbeat_age=age,
                            pid=_int(kv.get("pid")), log_lines=_int(kv.get("log_lines")) or 0,
                            stopped=kv.get("stopped") == "1",
+                           timed_out=kv.get("timed_out") == "1",
                            serve_url=None if serve in ("", "-") else serve)
 
 
@@ -170,6 +174,7 @@ class TailResult:
     exit_codes: dict[int, int | None] = field(default_factory=dict)
     reconnects: int = 0
     run_id: str = "-"
+    timed_out: list[int] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
@@ -238,6 +243,8 @@ async def tail(session: SliceSession, run_id: str | None, *, lines: int | None =
             if res.error is None and res.exit_code == 0:
                 result.run_id = meta.get("tpuctl-run", result.run_id)
                 result.exit_codes[i] = _int(meta.get("exit_code"))
+                if meta.get("timed_out") == "1":
+                    result.timed_out.append(i)
                 if not follow or result.exit_codes[i] is not None:
                     return
                 if meta.get("alive") == "0":
@@ -255,4 +262,12 @@ async def tail(session: SliceSession, run_id: str | None, *, lines: int | None =
             await asyncio.sleep(min(0.2 * drops, 3.0))
 
     await asyncio.gather(*(one(i) for i in chosen))
+    if follow and result.timed_out:
+        from tpuctl.errors import TimeoutExpired
+
+        raise TimeoutExpired(
+            f"run {result.run_id} exceeded its --timeout and was stopped on "
+            + ", ".join(f"w{i}" for i in sorted(result.timed_out)),
+            hint="its last lines are above; raise the timeout (launch --timeout, or "
+            "timeouts.run in the recipe)")
     return result

@@ -19,7 +19,7 @@ from tpuctl.ops import runs as runs_op
 from tpuctl.ops import secrets as secrets_op
 from tpuctl.ops import sync as sync_op
 from tpuctl.ops.create import CreateRequest, create
-from tpuctl.ops.session import SliceSession, open_session
+from tpuctl.ops.session import open_session
 from tpuctl.paths import tpuctl_home
 from tpuctl.recipes.schema import Recipe
 
@@ -232,6 +232,7 @@ def _attempt(cloud: Cloud, p: Prepared, result: UpResult, attempt: int, *, repla
             launched = await launch_op.launch(session, launch_op.LaunchSpec(
                 command=r.command_line(), env=env, workdir=workdir(p), venv_hash=spec.hash,
                 commit=p.repo.sha, replace=replace, run_id=launch_rid,
+                timeout=r.timeouts.run,
                 per_worker_command=per_rank,
                 serve_port=r.serve.port if r.serve is not None else None))
             result.run_id = logs.run_id = launched.run_id
@@ -253,7 +254,8 @@ def _attempt(cloud: Cloud, p: Prepared, result: UpResult, attempt: int, *, repla
                     return  # a server keeps running: `status`, `generate`, `down`
             if follow:
                 t = time.monotonic()
-                tailed = await _follow(session, launched.run_id, r.timeouts.run, on_line)
+                tailed = await runs_op.tail(session, launched.run_id, lines=None, follow=True,
+                                            on_line=on_line)
                 result.exit_code = tailed.exit_code
                 failed = tailed.first_failed
                 detail = (f"exit {tailed.exit_code}" +
@@ -276,18 +278,3 @@ def _attempt(cloud: Cloud, p: Prepared, result: UpResult, attempt: int, *, repla
             await session.close()
 
     asyncio.run(rest())
-
-
-async def _follow(session: SliceSession, run_id: str, limit: float | None,
-                  on_line: runs_op.OnLine) -> runs_op.TailResult:
-    coro = runs_op.tail(session, run_id, lines=None, follow=True, on_line=on_line)
-    if limit is None:
-        return await coro
-    try:
-        return await asyncio.wait_for(coro, timeout=limit)
-    except asyncio.TimeoutError:
-        await launch_op.stop_run(session, run_id, grace=10)
-        from tpuctl.errors import TimeoutExpired
-
-        raise TimeoutExpired(f"run {run_id} exceeded timeouts.run={limit:.0f}s and was stopped",
-                             hint="raise timeouts.run in the recipe") from None

@@ -85,6 +85,9 @@ case "$mode" in
     rm -rf "$venv"
     if [ "$python" != - ]; then
       # uv finds a matching interpreter, or installs a managed one when the image's is too old
+      if ! uv python find "$python" >/dev/null 2>&1; then
+        step "no Python $python on this worker: uv will try to install a managed one"
+      fi
       step "creating venv with Python $python"
       uv venv --quiet --python "$python" "$venv"
     else

@@ -41,4 +41,5 @@ else
 fi
 alive=0
 kill -0 "$pid" 2>/dev/null && alive=1
-echo "tpuctl-run=$run_id exit_code=$(cat "$d/exit_code" 2>/dev/null || echo -) alive=$alive" >&2
+echo "tpuctl-run=$run_id exit_code=$(cat "$d/exit_code" 2>/dev/null || echo -) alive=$alive" \
+  "timed_out=$([ -f "$d/timed_out" ] && echo 1 || echo 0)" >&2

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start one run on this worker, detached, and return at once.
-#   launch.sh check|start RUN_ID WORKER_ID WORKDIR VENV_HASH|- EXPECTED_COMMIT|- REPLACE(0|1) FORCE(0|1)
+#   launch.sh check|start RUN_ID WORKER_ID WORKDIR VENV_HASH|- EXPECTED_COMMIT|- REPLACE(0|1) FORCE(0|1) TIMEOUT|-
 # FORCE kills stale holders of the TPU devices and removes the libtpu lockfile first.
 # WORKDIR is relative to $HOME; the venv is ~/.tpuctl/venvs/VENV_HASH ("current": the last
 # bootstrapped one, "-": none). `check` runs every
@@ -22,6 +22,7 @@ fi
 commit=$6
 replace=$7
 force=${8:-0}
+limit=${9:--}
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
 . "$here/lib.sh"
@@ -95,7 +96,7 @@ printf '%s\n' "$cmd" >"$run_dir/cmd"
 cat >"$run_dir/env"
 printf '%s\n' "$run_id" >"$runs/latest.tmp" && mv -f "$runs/latest.tmp" "$runs/latest"
 
-setsid nohup bash "$here/run.sh" "$run_dir" "$worker" "$workdir" "$venv" \
+setsid nohup bash "$here/run.sh" "$run_dir" "$worker" "$workdir" "$venv" "$limit" \
   >/dev/null 2>&1 </dev/null &
 # wait (bounded) until the supervisor has recorded its pid, so `status` right after is exact
 for _ in $(seq 1 100); do

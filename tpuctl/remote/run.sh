@@ -2,12 +2,14 @@
 # The supervisor of one run on one worker, started by launch.sh under `setsid nohup`, so it
 # leads its own session and process group (pgid = its pid). It records pid, pgid, started_at,
 # a heartbeat while the job lives, the job's output in worker<I>.log, and exit_code at the end.
-#   run.sh RUN_DIR WORKER_ID WORKDIR VENV_DIR|-
+#   run.sh RUN_DIR WORKER_ID WORKDIR VENV_DIR|- [TIMEOUT_SECONDS|-]
+# With a timeout, a watchdog marks `timed_out`, TERMs the process group, KILLs it 10 s later.
 set -euo pipefail
 run_dir=$1
 worker=$2
 workdir=$3
 venv=$4
+limit=${5:--}
 log="$run_dir/worker$worker.log"
 
 echo $$ >"$run_dir/pid"
@@ -45,6 +47,23 @@ set +e
   exec bash "$run_dir/cmd"
 ) >>"$log" 2>&1 </dev/null &
 child=$!
+if [ "$limit" != - ]; then
+  (
+    trap '' TERM  # the group's TERM is for the job, not for the watchdog
+    sleep "$limit"
+    kill -0 "$child" 2>/dev/null || exit 0
+    : >"$run_dir/timed_out"
+    kill -TERM -- "-$$" 2>/dev/null || true
+    for _ in $(seq 1 50); do  # up to 10 s of grace, leaving as soon as the job is gone
+      kill -0 "$child" 2>/dev/null || exit 0
+      sleep 0.2
+    done
+    if kill -0 "$child" 2>/dev/null; then
+      [ -f "$run_dir/exit_code" ] || printf '137\n' >"$run_dir/exit_code"
+      kill -KILL -- "-$$" 2>/dev/null || true
+    fi
+  ) &
+fi
 wait "$child"
 code=$?
 # a signal interrupts `wait`; wait again for the job's own status

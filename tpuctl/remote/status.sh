@@ -31,4 +31,5 @@ serve=$(sed -n "s/^export TPUCTL_SERVE_URL='\{0,1\}\([^']*\)'\{0,1\}$/\1/p" "$d/
 echo "run=$run_id state=$state exit_code=$(cat "$d/exit_code" 2>/dev/null || echo -)" \
   "pid=$(cat "$d/pid" 2>/dev/null || echo -) pgid=$pgid heartbeat_age=$((now - beat))" \
   "started_at=$(cat "$d/started_at" 2>/dev/null || echo -) log_lines=$lines" \
-  "stopped=$([ -f "$d/stopped" ] && echo 1 || echo 0) serve_url=${serve:--}"
+  "stopped=$([ -f "$d/stopped" ] && echo 1 || echo 0) serve_url=${serve:--}" \
+  "timed_out=$([ -f "$d/timed_out" ] && echo 1 || echo 0)"
