@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,23 +46,25 @@ def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory: pytest.TempPathFactory, session_home: Path) -> Iterator[Emulator]:
     state = tmp_path_factory.mktemp("emulator")
+    log_path = state.parent / f"{state.name}.log"  # a file, never an undrained pipe
+    log = open(log_path, "w")  # noqa: SIM115 - the child keeps it
     proc = subprocess.Popen(
         [sys.executable, "-m", "tpuctl", "emulator", "serve", "--state-dir", str(state),
          "--port", "0", "--create-delay", "0.3"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
         env=_clean_env(session_home), start_new_session=True,
     )
-    assert proc.stdout is not None
+    log.close()
     endpoint = None
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if line.startswith("export TPUCTL_API_ENDPOINT="):
-            endpoint = line.strip().split("=", 1)[1]
-            break
+    deadline = time.monotonic() + 60
+    while endpoint is None and time.monotonic() < deadline and proc.poll() is None:
+        for line in log_path.read_text().splitlines():
+            if line.startswith("export TPUCTL_API_ENDPOINT="):
+                endpoint = line.strip().split("=", 1)[1]
+        time.sleep(0.05)
     if endpoint is None:
         proc.kill()
-        raise RuntimeError("emulator did not start:\n" + "".join(seen))
+        raise RuntimeError("emulator did not start:\n" + log_path.read_text())
     yield Emulator(endpoint, state, proc)
     os.killpg(proc.pid, signal.SIGTERM)
     try:

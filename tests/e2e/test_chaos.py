@@ -32,14 +32,18 @@ def start_emulator(state: Path, home: Path, *faults: str, seed: int = 0
             "--port", "0", "--create-delay", "0.3", "--seed", str(seed)]
     for f in faults:
         args += ["--fault", f]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, text=True, env=_clean_env(home),
-                            start_new_session=True)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("export TPUCTL_API_ENDPOINT="):
-            return proc, line.strip().split("=", 1)[1]
-    raise RuntimeError("emulator did not start")
+    log_path = state.parent / f"{state.name}.log"  # a file, never an undrained pipe
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, text=True, env=_clean_env(home),
+                                start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        for line in log_path.read_text().splitlines():
+            if line.startswith("export TPUCTL_API_ENDPOINT="):
+                return proc, line.strip().split("=", 1)[1]
+        time.sleep(0.05)
+    raise RuntimeError("emulator did not start:\n" + log_path.read_text())
 
 
 def stop_emulator(proc: subprocess.Popen[str]) -> None:

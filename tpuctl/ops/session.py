@@ -55,9 +55,19 @@ class SliceSession:
             return h
         async with self._install_lock:
             if self._scripts_hash != h:
-                results = await self.pool.run(_INSTALL.format(h=shlex.quote(h)), stdin=data,
-                                              timeout=120)
-                raise_on_failure(results, "installing tpuctl's worker scripts")
+                pending = self.indices
+                results: dict[int, WorkerResult] = {}
+                for attempt in range(TRANSPORT_ATTEMPTS):  # the installer is idempotent
+                    if attempt:
+                        await asyncio.sleep(min(0.5 * 2 ** (attempt - 1), 4.0))
+                    got = await self.pool.run(_INSTALL.format(h=shlex.quote(h)), stdin=data,
+                                              indices=pending, timeout=120)
+                    results.update((r.index, r) for r in got)
+                    pending = [r.index for r in got if _transport_failed(r)]
+                    if not pending:
+                        break
+                raise_on_failure([results[i] for i in sorted(results)],
+                                 "installing tpuctl's worker scripts")
                 self._scripts_hash = h
         return h
 
@@ -116,9 +126,12 @@ TRANSPORT_ATTEMPTS = 4
 
 
 def _transport_failed(r: WorkerResult) -> bool:
-    """The connection failed, so nobody knows whether the command ran (not a timeout, not
-    the command's own exit, not a signal)."""
-    return r.error is not None and r.exit_code is None and not r.timed_out
+    """Worth re-running an idempotent tpuctl script: the connection failed (nobody knows
+    whether it ran), or something outside killed it with a signal. Never a timeout, never
+    the script's own exit status."""
+    if r.timed_out or r.error is None:
+        return False
+    return r.exit_code is None or r.error.startswith("killed by signal")
 
 
 def _script_cmd(h: str, name: str, args: Sequence[str]) -> str:
