@@ -165,7 +165,8 @@ def test_failing_worker_makes_tail_exit_nonzero_and_name_it(cli, node, repo):
 def test_env_contract_per_worker(cli, node, repo):
     code = ('import json,os; print(json.dumps({k: os.environ.get(k) for k in ['
             '"TPUCTL_RUN_ID","TPUCTL_WORKER_ID","TPUCTL_NUM_WORKERS","JAX_COORDINATOR_ADDRESS",'
-            '"JAX_NUM_PROCESSES","JAX_PROCESS_ID","TPUCTL_RUN_DIR","EXTRA"]}))')
+            '"JAX_NUM_PROCESSES","JAX_PROCESS_ID","TPUCTL_RUN_DIR","EXTRA",'
+            '"JAX_COMPILATION_CACHE_DIR"]}))')
     r = in_repo(cli, repo, "launch", node, "--run-id", "env-check", "--env", "EXTRA=a b",
                 "--", "python3", "-c", code)
     assert r.returncode == 0, r.stderr
@@ -184,6 +185,7 @@ def test_env_contract_per_worker(cli, node, repo):
         assert e["TPUCTL_NUM_WORKERS"] == e["JAX_NUM_PROCESSES"] == "4"
         assert e["TPUCTL_RUN_ID"] == "env-check" and e["EXTRA"] == "a b"
         assert e["TPUCTL_RUN_DIR"].endswith("/.tpuctl/runs/env-check")
+        assert e["JAX_COMPILATION_CACHE_DIR"].endswith("/.cache/tpuctl/jax-compilation")
 
 
 def _pgid_members(pgid: int) -> list[int]:

@@ -40,6 +40,9 @@ set +e
   . "$run_dir/env"
   set +a
   export TPUCTL_RUN_DIR="$run_dir"
+  # a persistent compilation cache: a restarted server or rerun skips recompiling (a recipe's
+  # env may point it elsewhere)
+  export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-$HOME/.cache/tpuctl/jax-compilation}"
   if [ "$venv" != - ]; then
     export VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH"
   fi
