@@ -16,7 +16,8 @@ from tpuctl.errors import ExitCode, TpuctlError
 
 app = typer.Typer(
     name="tpuctl",
-    help="Run JAX work on Cloud TPU VMs: create, exec, ssh, delete (and the local emulator).",
+    help="Run JAX work on Cloud TPU VMs: create → sync → bootstrap → launch → tail, serve, "
+    "and a local emulator of the whole thing. Start with `tpuctl up recipes/quickstart.yaml`.",
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
