@@ -43,34 +43,45 @@ def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
+def start_emulator(state: Path, home: Path, *faults: str, seed: int | None = None
+                   ) -> tuple[subprocess.Popen[str], str]:
+    """A real `tpuctl emulator serve` process (its own session) and its endpoint. Output goes
+    to a file beside the state dir, never to an undrained pipe."""
+    args = [sys.executable, "-m", "tpuctl", "emulator", "serve", "--state-dir", str(state),
+            "--port", "0", "--create-delay", "0.3"]
+    if seed is not None:
+        args += ["--seed", str(seed)]
+    for f in faults:
+        args += ["--fault", f]
+    log_path = state.parent / f"{state.name}.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, text=True, env=_clean_env(home),
+                                start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        for line in log_path.read_text().splitlines():
+            if line.startswith("export TPUCTL_API_ENDPOINT="):
+                return proc, line.strip().split("=", 1)[1]
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("emulator did not start:\n" + log_path.read_text())
+
+
+def stop_emulator(proc: subprocess.Popen[str]) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory: pytest.TempPathFactory, session_home: Path) -> Iterator[Emulator]:
     state = tmp_path_factory.mktemp("emulator")
-    log_path = state.parent / f"{state.name}.log"  # a file, never an undrained pipe
-    log = open(log_path, "w")  # noqa: SIM115 - the child keeps it
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tpuctl", "emulator", "serve", "--state-dir", str(state),
-         "--port", "0", "--create-delay", "0.3"],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-        env=_clean_env(session_home), start_new_session=True,
-    )
-    log.close()
-    endpoint = None
-    deadline = time.monotonic() + 60
-    while endpoint is None and time.monotonic() < deadline and proc.poll() is None:
-        for line in log_path.read_text().splitlines():
-            if line.startswith("export TPUCTL_API_ENDPOINT="):
-                endpoint = line.strip().split("=", 1)[1]
-        time.sleep(0.05)
-    if endpoint is None:
-        proc.kill()
-        raise RuntimeError("emulator did not start:\n" + log_path.read_text())
+    proc, endpoint = start_emulator(state, session_home)
     yield Emulator(endpoint, state, proc)
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+    stop_emulator(proc)
 
 
 @dataclass

@@ -16,6 +16,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -101,16 +102,20 @@ def gcloud_config() -> dict[str, str]:
     return out
 
 
-def running_emulator_endpoint() -> str | None:
-    """The endpoint of a background emulator started by `tpuctl emulator start`, if alive."""
-    info_file = emulator_dir() / "emulator.json"
+def emulator_info(state_dir: Path) -> dict[str, Any] | None:
+    """A background emulator's emulator.json (pid, endpoint, ssh_port), if its pid is alive."""
     try:
-        info = json.loads(info_file.read_text())
-        pid = int(info["pid"])
-        os.kill(pid, 0)
-        return str(info["endpoint"])
+        info = json.loads((state_dir / "emulator.json").read_text())
+        os.kill(int(info["pid"]), 0)
+        return dict(info)
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def running_emulator_endpoint() -> str | None:
+    """The endpoint of a background emulator started by `tpuctl emulator start`, if alive."""
+    info = emulator_info(emulator_dir())
+    return str(info["endpoint"]) if info and "endpoint" in info else None
 
 
 def _first(*candidates: tuple[str | None, str]) -> Setting:

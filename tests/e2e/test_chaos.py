@@ -8,9 +8,7 @@ Outcomes are printed (pytest -s) for docs/reliability.md.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -19,39 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, _clean_env
+from tests.conftest import Cli, start_emulator, stop_emulator
 from tests.e2e.test_loop import git
 
 pytestmark = pytest.mark.e2e
 LINES = 40
-
-
-def start_emulator(state: Path, home: Path, *faults: str, seed: int = 0
-                   ) -> tuple[subprocess.Popen[str], str]:
-    args = [sys.executable, "-m", "tpuctl", "emulator", "serve", "--state-dir", str(state),
-            "--port", "0", "--create-delay", "0.3", "--seed", str(seed)]
-    for f in faults:
-        args += ["--fault", f]
-    log_path = state.parent / f"{state.name}.log"  # a file, never an undrained pipe
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, text=True, env=_clean_env(home),
-                                start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        for line in log_path.read_text().splitlines():
-            if line.startswith("export TPUCTL_API_ENDPOINT="):
-                return proc, line.strip().split("=", 1)[1]
-        time.sleep(0.05)
-    raise RuntimeError("emulator did not start:\n" + log_path.read_text())
-
-
-def stop_emulator(proc: subprocess.Popen[str]) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest.fixture

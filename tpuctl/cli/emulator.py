@@ -60,12 +60,9 @@ def _info_file(state_dir: Path) -> Path:
 
 
 def _read_info(state_dir: Path) -> dict[str, Any] | None:
-    try:
-        info = json.loads(_info_file(state_dir).read_text())
-        os.kill(int(info["pid"]), 0)
-        return dict(info)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    from tpuctl.config import emulator_info
+
+    return emulator_info(state_dir)
 
 
 def _parse_faults(items: list[str] | None) -> dict[str, Any]:

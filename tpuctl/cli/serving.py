@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from tpuctl.cli import output
-from tpuctl.cli.loop import _run
+from tpuctl.cli.loop import _run, render_step
 from tpuctl.cli.options import EndpointOpt, JsonOpt, NameArg, ProjectOpt, ZoneOpt, cloud_for
 
 PortOpt = Annotated[int, typer.Option(help="the server's port on worker 0")]
@@ -126,8 +126,7 @@ def serve(
     cloud = cloud_for(api_endpoint, project, zone)
     with output.progress(name) as p:
         result = op.up(cloud, prepared, replace=replace, follow=False,
-                       on_step=lambda s: None if json_ else output.info(
-                           f"✓ {s.name:<9} {s.outcome:<7} {s.detail} ({s.seconds:.1f}s)"),
+                       on_step=lambda s: None if json_ else render_step(s),
                        on_line=lambda i, ln: None, on_state=p.update)
     if json_:
         output.print_json(result.to_dict())

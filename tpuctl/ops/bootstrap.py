@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from tpuctl.errors import RemoteCommandError, TimeoutExpired, UsageError
-from tpuctl.ops.session import SliceSession, raise_on_failure
+from tpuctl.ops.session import SliceSession, parse_kv, raise_on_failure
 
 LOG = "$HOME/.tpuctl/logs/bootstrap.log"
 
@@ -99,10 +99,6 @@ class BootstrapResult:
                             for w in self.workers]}
 
 
-def _kv(text: str) -> dict[str, str]:
-    return dict(kv.split("=", 1) for kv in text.split() if "=" in kv)
-
-
 async def _tail(session: SliceSession, index: int, lines: int = 20) -> str:
     res = await session.run(f"tail -n {lines} {LOG} 2>/dev/null || true", indices=[index],
                             capture=True, timeout=30)
@@ -136,7 +132,7 @@ async def bootstrap(
         started = await session.script("bootstrap", "start", *args, indices=[w.index],
                                        stdin=spec.requirements, capture=True, timeout=120)
         raise_on_failure(started, "starting bootstrap")
-        kv = _kv(started[0].stdout)
+        kv = parse_kv(started[0].stdout)
         if kv.get("state") == "done":
             w.state, w.cached = "done", kv.get("cached") == "1" and w.attempts == 1
             update(w)
@@ -153,7 +149,7 @@ async def bootstrap(
             st = await session.script("bootstrap", "status", h, indices=[w.index],
                                       capture=True, timeout=60)
             raise_on_failure(st, "polling bootstrap")
-            kv = _kv(st[0].stdout)
+            kv = parse_kv(st[0].stdout)
             state = kv.get("state", "none")
             tail = await _tail(session, w.index, 1)
             if tail != w.last_line:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from tpuctl.cloud.base import Cloud
 from tpuctl.model import EXPIRES_LABEL, Slice
+from tpuctl.ops.nodes import start_delete
 
 DEAD_STATES = ("PREEMPTED", "TERMINATED")
 
@@ -41,12 +42,7 @@ def candidates(cloud: Cloud, now: float | None = None) -> list[Candidate]:
 
 def collect(cloud: Cloud, found: list[Candidate], *, timeout: float = 900.0) -> list[str]:
     """Delete every candidate (all requests first, then wait), returning the names."""
-    ops = []
-    for c in found:
-        if c.node.queued_resource:
-            ops.append(cloud.delete_queued_resource(c.node.queued_resource.rsplit("/", 1)[-1]))
-        else:
-            ops.append(cloud.delete_node(c.node.name))
+    ops = [start_delete(cloud, c.node) for c in found]
     for op in ops:
         cloud.wait_operation(op, timeout=timeout)
     return [c.node.name for c in found]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from tpuctl.errors import NotFoundError, RemoteCommandError, TpuctlError, UsageError
 from tpuctl.ops.secrets import render_env
-from tpuctl.ops.session import SliceSession, raise_on_failure
+from tpuctl.ops.session import SliceSession, parse_kv, raise_on_failure
 
 # launch.sh's refusal codes, turned into typed errors that say what to do
 _REFUSALS: dict[int, tuple[type[TpuctlError], str]] = {
@@ -133,8 +133,7 @@ async def stop_run(session: SliceSession, run_id: str | None, *, grace: float = 
     results = await session.script("stop", run_id or "-", str(int(grace)), capture=True,
                                    timeout=grace + 60)
     raise_on_failure(results, "stopping the run")
-    out = {r.index: dict(kv.split("=", 1) for kv in r.stdout.split() if "=" in kv)
-           for r in results}
+    out = {r.index: parse_kv(r.stdout) for r in results}
     if all(v.get("result") == "missing" for v in out.values()):
         raise NotFoundError(f"no run {run_id or '(latest)'} on {session.slice.name}",
                             hint="see `tpuctl status NAME` for the runs that exist")

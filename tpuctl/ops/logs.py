@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import IO
 
 from tpuctl.errors import NotFoundError
-from tpuctl.ops.session import SliceSession
+from tpuctl.ops.session import SliceSession, parse_kv
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ async def fetch(session: SliceSession, run_id: str | None, dest: Path) -> FetchR
     """Each worker's log into dest/<node>/<run>/worker<i>.log (offset 0, no follow)."""
     heads = await session.script("status", run_id or "-", "0", indices=[0], capture=True,
                                  timeout=60)
-    kv = dict(p.split("=", 1) for p in heads[0].stdout.split() if "=" in p)
+    kv = parse_kv(heads[0].stdout)
     rid = kv.get("run", "-") if run_id is None else run_id
     if rid in ("", "-") or kv.get("state") == "missing":
         raise NotFoundError(f"no run {run_id or '(latest)'} on {session.slice.name}",

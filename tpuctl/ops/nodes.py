@@ -46,13 +46,18 @@ def check_deletable(cloud: Cloud, name: str) -> Slice:
     return sl
 
 
+def start_delete(cloud: Cloud, sl: Slice) -> str:
+    """The delete operation for a node: through its queued resource when one owns it (GCP
+    refuses deleting such a node directly), else the node itself."""
+    if sl.queued_resource:
+        return cloud.delete_queued_resource(sl.queued_resource.rsplit("/", 1)[-1])
+    return cloud.delete_node(sl.name)
+
+
 def delete(cloud: Cloud, sl: Slice, *, wait: bool = True, timeout: float = 900.0,
            on_poll: Callable[[], None] | None = None) -> DeleteResult:
     t0 = time.monotonic()
-    if sl.queued_resource:
-        op = cloud.delete_queued_resource(sl.queued_resource.rsplit("/", 1)[-1])
-    else:
-        op = cloud.delete_node(sl.name)
+    op = start_delete(cloud, sl)
     if wait:
         cloud.wait_operation(op, timeout=timeout, on_poll=on_poll)
     return DeleteResult(sl.name, deleted=True, seconds=time.monotonic() - t0)

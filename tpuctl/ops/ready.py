@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from tpuctl.errors import RemoteCommandError, TimeoutExpired
 from tpuctl.ops.launch import stop_run
 from tpuctl.ops.runs import RunStatus, run_status
-from tpuctl.ops.session import SliceSession
+from tpuctl.ops.session import SliceSession, parse_kv
 
 
 @dataclass(frozen=True)
@@ -37,10 +37,6 @@ class ReadyResult:
         return {"ready": True, "seconds": round(self.seconds, 2), "url": self.url}
 
 
-def _kv(text: str) -> dict[str, str]:
-    return dict(p.split("=", 1) for p in text.split() if "=" in p)
-
-
 async def probe(session: SliceSession, run_id: str, spec: ReadySpec
                 ) -> tuple[dict[int, bool], str]:
     """(per worker: its ready line seen, rank 0's health HTTP code as text)."""
@@ -57,7 +53,7 @@ async def probe(session: SliceSession, run_id: str, spec: ReadySpec
     seen: dict[int, bool] = {}
     code = "000"
     for r in results:
-        kv = _kv(r.stdout)
+        kv = parse_kv(r.stdout)
         seen[r.index] = kv.get("log") == "1"
         if r.index == 0:
             code = kv.get("http", "000")

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from tpuctl.errors import NotFoundError
-from tpuctl.ops.session import SliceSession, raise_on_failure
+from tpuctl.ops.session import SliceSession, parse_kv, raise_on_failure
 
 DEAD_EXIT = 255  # a worker whose supervisor vanished without an exit code
 HEARTBEAT_STALE_S = 30  # the supervisor beats every 2 s; 30 s of silence means it is stuck
@@ -115,7 +115,7 @@ def _int(v: str | None) -> int | None:
 
 
 def parse_status_line(index: int, line: str) -> WorkerRunStatus:
-    kv = dict(p.split("=", 1) for p in line.split() if "=" in p)
+    kv = parse_kv(line)
     state = kv.get("state", "missing")
     age = _int(kv.get("heartbeat_age"))
     if state == "running" and age is not None and age > HEARTBEAT_STALE_S:
@@ -145,7 +145,7 @@ async def run_status(session: SliceSession, run_id: str | None) -> RunStatus:
         res = await session.script("probe", workers[0].run_id, "0", "-",
                                    f"{url}/health_generate", "10", indices=[0], capture=True,
                                    timeout=70)
-        kv = dict(p.split("=", 1) for p in res[0].stdout.split() if "=" in p)
+        kv = parse_kv(res[0].stdout)
         health = kv.get("http", "000")
     return RunStatus(node=session.slice.name, node_state=session.slice.state,
                      workers=tuple(workers), health_code=health)
@@ -220,10 +220,7 @@ async def tail(session: SliceSession, run_id: str | None, *, lines: int | None =
                     received += len(line.encode("utf-8", "surrogateescape")) + 1
                     on_line(index, line)
                 elif line.startswith("tpuctl-"):
-                    for part in line.split():
-                        key, sep, value = part.partition("=")
-                        if sep:
-                            meta[key] = value
+                    meta.update(parse_kv(line))
                 else:
                     problems.append(line)
 

@@ -125,6 +125,11 @@ class SliceSession:
 TRANSPORT_ATTEMPTS = 4
 
 
+def parse_kv(text: str) -> dict[str, str]:
+    """The worker scripts' output protocol: whitespace-separated key=value words."""
+    return dict(word.split("=", 1) for word in text.split() if "=" in word)
+
+
 def _transport_failed(r: WorkerResult) -> bool:
     """Worth re-running an idempotent tpuctl script: the connection failed (nobody knows
     whether it ran), or something outside killed it with a signal. Never a timeout, never

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tpuctl import gitrepo
 from tpuctl.errors import UsageError
-from tpuctl.ops.session import SliceSession, raise_on_failure
+from tpuctl.ops.session import SliceSession, parse_kv, raise_on_failure
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def plan(repo_path: Path | None, ref: str, via: str, allow_dirty: bool) -> gitre
 def _parse_commits(results: list, sha: str) -> tuple[list[int], list[str]]:  # noqa: ANN001
     changed, wrong = [], []
     for r in results:
-        fields = dict(kv.split("=", 1) for kv in r.stdout.split() if "=" in kv)
+        fields = parse_kv(r.stdout)
         if fields.get("commit") != sha:
             wrong.append(f"w{r.index} at {fields.get('commit', '?')[:12]}")
         elif fields.get("changed") == "1":

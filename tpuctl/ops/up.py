@@ -19,6 +19,7 @@ from tpuctl.ops import runs as runs_op
 from tpuctl.ops import secrets as secrets_op
 from tpuctl.ops import sync as sync_op
 from tpuctl.ops.create import CreateRequest, create
+from tpuctl.ops.nodes import start_delete
 from tpuctl.ops.session import open_session
 from tpuctl.paths import tpuctl_home
 from tpuctl.recipes.schema import Recipe
@@ -168,10 +169,7 @@ def up(cloud: Cloud, p: Prepared, *, replace: bool = False, follow: bool = True,
 
 def _delete_quietly(cloud: Cloud, name: str) -> None:
     try:
-        sl = cloud.get_node(name)
-        op = (cloud.delete_queued_resource(sl.queued_resource.rsplit("/", 1)[-1])
-              if sl.queued_resource else cloud.delete_node(name))
-        cloud.wait_operation(op, timeout=900)
+        cloud.wait_operation(start_delete(cloud, cloud.get_node(name)), timeout=900)
     except NotFoundError:
         pass
 
