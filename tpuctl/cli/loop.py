@@ -312,6 +312,11 @@ def tail(
         raise typer.Exit(result.exit_code)
 
 
+def render_step(s: Any) -> None:  # noqa: ANN401 - an ops.up.Step
+    """One `✓ step outcome detail (seconds)` line per step of `up` and `serve`."""
+    output.info(f"✓ {s.name:<9} {s.outcome:<7} {s.detail} ({s.seconds:.1f}s)")
+
+
 def _report_end(result: Any) -> None:  # noqa: ANN401
     if result.exit_code == 0:
         output.info(f"run {result.run_id}: every worker exited 0")
@@ -337,14 +342,7 @@ def status(
 
     validate_node_name(name)
     cloud = cloud_for(api_endpoint, project, zone)
-    node = cloud.get_node(name)
-    if node.state in ("PREEMPTED", "TERMINATED"):
-        from tpuctl.errors import PreemptedError
-
-        if json_:
-            output.print_json({"node": name, "node_state": node.state, "state": "preempted"})
-        raise PreemptedError(f"node {name!r} is {node.state}: its run is gone",
-                             hint=f"`tpuctl down {name} --yes`, then `tpuctl up` again")
+    # a PREEMPTED or TERMINATED node ends in opening the session: exit 6, named
 
     async def go(session: Any) -> Any:  # noqa: ANN401
         while True:
@@ -436,7 +434,7 @@ def up(
 
     def on_step(s: Any) -> None:  # noqa: ANN401
         if not json_:
-            output.info(f"✓ {s.name:<9} {s.outcome:<7} {s.detail} ({s.seconds:.1f}s)")
+            render_step(s)
 
     with output.progress(f"{node}") as p:
         result = op.up(cloud, prepared, replace=replace, follow=not detach, on_step=on_step,

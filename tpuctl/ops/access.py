@@ -24,12 +24,12 @@ def ssh_key_metadata(existing: dict[str, str]) -> dict[str, str]:
 
 
 def require_ready(sl: Slice) -> None:
-    if sl.state == "PREEMPTED":
+    if sl.state in ("PREEMPTED", "TERMINATED"):
         from tpuctl.errors import PreemptedError
 
         raise PreemptedError(
-            f"node {sl.name!r} was preempted",
-            hint=f"delete it (`tpuctl delete {sl.name} --yes`) and create it again")
+            f"node {sl.name!r} is {sl.state}: its workers and runs are gone",
+            hint=f"`tpuctl down {sl.name} --yes`, then `tpuctl up` (or `tpuctl create`) again")
     if sl.state != "READY":
         raise CloudError(f"node {sl.name!r} is {sl.state}, not READY",
                          hint="wait for it (`tpuctl describe`) or recreate it")
