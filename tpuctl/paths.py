@@ -19,3 +19,7 @@ def known_hosts_dir() -> Path:
 
 def emulator_dir() -> Path:
     return tpuctl_home() / "emulator"
+
+
+def worker_cache_dir() -> Path:
+    return tpuctl_home() / "cache" / "workers"

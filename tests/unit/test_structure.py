@@ -194,38 +194,78 @@ def test_session_steps_share_one_connection_per_worker(env: _Env) -> None:
     assert env.accepted() - before == n
 
 
-def test_exec_operation_opens_one_connection_per_worker(env: _Env) -> None:
-    """The `exec` operation end to end (API lookup, key check, fan-out) on a fake cloud."""
-    from tpuctl.model import Slice, Worker
-    from tpuctl.ops.access import ssh_key_metadata
-    from tpuctl.ops.remote_exec import run_exec
-
-    sl = Slice(name=NODE, project="p", zone="z", accelerator_type="v6e-64",
-               runtime_version="r", state="READY", metadata=ssh_key_metadata({}),
-               workers=tuple(Worker(w.index, w.ip, w.ssh_port, w.host_key)
-                             for w in env.workers))
+def _fake_cloud(sl: Any) -> Any:  # noqa: ANN401
+    """A cloud that answers get_node with `sl`, records it, and fails on any other verb."""
 
     class FakeCloud:
-        calls: list[str] = []
+        project, zone, endpoint = "p", "z", None
 
-        def get_node(self, name: str) -> Slice:
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+
+        def get_node(self, name: str) -> Any:  # noqa: ANN401
             self.calls.append(f"get_node {name}")
             return sl
 
         def __getattr__(self, name: str) -> Any:  # noqa: ANN401
             raise AssertionError(f"exec must not call cloud.{name}")
 
-    cloud = FakeCloud()
+    return FakeCloud()
+
+
+def _env_slice(env: _Env) -> Any:  # noqa: ANN401
+    from tpuctl.model import Slice, Worker
+    from tpuctl.ops.access import ssh_key_metadata
+
+    return Slice(name=NODE, project="p", zone="z", accelerator_type="v6e-64",
+                 runtime_version="r", state="READY", metadata=ssh_key_metadata({}),
+                 workers=tuple(Worker(w.index, w.ip, w.ssh_port, w.host_key)
+                               for w in env.workers))
+
+
+def test_exec_operation_opens_one_connection_per_worker(env: _Env) -> None:
+    """The `exec` operation end to end (API lookup, key check, fan-out) on a fake cloud;
+    the second command within the cache TTL makes no API call at all."""
+    from tpuctl.ops import worker_cache
+    from tpuctl.ops.remote_exec import run_exec
+
+    cloud = _fake_cloud(_env_slice(env))
+    worker_cache.forget(cloud, NODE)
     before = env.accepted()
-    result = env.lt.call(run_exec(cloud, NODE, ["true"]))  # type: ignore[arg-type]
+    result = env.lt.call(run_exec(cloud, NODE, ["true"]))
     assert result.exit_code == 0
     assert env.accepted() - before == N_WORKERS
     assert cloud.calls == [f"get_node {NODE}"]  # one API call, no metadata write
 
     before = env.accepted()
-    result = env.lt.call(run_exec(cloud, NODE, ["true"], workers="0,2-3"))  # type: ignore[arg-type]
+    result = env.lt.call(run_exec(cloud, NODE, ["true"], workers="0,2-3"))
     assert [r.index for r in result.results] == [0, 2, 3]
     assert env.accepted() - before == 3  # only the chosen workers are connected to
+    assert cloud.calls == [f"get_node {NODE}"]  # answered from the worker cache
+
+
+def test_stale_cached_worker_list_is_refreshed_once(env: _Env) -> None:
+    """A cached address that no longer answers sends exec to the API once; the worker is
+    reached at its real address and the others are not connected to twice."""
+    import dataclasses
+
+    from tpuctl.ops import worker_cache
+    from tpuctl.ops.remote_exec import run_exec
+    from tpuctl.sshkeys import ensure_key
+
+    sl = _env_slice(env)
+    cloud = _fake_cloud(sl)
+    moved = list(sl.workers)
+    moved[1] = dataclasses.replace(moved[1], ssh_port=1)  # nothing listens there
+    worker_cache.store(cloud, dataclasses.replace(sl, workers=tuple(moved)),
+                       public_key=ensure_key()[1])
+    before = env.accepted()
+    result = env.lt.call(run_exec(cloud, NODE, ["true"]))
+    assert result.exit_code == 0, result.to_dict()
+    assert cloud.calls == [f"get_node {NODE}"]  # the one refresh
+    assert env.accepted() - before == N_WORKERS  # w1 once, at its real address
+    cached = worker_cache.load(cloud, NODE, public_key=ensure_key()[1])
+    assert cached is not None and cached.workers[1].ssh_port == sl.workers[1].ssh_port
 
 
 def _peak_connects(env: _Env, monkeypatch: pytest.MonkeyPatch, max_concurrency: int) -> int:

@@ -20,6 +20,7 @@ class GuestAttribute:
 class Cloud(Protocol):
     project: str
     zone: str
+    endpoint: str | None  # None: real GCP; else a TPU v2 REST server (the emulator)
 
     def get_node(self, name: str) -> Slice: ...
     def list_nodes(self) -> list[Slice]: ...

@@ -9,6 +9,7 @@ from tpuctl import sshkeys
 from tpuctl.cloud.base import Cloud
 from tpuctl.errors import CloudError, TimeoutExpired, TpuctlError
 from tpuctl.model import Slice
+from tpuctl.ops import worker_cache
 from tpuctl.workers.base import SshTarget
 
 SSH_KEYS = "ssh-keys"
@@ -57,7 +58,18 @@ def ensure_access(cloud: Cloud, name: str, *, timeout: float = 300.0) -> Slice:
         time.sleep(1.0)
         sl = cloud.get_node(name)
     sshkeys.write_known_hosts(sl)
+    worker_cache.store(cloud, sl, public_key=sshkeys.ensure_key()[1])
     return sl
+
+
+def cached_access(cloud: Cloud, name: str) -> tuple[Slice, bool]:
+    """`ensure_access`, answered from the worker cache while its entry is fresh (no API call,
+    no google-cloud import); the flag says which. A cached list must be refreshed from the
+    API when a worker cannot be reached with it (`SliceSession.refresh`)."""
+    cached = worker_cache.load(cloud, name, public_key=sshkeys.ensure_key()[1])
+    if cached is not None:
+        return cached, True
+    return ensure_access(cloud, name), False
 
 
 def ssh_targets(sl: Slice, indices: list[int] | None = None) -> list[SshTarget]:

@@ -209,6 +209,9 @@ def _get_or_placeholder(cloud: Cloud, spec: NodeSpec) -> Slice:
 
 def _abandon(cloud: Cloud, name: str, queued: bool) -> None:
     """A node this command started but could not finish is deleted, never leaked."""
+    from tpuctl.ops import worker_cache
+
+    worker_cache.forget(cloud, name)
     try:
         if queued:
             cloud.delete_queued_resource(name)

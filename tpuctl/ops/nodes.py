@@ -49,6 +49,9 @@ def check_deletable(cloud: Cloud, name: str) -> Slice:
 def start_delete(cloud: Cloud, sl: Slice) -> str:
     """The delete operation for a node: through its queued resource when one owns it (GCP
     refuses deleting such a node directly), else the node itself."""
+    from tpuctl.ops import worker_cache
+
+    worker_cache.forget(cloud, sl.name)
     if sl.queued_resource:
         return cloud.delete_queued_resource(sl.queued_resource.rsplit("/", 1)[-1])
     return cloud.delete_node(sl.name)

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from tpuctl.cloud.base import Cloud
 from tpuctl.errors import UsageError
 from tpuctl.naming import validate_node_name
-from tpuctl.ops.access import ensure_access, key_path, ssh_targets
 from tpuctl.workers.base import OnOutput, WorkerResult
 from tpuctl.workers.select import parse_worker_selection
 
@@ -59,13 +58,13 @@ async def run_exec(cloud: Cloud, name: str, argv: Sequence[str], *, workers: str
     parse_worker_selection(workers, None)  # syntax first: bad input costs no API call
     if timeout is not None and timeout <= 0:
         raise UsageError(f"invalid --timeout {timeout}", hint="give a positive number of seconds")
-    sl = ensure_access(cloud, name)
-    indices = parse_worker_selection(workers, len(sl.workers))
-    from tpuctl.workers.ssh import SshWorkers
+    from tpuctl.ops.session import open_session
 
-    pool = SshWorkers(ssh_targets(sl), key_path=key_path())
+    session = open_session(cloud, name)
     try:
-        results = await pool.run(command, indices=indices, timeout=timeout, on_output=on_output)
+        indices = parse_worker_selection(workers, len(session.slice.workers))
+        results = await session.run(command, indices=indices, timeout=timeout,
+                                    on_output=on_output)
     finally:
-        await pool.close()
+        await session.close()
     return ExecResult(node=name, results=tuple(results))

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from tpuctl.cloud.base import Cloud
 from tpuctl.errors import RemoteCommandError
 from tpuctl.model import Slice
-from tpuctl.ops.access import ensure_access, key_path, ssh_targets
+from tpuctl.ops import worker_cache
+from tpuctl.ops.access import cached_access, ensure_access, key_path, ssh_targets
 from tpuctl.workers.base import OnOutput, WorkerResult, Workers
 
 # A constant, argument-free installer: unpack the script bundle from stdin into a
@@ -32,9 +33,12 @@ class SliceSession:
     cloud: Cloud
     slice: Slice
     pool: Workers
+    # the worker list came from ops/worker_cache.py, not from the API just now
+    from_cache: bool = False
     _scripts_hash: str | None = field(default=None, init=False)
     # one install per session even when every worker's first script call races to it
     _install_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+    _refresh_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
 
     @property
     def indices(self) -> list[int]:
@@ -44,8 +48,32 @@ class SliceSession:
                   timeout: float | None = None, stdin: bytes | None = None,
                   on_output: OnOutput | None = None, capture: bool = False
                   ) -> list[WorkerResult]:
-        return await self.pool.run(command, indices=indices, timeout=timeout, stdin=stdin,
-                                   on_output=on_output, capture=capture)
+        """Run on the workers; a worker unreachable through a cached list is retried once
+        after the node is re-read from the API (safe: the command never started there)."""
+        cached = self.from_cache
+        results = await self.pool.run(command, indices=indices, timeout=timeout, stdin=stdin,
+                                      on_output=on_output, capture=capture)
+        unreached = [r.index for r in results if r.unreached]
+        if not cached or not unreached:
+            return results
+        await self.refresh()
+        again = await self.pool.run(command, indices=unreached, timeout=timeout, stdin=stdin,
+                                    on_output=on_output, capture=capture)
+        merged = {r.index: r for r in results} | {r.index: r for r in again}
+        return [merged[i] for i in sorted(merged)]
+
+    async def refresh(self) -> None:
+        """Replace a cached worker list by the API's: raises PreemptedError or NotFoundError
+        when the node is gone, else re-pins the host keys and reconnects with the full
+        retry policy. Only the first caller does it."""
+        async with self._refresh_lock:
+            if not self.from_cache:
+                return
+            worker_cache.forget(self.cloud, self.slice.name)
+            self.from_cache = False
+            self.slice = await asyncio.to_thread(ensure_access, self.cloud, self.slice.name)
+            self.pool.retarget(ssh_targets(self.slice), connect_timeout=CONNECT_TIMEOUT,
+                               connect_attempts=CONNECT_ATTEMPTS)
 
     async def install_scripts(self) -> str:
         from tpuctl.remote import bundle
@@ -60,8 +88,8 @@ class SliceSession:
                 for attempt in range(TRANSPORT_ATTEMPTS):  # the installer is idempotent
                     if attempt:
                         await asyncio.sleep(min(0.5 * 2 ** (attempt - 1), 4.0))
-                    got = await self.pool.run(_INSTALL.format(h=shlex.quote(h)), stdin=data,
-                                              indices=pending, timeout=120)
+                    got = await self.run(_INSTALL.format(h=shlex.quote(h)), stdin=data,
+                                         indices=pending, timeout=120)
                     results.update((r.index, r) for r in got)
                     pending = [r.index for r in got if _transport_failed(r)]
                     if not pending:
@@ -123,6 +151,12 @@ class SliceSession:
 
 
 TRANSPORT_ATTEMPTS = 4
+# How workers are connected to. From a cached list, one short attempt: a worker that does not
+# answer within CACHED_CONNECT_TIMEOUT sends the session to the API (a preempted node's
+# workers may not even refuse), and the full policy applies to the re-read list.
+CONNECT_TIMEOUT = 20.0
+CONNECT_ATTEMPTS = 3
+CACHED_CONNECT_TIMEOUT = 5.0
 
 
 def parse_kv(text: str) -> dict[str, str]:
@@ -164,9 +198,13 @@ def raise_on_failure(results: Sequence[WorkerResult], what: str,
                              returncode=code)
 
 
-def open_session(cloud: Cloud, name: str, *, max_concurrency: int = 64) -> SliceSession:
-    sl = ensure_access(cloud, name)
+def open_session(cloud: Cloud, name: str, *, max_concurrency: int = 64,
+                 use_cache: bool = True) -> SliceSession:
+    """A session on a READY node; its worker list from the cache when fresh (`use_cache`)."""
+    sl, cached = cached_access(cloud, name) if use_cache else (ensure_access(cloud, name), False)
     from tpuctl.workers.ssh import SshWorkers
 
-    pool = SshWorkers(ssh_targets(sl), key_path=key_path(), max_concurrency=max_concurrency)
-    return SliceSession(cloud=cloud, slice=sl, pool=pool)
+    pool = SshWorkers(ssh_targets(sl), key_path=key_path(), max_concurrency=max_concurrency,
+                      connect_timeout=CACHED_CONNECT_TIMEOUT if cached else CONNECT_TIMEOUT,
+                      connect_attempts=1 if cached else CONNECT_ATTEMPTS)
+    return SliceSession(cloud=cloud, slice=sl, pool=pool, from_cache=cached)

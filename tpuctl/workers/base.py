@@ -31,6 +31,9 @@ class WorkerResult:
     timed_out: bool = False
     duration: float = 0.0
     stdout: str = ""  # only filled when the caller asked to capture output
+    # the command certainly never started (no connection, or the channel was refused):
+    # running it again elsewhere, or after re-reading the node, cannot run it twice
+    unreached: bool = False
 
     @property
     def ok(self) -> bool:
@@ -50,5 +53,8 @@ class Workers(Protocol):
         on_output: OnOutput | None = None,
         capture: bool = False,
     ) -> list[WorkerResult]: ...
+
+    def retarget(self, targets: Sequence[SshTarget], *, connect_timeout: float,
+                 connect_attempts: int) -> None: ...
 
     async def close(self) -> None: ...

@@ -39,6 +39,18 @@ class _PermanentSshError(Exception):
     """A failure retrying cannot fix (auth, host key, refused request); message is user-facing."""
 
 
+class _MaybeStartedError(_PermanentSshError):
+    """The connection broke after the exec request may have reached the server."""
+
+
+class _NotStartedError(Exception):
+    """Wraps any failure before the command started (connect, auth, channel refused)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
 def _is_transport_failure(exc: BaseException) -> bool:
     """Retry only what a flaky network explains; never anything about identity or auth."""
     if isinstance(exc, _PermanentSshError):
@@ -278,7 +290,7 @@ class SshWorkers:
                     # The channel was open and the exec request may have reached the server:
                     # the command may have started, so this is never retried.
                     self._forget(index, conn)
-                    raise _PermanentSshError(
+                    raise _MaybeStartedError(
                         f"worker {index}: connection lost while starting the command "
                         f"(not retried: it may have started): {_one_line(exc)}"
                     ) from exc
@@ -309,7 +321,13 @@ class SshWorkers:
         capture: bool,
         captured: bytearray,
     ) -> WorkerResult:
-        proc = await self._start(index, command)
+        try:
+            proc = await self._start(index, command)
+        except _MaybeStartedError:
+            raise
+        except (_PermanentSshError, OSError, asyncio.TimeoutError, TimeoutError,
+                asyncssh.Error) as exc:
+            raise _NotStartedError(exc) from exc
         try:
             if stdin:
                 proc.stdin.write(stdin)
@@ -367,14 +385,11 @@ class SshWorkers:
         else:
             try:
                 result = task.result()
-            except _PermanentSshError as exc:
-                result = WorkerResult(index, None, error=str(exc))
-            except (OSError, asyncio.TimeoutError, TimeoutError, asyncssh.Error) as exc:
-                target = self._targets[index]
-                where = f"{target.host}:{target.port}"
-                what = "connect timed out" if isinstance(exc, TimeoutError | asyncio.TimeoutError) \
-                    else _one_line(exc)
-                result = WorkerResult(index, None, error=f"worker {index} ({where}): {what}")
+            except _NotStartedError as exc:
+                result = self._failure(index, exc.cause, unreached=True)
+            except (_PermanentSshError, OSError, asyncio.TimeoutError, TimeoutError,
+                    asyncssh.Error) as exc:
+                result = self._failure(index, exc, unreached=False)
         return WorkerResult(
             index=result.index,
             exit_code=result.exit_code,
@@ -382,7 +397,19 @@ class SshWorkers:
             timed_out=result.timed_out,
             duration=time.monotonic() - started,
             stdout=captured.decode("utf-8", errors="replace") if capture else "",
+            unreached=result.unreached,
         )
+
+    def _failure(self, index: int, exc: BaseException, *, unreached: bool) -> WorkerResult:
+        """One worker's transport failure as its result, in one line."""
+        if isinstance(exc, _PermanentSshError):
+            return WorkerResult(index, None, error=str(exc), unreached=unreached)
+        target = self._targets[index]
+        where = f"{target.host}:{target.port}"
+        what = "connect timed out" if isinstance(exc, TimeoutError | asyncio.TimeoutError) \
+            else _one_line(exc)
+        return WorkerResult(index, None, error=f"worker {index} ({where}): {what}",
+                            unreached=unreached)
 
     async def run(
         self,
@@ -420,6 +447,18 @@ class SshWorkers:
         listener: asyncssh.SSHListener = await conn.forward_local_port(
             listen_host, local_port, dest_host, dest_port)
         return listener
+
+    def retarget(self, targets: Sequence[SshTarget], *, connect_timeout: float,
+                 connect_attempts: int) -> None:
+        """Use a re-read worker list from now on; connections to workers whose address or
+        host key changed are dropped, the others are kept."""
+        new = {t.index: t for t in targets}
+        for index, conn in list(self._conns.items()):
+            if new.get(index) != self._targets.get(index):
+                self._forget(index, conn)
+        self._targets = new
+        self._connect_timeout = connect_timeout
+        self._connect_attempts = max(1, connect_attempts)
 
     async def close(self) -> None:
         conns = list(self._conns.values())

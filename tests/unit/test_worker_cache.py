@@ -1,0 +1,97 @@
+"""The per-node worker cache: when an entry is trusted, and when it is not."""
+
+from __future__ import annotations
+
+import dataclasses
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tpuctl.model import Slice, Worker
+from tpuctl.ops import worker_cache
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample tpuctl"
+
+
+class _Cloud:
+    def __init__(self, endpoint: str | None = "http://127.0.0.1:1", project: str = "p",
+                 zone: str = "z") -> None:
+        self.endpoint, self.project, self.zone = endpoint, project, zone
+
+
+def _slice(**kw: Any) -> Slice:  # noqa: ANN401
+    base = Slice(name="job", project="p", zone="z", accelerator_type="v6e-16",
+                 runtime_version="v2-alpha-tpuv6e", state="READY",
+                 labels={"managed-by": "tpuctl"}, metadata={"ssh-keys": "alice:ssh-ed25519 X",
+                                                             "startup": "secret stuff"},
+                 workers=tuple(Worker(i, f"10.0.0.{i}", 22, f"ssh-ed25519 HOST{i}")
+                               for i in range(4)))
+    return dataclasses.replace(base, **kw)
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+
+def test_round_trip_keeps_workers_and_host_keys_but_no_metadata() -> None:
+    cloud, sl = _Cloud(), _slice()
+    worker_cache.store(cloud, sl, public_key=KEY)  # type: ignore[arg-type]
+    got = worker_cache.load(cloud, "job", public_key=KEY)  # type: ignore[arg-type]
+    assert got == dataclasses.replace(sl, metadata={})
+    files = list((Path.home() / ".tpuctl" / "cache" / "workers").iterdir())
+    assert len(files) == 1 and "secret stuff" not in files[0].read_text()
+    assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
+
+
+def test_entry_expires_after_the_ttl() -> None:
+    cloud = _Cloud()
+    worker_cache.store(cloud, _slice(), public_key=KEY, now=1000.0)  # type: ignore[arg-type]
+    assert worker_cache.load(cloud, "job", public_key=KEY,  # type: ignore[arg-type]
+                             now=1000.0 + worker_cache.TTL_SECONDS - 1) is not None
+    assert worker_cache.load(cloud, "job", public_key=KEY,  # type: ignore[arg-type]
+                             now=1000.0 + worker_cache.TTL_SECONDS + 1) is None
+    # a clock that went backwards does not make an entry live forever
+    assert worker_cache.load(cloud, "job", public_key=KEY, now=900.0) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("other", [
+    _Cloud(endpoint="http://127.0.0.1:2"),  # another emulator reusing the node name
+    _Cloud(endpoint=None),                  # real GCP
+    _Cloud(project="q"),
+    _Cloud(zone="y"),
+])
+def test_entry_belongs_to_one_endpoint_project_and_zone(other: _Cloud) -> None:
+    worker_cache.store(_Cloud(), _slice(), public_key=KEY)  # type: ignore[arg-type]
+    assert worker_cache.load(other, "job", public_key=KEY) is None  # type: ignore[arg-type]
+
+
+def test_entry_written_for_another_key_is_ignored() -> None:
+    cloud = _Cloud()
+    worker_cache.store(cloud, _slice(), public_key=KEY)  # type: ignore[arg-type]
+    assert worker_cache.load(cloud, "job", public_key=KEY + "2") is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", [
+    {"state": "PREEMPTED"},
+    {"workers": ()},
+    {"workers": (Worker(0, "10.0.0.0", 22, None),)},  # a host key not yet pinned
+])
+def test_unusable_slices_are_never_answered_from_the_cache(bad: dict[str, Any]) -> None:
+    cloud = _Cloud()
+    worker_cache.store(cloud, _slice(**bad), public_key=KEY)  # type: ignore[arg-type]
+    assert worker_cache.load(cloud, "job", public_key=KEY) is None  # type: ignore[arg-type]
+
+
+def test_forget_and_corrupt_entries() -> None:
+    cloud = _Cloud()
+    worker_cache.store(cloud, _slice(), public_key=KEY)  # type: ignore[arg-type]
+    worker_cache.forget(cloud, "job")  # type: ignore[arg-type]
+    assert worker_cache.load(cloud, "job", public_key=KEY) is None  # type: ignore[arg-type]
+    worker_cache.forget(cloud, "job")  # type: ignore[arg-type]  # absent: no error
+    worker_cache.store(cloud, _slice(), public_key=KEY)  # type: ignore[arg-type]
+    for f in (Path.home() / ".tpuctl" / "cache" / "workers").iterdir():
+        f.write_text("{not json")
+    assert worker_cache.load(cloud, "job", public_key=KEY) is None  # type: ignore[arg-type]
