@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tpuctl.errors import ConfigError
 from tpuctl.paths import emulator_dir
 
@@ -64,6 +62,8 @@ def find_repo_config(start: Path | None = None) -> Path | None:
 
 
 def load_repo_config(path: Path) -> dict[str, str]:
+    import yaml  # only when a tpuctl.yaml exists: ~10 ms
+
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:

@@ -9,9 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -94,6 +91,10 @@ def _endpoint(api_endpoint: str | None, state_dir: Path | None) -> str:
 def _admin(endpoint: str, method: str, path: str, body: dict[str, Any] | None = None,
            query: dict[str, str] | None = None) -> Any:
     """One admin call to a running emulator; its error envelope becomes a typed error."""
+    import urllib.error  # here, not at the top: urllib.request costs ~15 ms of --help
+    import urllib.parse
+    import urllib.request
+
     url = f"{endpoint}/emulator/v1/{path}"
     if query:
         url += "?" + urllib.parse.urlencode(query)
