@@ -134,6 +134,7 @@ def serve(
     import asyncio
 
     from tpuctl.emulator.server import serve as run_server
+    from tpuctl.emulator.server import use_pidfd_child_watcher
 
     fault_values = _parse_faults(fault)
     sd = (state_dir or emulator_dir()).resolve()
@@ -143,6 +144,7 @@ def serve(
         output.out(f"tpuctl emulator listening on {endpoint} (state in {sd})")
         output.out(f"export TPUCTL_API_ENDPOINT={endpoint}")
 
+    use_pidfd_child_watcher()
     try:
         asyncio.run(run_server(port, sd, ssh_port=ssh_port, create_delay=create_delay,
                                on_ready=ready, faults=fault_values, seed=seed))

@@ -257,6 +257,11 @@ class _Worker:
             x11_forwarding=False,
             login_timeout=30,
             reuse_address=True,
+            # asyncssh re-evaluates these on every login: skip the FQDN lookup (GSSAPI) and
+            # the X.509 trust-store probes, which this server never uses
+            gss_host=None,
+            x509_trusted_certs=None,
+            x509_trusted_cert_paths=None,
         )
 
     def close_listener(self) -> None:
