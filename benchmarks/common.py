@@ -127,6 +127,22 @@ def machine() -> dict[str, Any]:
     }
 
 
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds a live process has used (from /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s() -> float:
+    """CPU seconds of this process plus its waited-for children (the client side of a run)."""
+    import resource
+
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def proc_hwm_kb(pid: int) -> int | None:
     """Peak resident set size (VmHWM) of a live process, in KiB."""
     try:

@@ -4,7 +4,8 @@ Not imported by tpuctl or by the other benchmarks: fanout.py runs it with the in
 a separate venv (fabric is not a tpuctl dependency). Reads a JSON job on stdin:
   {"hosts": [[ip, port], ...], "user": U, "key": PATH, "known_hosts": PATH, "repeat": N,
    "command": "true"}
-and prints {"seconds": [...], "fabric": VERSION, "paramiko": VERSION} on stdout.
+and prints {"seconds": [...], "cpu_seconds": [...], "fabric": VERSION, "paramiko": VERSION}
+on stdout.
 Host keys are pinned from tpuctl's known_hosts file (RejectPolicy for anything else), the
 client key is tpuctl's, agent and default keys are off: the same trust as the OpenSSH runs.
 """
@@ -23,9 +24,9 @@ def main() -> int:
 
     job = json.load(sys.stdin)
     config = Config(overrides={"load_ssh_configs": False})
-    out = []
+    out, cpu = [], []
     for _ in range(int(job["repeat"])):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         conns = []
         for ip, port in job["hosts"]:
             c = Connection(ip, user=job["user"], port=int(port), config=config,
@@ -41,12 +42,13 @@ def main() -> int:
         finally:
             group.close()
         elapsed = time.perf_counter() - t0
+        cpu.append(time.process_time() - c0)
         bad = [r for r in results.values() if r.exited != 0]
         if len(results) != len(conns) or bad:
             print(json.dumps({"error": f"{len(bad)} failed"}))
             return 1
         out.append(elapsed)
-    print(json.dumps({"seconds": out, "fabric": fabric.__version__,
+    print(json.dumps({"seconds": out, "cpu_seconds": cpu, "fabric": fabric.__version__,
                       "paramiko": paramiko.__version__}))
     return 0
 

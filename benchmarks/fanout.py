@@ -5,8 +5,10 @@
   par-openssh   one `ssh HOST true` process per worker, all at once (gcloud --worker=all,
                 MaxText's multihost_runner)
   fabric        fabric.ThreadingGroup(...).run("true") (a thread and a paramiko client per host)
-  tpuctl-cli    `tpuctl exec NAME -- true` as a user runs it: interpreter start, imports, one
-                API call, new SSH connections, exit
+  tpuctl-cli    `tpuctl exec NAME -- true` as a user runs it again within a minute:
+                interpreter start, imports, worker list from the cache, new SSH connections
+  tpuctl-cold   the same with the worker cache emptied first: + google-cloud import and one
+                API call (the first command on a node, or after 60 s)
   tpuctl-new    the same fan-out in process: SshWorkers(...).run("true") with new connections
   tpuctl-reuse  a second step on a SliceSession whose connections are already open
 
@@ -44,13 +46,16 @@ from common import (  # noqa: E402
     fmt_ratio,
     fmt_s,
     machine,
+    own_cpu_s,
     parse_sizes,
+    proc_cpu_s,
     table,
     target,
     write_results,
 )
 
-METHODS = ["seq-openssh", "par-openssh", "fabric", "tpuctl-cli", "tpuctl-new", "tpuctl-reuse"]
+METHODS = ["seq-openssh", "par-openssh", "fabric", "tpuctl-cold", "tpuctl-cli", "tpuctl-new",
+           "tpuctl-reuse"]
 
 
 def find_fabric_python(explicit: str | None) -> tuple[str | None, str]:
@@ -94,6 +99,12 @@ class Slice:
         ]
 
 
+def forget_workers(sl: Slice) -> None:
+    from tpuctl.ops import worker_cache
+
+    worker_cache.forget(sl.cloud, sl.name)
+
+
 def seq_openssh(sl: Slice) -> float:
     t0 = time.perf_counter()
     for argv in sl.ssh_argv:
@@ -116,7 +127,7 @@ def par_openssh(sl: Slice) -> float:
     return elapsed
 
 
-def fabric_runs(sl: Slice, python: str, n: int) -> list[float]:
+def fabric_runs(sl: Slice, python: str, n: int) -> tuple[list[float], list[float]]:
     job = {"hosts": [[t.host, t.port] for t in sl.targets], "user": sl.targets[0].username,
            "key": str(sl.key), "known_hosts": str(sl.known_hosts), "repeat": n,
            "command": "true"}
@@ -124,7 +135,8 @@ def fabric_runs(sl: Slice, python: str, n: int) -> list[float]:
                        capture_output=True, text=True)
     if p.returncode != 0:
         raise SystemExit(f"fabric runner failed: {p.stdout[-1000:]}\n{p.stderr[-2000:]}")
-    return [float(x) for x in json.loads(p.stdout)["seconds"]]
+    out = json.loads(p.stdout)
+    return [float(x) for x in out["seconds"]], [float(x) for x in out["cpu_seconds"]]
 
 
 async def tpuctl_new(sl: Slice) -> float:
@@ -154,6 +166,23 @@ async def tpuctl_reuse(session: Any, size: int) -> float:  # noqa: ANN401
     return elapsed
 
 
+class Meter:
+    """CPU seconds per run: the client's (what a client also pays on a real slice) and the
+    emulator's (on a real slice, spread over the workers' own VMs)."""
+
+    def __init__(self, bench: Bench) -> None:
+        self.pid = bench.proc.pid if bench.proc else 0
+        self.client: dict[str, list[float]] = {m: [] for m in METHODS}
+        self.server: dict[str, list[float]] = {m: [] for m in METHODS}
+
+    def measured(self, method: str, fn: Any, *args: Any) -> Any:  # noqa: ANN401
+        c0, e0 = own_cpu_s(), proc_cpu_s(self.pid)
+        out = fn(*args)
+        self.client[method].append(own_cpu_s() - c0)
+        self.server[method].append(proc_cpu_s(self.pid) - e0)
+        return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="4,16,64,256", help="comma-separated: 4,16,64,256")
@@ -179,8 +208,14 @@ def main() -> int:
         for size in sizes:
             sl = slices[size]
             runs: dict[str, list[float]] = {m: [] for m in METHODS}
+            meter = Meter(bench)
+            client_cpu, server_cpu = meter.client, meter.server
+            measured = meter.measured
             rss_kb: list[int] = []
-            bench.time_tpuctl("exec", sl.name, "--", "true")  # warm the page cache
+
+            forget_workers(sl)  # warm the page and bytecode caches of both CLI paths
+            bench.time_tpuctl("exec", sl.name, "--", "true")
+            bench.time_tpuctl("exec", sl.name, "--", "true")
             session = None
             from tpuctl.ops.session import open_session
 
@@ -190,19 +225,29 @@ def main() -> int:
             if fabric_py:
                 # one fabric process for all of this size's runs (its interpreter start and
                 # imports are not timed, as for tpuctl-new and the OpenSSH loops)
-                runs["fabric"] = fabric_runs(sl, fabric_py, args.repeat)
+                runs["fabric"], client_cpu["fabric"] = fabric_runs(sl, fabric_py, args.repeat)
             seq_n = args.repeat if size <= 64 else args.seq_repeat_large
             for rnd in range(args.repeat):
                 if rnd < seq_n:
-                    runs["seq-openssh"].append(seq_openssh(sl))
-                runs["par-openssh"].append(par_openssh(sl))
-                secs, rss = bench.time_tpuctl("exec", sl.name, "--", "true")
-                runs["tpuctl-cli"].append(secs)
-                rss_kb.append(rss)
-                runs["tpuctl-new"].append(loop.run_until_complete(tpuctl_new(sl)))
-                runs["tpuctl-reuse"].append(loop.run_until_complete(tpuctl_reuse(session, size)))
+                    runs["seq-openssh"].append(measured("seq-openssh", seq_openssh, sl))
+                runs["par-openssh"].append(measured("par-openssh", par_openssh, sl))
+                forget_workers(sl)
+                for method in ("tpuctl-cold", "tpuctl-cli"):
+                    secs, rss = measured(method, bench.time_tpuctl, "exec", sl.name, "--", "true")
+                    runs[method].append(secs)
+                    rss_kb.append(rss)
+                runs["tpuctl-new"].append(measured(
+                    "tpuctl-new", loop.run_until_complete, tpuctl_new(sl)))
+                runs["tpuctl-reuse"].append(measured(
+                    "tpuctl-reuse", loop.run_until_complete, tpuctl_reuse(session, size)))
             loop.run_until_complete(session.close())
             row = {m: Sample(v).to_dict() for m, v in runs.items() if v}
+            for m, v in client_cpu.items():
+                if v and m in row:
+                    row[m]["client_cpu_median_s"] = round(Sample(v).median, 4)
+            for m, v in server_cpu.items():
+                if v and m in row:
+                    row[m]["emulator_cpu_median_s"] = round(Sample(v).median, 4)
             data["sizes"][str(size)] = {
                 "accelerator": SIZES[size], "methods": row,
                 "tpuctl_cli_max_rss_mb": round(max(rss_kb) / 1024, 1),
@@ -225,12 +270,22 @@ def main() -> int:
     print("\nmedian (best) wall time of `exec -- true` on every worker\n")
     print(table(headers, rows))
 
+    cpu_rows = []
+    for size in sizes:
+        m = data["sizes"][str(size)]["methods"]
+        cpu_rows.append([str(size), *(
+            f"{fmt_s(m[k].get('client_cpu_median_s'))} / "
+            f"{fmt_s(m[k].get('emulator_cpu_median_s'))}" if k in m else "skipped"
+            for k in METHODS)])
+    print("\nmedian CPU per run: client / emulator (server side; '-' = not measurable)\n")
+    print(table(headers, cpu_rows))
+
     ratio_rows = []
     for size in sizes:
         m = data["sizes"][str(size)]["methods"]
         ratios: dict[str, float | None] = {}
         for base in ("seq-openssh", "par-openssh", "fabric"):
-            for ours in ("tpuctl-new", "tpuctl-cli"):
+            for ours in ("tpuctl-new", "tpuctl-cli", "tpuctl-cold"):
                 ratios[f"{base}/{ours}"] = (m[base]["median_s"] / m[ours]["median_s"]
                                             if base in m else None)
         ratios["tpuctl-new/tpuctl-reuse"] = m["tpuctl-new"]["median_s"] / \
@@ -244,7 +299,7 @@ def main() -> int:
     targets: dict[str, Any] = {}
     if 64 in sizes:
         r = data["sizes"]["64"]["ratios"]
-        for ours in ("tpuctl-new", "tpuctl-cli"):
+        for ours in ("tpuctl-new", "tpuctl-cli", "tpuctl-cold"):
             targets[f"64w {ours} >= 12x seq-openssh"] = r[f"seq-openssh/{ours}"] >= 12
             targets[f"64w {ours} >= 2x par-openssh"] = r[f"par-openssh/{ours}"] >= 2
             f = r[f"fabric/{ours}"]
@@ -252,6 +307,7 @@ def main() -> int:
     if 256 in sizes:
         m = data["sizes"]["256"]["methods"]
         targets["256w tpuctl-cli <= 5 s"] = m["tpuctl-cli"]["median_s"] <= 5
+        targets["256w tpuctl-cold <= 5 s"] = m["tpuctl-cold"]["median_s"] <= 5
         targets["256w tpuctl-new <= 5 s"] = m["tpuctl-new"]["median_s"] <= 5
         targets["256w tpuctl-reuse <= 1 s"] = m["tpuctl-reuse"]["median_s"] <= 1
         targets["256w tpuctl exec RSS < 300 MB"] = \

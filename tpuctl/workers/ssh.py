@@ -243,9 +243,9 @@ class SshWorkers:
             raise _PermanentSshError(
                 f"worker {target.index} ({where}): host key mismatch: the server did not present "
                 f"the key the TPU API publishes for it (...{(target.host_key or '')[-12:]}); "
-                "refusing to connect. tpuctl re-reads and re-pins the keys from the API on "
-                "every command: if the node was just recreated, retry in a minute; if it "
-                f"persists, treat it as an attack ({_one_line(exc)})"
+                "refusing to connect. A mismatch against a cached key list is re-checked "
+                "against the API before you see this: if the node was just recreated, retry "
+                f"in a minute; if it persists, treat it as an attack ({_one_line(exc)})"
             ) from exc
         except asyncssh.PermissionDenied as exc:
             raise _PermanentSshError(
