@@ -166,6 +166,15 @@ def _find_marked_pids(marker: bytes) -> list[int]:
     return found
 
 
+def _group_is_marked(pgid: int, marker: bytes) -> bool:
+    """Does a live member of process group `pgid` carry `marker` in its environment?"""
+    for pid in _find_marked_pids(marker):
+        with contextlib.suppress(OSError):
+            if os.getpgid(pid) == pgid:
+                return True
+    return False
+
+
 def _kill(pid: int, sig: int, *, group: bool = False) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         if group:
@@ -713,7 +722,13 @@ class _Session(asyncssh.SSHServerSession[bytes]):
         _kill(pid, signal.SIGTERM, group=True)
         _kill(pid, signal.SIGCONT, group=True)  # a stopped process can't act on SIGTERM
 
+        marker = f"{NODE_ENV}={self._worker.node.node_id}".encode()
+
         def _force() -> None:
+            # Once the leader is reaped and the group empties, the kernel may hand the id to
+            # a new session leader (every SSH command here is one): kill only our own.
+            if self._returncode is not None and not _group_is_marked(pid, marker):
+                return
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, 0)  # does the group still exist?
                 os.killpg(pid, signal.SIGKILL)

@@ -50,8 +50,7 @@ if [ -d "$runs" ]; then
   for d in "$runs"/*/; do
     [ -f "$d/pgid" ] || continue
     [ -f "$d/exit_code" ] && continue
-    pgid=$(cat "$d/pgid")
-    if group_alive "$pgid"; then alive+=("$(basename "$d")"); fi
+    if run_alive "$d"; then alive+=("$(basename "$d")"); fi
   done
 fi
 if [ ${#alive[@]} -gt 0 ]; then

@@ -15,6 +15,9 @@ log="$run_dir/worker$worker.log"
 echo $$ >"$run_dir/pid"
 read -r -a stat <"/proc/$$/stat" || true
 echo "${stat[4]:-$$}" >"$run_dir/pgid"
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+proc_start $$ >"$run_dir/pgid_start" || true  # tells our group from a later one reusing the id
 date -u +%Y-%m-%dT%H:%M:%SZ >"$run_dir/started_at"
 
 write_atomic() { printf '%s\n' "$2" >"$1.tmp" && mv -f "$1.tmp" "$1"; }

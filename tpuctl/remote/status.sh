@@ -21,7 +21,7 @@ beat=$(cat "$d/heartbeat" 2>/dev/null || echo 0)
 pgid=$(cat "$d/pgid" 2>/dev/null || echo 0)
 if [ -f "$d/exit_code" ]; then
   state=exited
-elif group_alive "$pgid"; then
+elif run_alive "$d"; then
   state=running
 else
   state=dead

@@ -17,7 +17,7 @@ if [ -z "$run_id" ] || [ ! -f "$d/pgid" ]; then
   exit 0
 fi
 pgid=$(cat "$d/pgid")
-alive() { group_alive "$pgid"; }
+alive() { run_alive "$d"; }
 result=not-running
 if alive; then
   kill -TERM -- "-$pgid" 2>/dev/null || true
