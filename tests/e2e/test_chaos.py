@@ -78,7 +78,7 @@ def test_up_under_faults_completes_or_fails_cleanly(tmp_path, project, seed):
         print(f"\nseed={seed} exit={up.returncode} preempted={preempted} "
               f"recreated={err.count('✓ preempted')} seconds={elapsed:.1f}")
         assert up.returncode in OK_CODES, err
-        assert "Traceback" not in err
+        assert "Traceback" not in err, err
         if up.returncode == 0:
             assert re.search(r"✓ run\s+done\s+exit 0", err)
             # the final attempt's logs are complete on every worker: nothing lost or doubled

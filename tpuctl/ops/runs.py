@@ -6,7 +6,9 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from tpuctl.aio import gather_or_cancel
 from tpuctl.errors import NotFoundError
+from tpuctl.ops.access import GONE_STATES, raise_if_gone
 from tpuctl.ops.session import SliceSession, parse_kv, raise_on_failure
 
 DEAD_EXIT = 255  # a worker whose supervisor vanished without an exit code
@@ -48,7 +50,7 @@ class RunStatus:
         """serving, degraded (a rank gone or generation failing) or down (rank 0 gone)."""
         if self.serve_url is None:
             return None
-        if self.node_state in ("PREEMPTED", "TERMINATED") or self.workers[0].state != "running":
+        if self.node_state in GONE_STATES or self.workers[0].state != "running":
             return "down"
         if any(w.state != "running" for w in self.workers) or self.health_code != "200":
             return "degraded"
@@ -68,7 +70,7 @@ class RunStatus:
 
     @property
     def state(self) -> str:
-        if self.node_state in ("PREEMPTED", "TERMINATED"):
+        if self.node_state in GONE_STATES:
             return "preempted"
         states = {w.state for w in self.workers}
         if states == {"missing"}:
@@ -156,17 +158,11 @@ OnLine = Callable[[int, str], None]
 
 async def _check_node(session: SliceSession) -> None:
     """Raise PreemptedError when the node is gone from under the run (spot preemption)."""
-    from tpuctl.errors import PreemptedError
-
-    try:
-        node = await asyncio.to_thread(session.cloud.get_node, session.slice.name)
-    except Exception:  # noqa: BLE001 - the API being unreachable is not news about the node
-        return
-    if node.state in ("PREEMPTED", "TERMINATED"):
-        raise PreemptedError(
-            f"node {node.name!r} was {node.state.lower()} during the run",
-            hint=f"`tpuctl down {node.name} --yes` then `tpuctl up` again; fetch what logs "
-            "survive with `tpuctl logs fetch`")
+    name = session.slice.name
+    await asyncio.to_thread(
+        raise_if_gone, session.cloud, name, context="during the run",
+        hint=f"`tpuctl down {name} --yes` then `tpuctl up` again; fetch what logs survive "
+        "with `tpuctl logs fetch`")
 
 
 @dataclass
@@ -258,7 +254,7 @@ async def tail(session: SliceSession, run_id: str | None, *, lines: int | None =
                 raise_on_failure([res], f"reading w{i}'s log")
             await asyncio.sleep(min(0.2 * drops, 3.0))
 
-    await asyncio.gather(*(one(i) for i in chosen))
+    await gather_or_cancel(one(i) for i in chosen)
     if follow and result.timed_out:
         from tpuctl.errors import TimeoutExpired
 

@@ -11,6 +11,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from tpuctl.aio import gather_or_cancel
 from tpuctl.cloud.base import Cloud
 from tpuctl.errors import RemoteCommandError
 from tpuctl.model import Slice
@@ -133,7 +134,7 @@ class SliceSession:
                                      indices=sorted(pending), timeout=timeout, stdin=first[1],
                                      on_output=on_output, capture=capture)
             else:
-                groups = await asyncio.gather(*[
+                groups = await gather_or_cancel([
                     self.run(_script_cmd(h, name, args) + tail, indices=[i], timeout=timeout,
                              stdin=data, on_output=on_output, capture=capture)
                     for i, (args, data) in sorted(pending.items())

@@ -389,6 +389,8 @@ class SshWorkers:
             done, _ = await asyncio.wait({task}, timeout=timeout)
         except asyncio.CancelledError:
             task.cancel()
+            with contextlib.suppress(BaseException):
+                await task  # finished, not just asked to: nothing outlives the fan-out
             raise
         if not done:
             # Cancelling closes the channel (see _run_one); the emulator/sshd then kills the
