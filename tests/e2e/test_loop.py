@@ -233,6 +233,35 @@ def test_second_launch_refused_then_replace_then_stop_leaves_nothing_alive(cli, 
     assert st["state"] == "stopped"
 
 
+def test_a_stuck_worker_is_reported_hung_not_running(cli, node, repo, emulator):
+    """A supervisor that stops beating (a frozen VM, a process stuck in the kernel) is `hung`.
+    The emulated workers are local processes, so w2's whole run is frozen with SIGSTOP; the
+    heartbeat file is then dated two minutes back instead of waiting the 30 s threshold."""
+    import signal
+    import time
+
+    r = in_repo(cli, repo, "launch", node, "--run-id", "stuck-1", "--", "sleep", "1000")
+    assert r.returncode == 0, r.stderr
+    run_dir = worker_home(emulator, node, 2) / ".tpuctl/runs/stuck-1"
+    pgid = int((run_dir / "pgid").read_text())
+    os.killpg(pgid, signal.SIGSTOP)
+    try:
+        (run_dir / "heartbeat").write_text(f"{int(time.time()) - 120}\n")
+        r = in_repo(cli, repo, "status", node, "stuck-1", "--json")
+        st = json.loads(r.stdout)
+        assert st["state"] == "hung", st
+        by_worker = {w["worker"]: w for w in st["workers"]}
+        assert by_worker[2]["state"] == "hung" and by_worker[2]["heartbeat_age"] >= 120
+        assert [by_worker[i]["state"] for i in (0, 1, 3)] == ["running"] * 3
+        assert st["exit_code"] is None  # not finished: nothing to report yet
+        r = in_repo(cli, repo, "status", node, "stuck-1")
+        assert "hung" in r.stdout + r.stderr
+    finally:
+        os.killpg(pgid, signal.SIGCONT)
+        assert in_repo(cli, repo, "stop", node, "--grace", "2").returncode == 0
+    assert _pgid_members(pgid) == []
+
+
 def test_busy_tpu_is_refused_with_the_holder(cli, node, repo, emulator):
     dev = worker_home(emulator, node, 1).parent / "dev" / "accel0"
     holder = subprocess.Popen(["bash", "-c", f"exec 3<{dev}; sleep 60"])

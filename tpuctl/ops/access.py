@@ -24,8 +24,11 @@ def ssh_key_metadata(existing: dict[str, str]) -> dict[str, str]:
     return merged
 
 
+GONE_STATES = ("PREEMPTED", "TERMINATED")  # the VMs, their disks and every run are gone
+
+
 def require_ready(sl: Slice) -> None:
-    if sl.state in ("PREEMPTED", "TERMINATED"):
+    if sl.state in GONE_STATES:
         from tpuctl.errors import PreemptedError
 
         raise PreemptedError(
@@ -37,6 +40,19 @@ def require_ready(sl: Slice) -> None:
     if not sl.workers:
         raise CloudError(f"node {sl.name!r} reports no workers (no network endpoints)",
                          hint="the node is not usable; delete and recreate it")
+
+
+def raise_if_gone(cloud: Cloud, name: str, *, context: str, hint: str) -> None:
+    """PreemptedError (exit 6) when a lost worker is explained by the node being preempted or
+    terminated; nothing when the node is fine or the API cannot say (that is not news)."""
+    from tpuctl.errors import PreemptedError
+
+    try:
+        node = cloud.get_node(name)
+    except Exception:  # noqa: BLE001 - the caller's own error is the one to report
+        return
+    if node.state in GONE_STATES:
+        raise PreemptedError(f"node {name!r} was {node.state.lower()} {context}", hint=hint)
 
 
 def ensure_access(cloud: Cloud, name: str, *, timeout: float = 300.0) -> Slice:

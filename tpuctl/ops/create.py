@@ -25,7 +25,7 @@ from tpuctl.model import (
     Slice,
 )
 from tpuctl.naming import parse_duration, parse_labels, validate_node_name
-from tpuctl.ops.access import ensure_access, ssh_key_metadata
+from tpuctl.ops.access import GONE_STATES, ensure_access, ssh_key_metadata
 
 Progress = Callable[[str], None]
 
@@ -103,7 +103,7 @@ def _reuse(existing: Slice, spec: NodeSpec, auto_runtime: bool) -> None:
             f"node {spec.name!r} exists with a different spec: {', '.join(diffs)}",
             hint=f"delete it first (`tpuctl delete {spec.name} --yes`) or pick another name",
         )
-    if existing.state in ("PREEMPTED", "TERMINATED"):
+    if existing.state in GONE_STATES:
         raise PreemptedError(
             f"node {spec.name!r} exists but is {existing.state}",
             hint=f"delete it (`tpuctl delete {spec.name} --yes`) and create it again",
@@ -141,7 +141,7 @@ def _wait_ready(cloud: Cloud, name: str, deadline: float, progress: Progress,
             progress(sl.state)
             if sl.state == "READY":
                 return sl
-            if sl.state in ("PREEMPTED", "TERMINATED"):
+            if sl.state in GONE_STATES:
                 raise PreemptedError(f"node {name!r} became {sl.state} while starting",
                                      hint="retry, or use another zone")
             _check_operation(cloud, name, op)

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 
 from tpuctl.cloud.base import Cloud
 from tpuctl.model import EXPIRES_LABEL, Slice
+from tpuctl.ops.access import GONE_STATES
 from tpuctl.ops.nodes import start_delete
-
-DEAD_STATES = ("PREEMPTED", "TERMINATED")
 
 
 @dataclass(frozen=True)
@@ -30,7 +29,7 @@ def candidates(cloud: Cloud, now: float | None = None) -> list[Candidate]:
     for n in cloud.list_nodes():
         if not n.managed:
             continue
-        if n.state in DEAD_STATES:
+        if n.state in GONE_STATES:
             out.append(Candidate(n, f"{n.state.lower()}"))
             continue
         expires = n.labels.get(EXPIRES_LABEL, "")

@@ -18,6 +18,7 @@ from tpuctl.ops import launch as launch_op
 from tpuctl.ops import runs as runs_op
 from tpuctl.ops import secrets as secrets_op
 from tpuctl.ops import sync as sync_op
+from tpuctl.ops.access import raise_if_gone
 from tpuctl.ops.create import CreateRequest, create
 from tpuctl.ops.nodes import start_delete
 from tpuctl.ops.session import open_session
@@ -263,14 +264,9 @@ def _attempt(cloud: Cloud, p: Prepared, result: UpResult, attempt: int, *, repla
             raise
         except TpuctlError as e:
             # a worker lost mid-step may be a preempted node: say so (exit 6), not "failed"
-            try:
-                node = await asyncio.to_thread(cloud.get_node, p.name)
-            except TpuctlError:
-                raise e from None
-            if node.state in ("PREEMPTED", "TERMINATED"):
-                raise PreemptedError(f"node {p.name!r} was {node.state.lower()} ({e.message})",
-                                     hint="`tpuctl up --on-preempt recreate` retries "
-                                     "automatically") from None
+            await asyncio.to_thread(raise_if_gone, cloud, p.name, context=f"({e.message})",
+                                    hint="`tpuctl up --on-preempt recreate` retries "
+                                    "automatically")
             raise
         finally:
             await session.close()
