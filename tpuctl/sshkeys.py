@@ -33,7 +33,7 @@ def ensure_key() -> tuple[Path, str]:
     pub_path = path.with_suffix(".pub")
     if path.is_file() and pub_path.is_file():
         return path, pub_path.read_text().strip()
-    import asyncssh
+    from tpuctl.workers.sshlib import asyncssh
 
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = asyncssh.generate_private_key("ssh-ed25519", comment="tpuctl")

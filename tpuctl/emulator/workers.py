@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import asyncssh
+from tpuctl.workers.sshlib import asyncssh
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import asyncssh
 from tenacity import (
     AsyncRetrying,
     retry_if_exception,
@@ -27,6 +26,7 @@ from tenacity import (
 
 from tpuctl.errors import ConfigError, UsageError
 from tpuctl.workers.base import OnOutput, SshTarget, WorkerResult
+from tpuctl.workers.sshlib import asyncssh
 
 _READ_CHUNK = 64 * 1024
 # A "line" longer than this is delivered in pieces rather than buffered without bound.
