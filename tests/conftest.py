@@ -12,9 +12,10 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -123,3 +124,28 @@ def tpu_client(endpoint: str):  # noqa: ANN201
 
     return tpu_v2.TpuClient(transport="rest", client_options={"api_endpoint": endpoint},
                             credentials=AnonymousCredentials())
+
+
+def wait_until(fn: Callable[[], Any], pred: Callable[[Any], bool], timeout: float = 10.0
+               ) -> Any:  # noqa: ANN401
+    """Poll fn() every 20 ms until pred(value); the last value is in the failure message."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if pred(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out; last value: {value}")
+        time.sleep(0.02)
+
+
+def ssh_endpoints(client: Any, node: str) -> list[tuple[str, int, str]]:  # noqa: ANN401
+    """(ip, ssh port, host key line) per worker, read from the API as tpuctl's adapter does."""
+    got = client.get_node(name=node)
+    attrs = client.get_guest_attributes(request={"name": node}).guest_attributes
+    out = []
+    for ep, ga in zip(got.network_endpoints, attrs, strict=True):
+        items = {(i.namespace, i.key): i.value for i in ga.query_value.items}
+        out.append((ep.ip_address, int(items[("tpuctl-emulator", "ssh-port")]),
+                    "ssh-ed25519 " + items[("hostkeys", "ssh-ed25519")]))
+    return out

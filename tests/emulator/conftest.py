@@ -95,14 +95,9 @@ def fake_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator
 
 @pytest.fixture
 def client(fake_emulator: Emulator) -> Any:
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import tpu_v2
+    from tests.conftest import tpu_client
 
-    return tpu_v2.TpuClient(
-        transport="rest",
-        client_options={"api_endpoint": fake_emulator.endpoint},
-        credentials=AnonymousCredentials(),
-    )
+    return tpu_client(fake_emulator.endpoint)
 
 
 @pytest.fixture

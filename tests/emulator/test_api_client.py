@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -11,19 +10,10 @@ from google.api_core import exceptions
 from google.cloud import tpu_v2
 from google.protobuf import field_mask_pb2
 
+from tests.conftest import tpu_client, wait_until
+
 PARENT = "projects/proj/locations/local-a"
 State = tpu_v2.Node.State
-
-
-def _wait(fn: Callable[[], Any], pred: Callable[[Any], bool], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if pred(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out; last value: {value}")
-        time.sleep(0.02)
 
 
 def _create(client: Any, node_id: str, acc: str = "v6e-8", **kw: Any) -> Any:
@@ -243,7 +233,7 @@ def test_queued_resource(client: Any, fast_polling: Any, unique: Callable[[str],
         seen.add(got.state.state)
         return got
 
-    _wait(get, lambda q: q.state.state == QState.ACTIVE)
+    wait_until(get, lambda q: q.state.state == QState.ACTIVE)
     assert QState.ACTIVE in seen
     node = client.get_node(name=f"{PARENT}/nodes/{node_id}")
     assert node.state == State.READY and len(node.network_endpoints) == 4
@@ -309,7 +299,7 @@ def test_preemption_suspends_the_queued_resource(
         ),
     ).result(timeout=10, polling=fast_polling)
     QState = tpu_v2.QueuedResourceState.State
-    _wait(
+    wait_until(
         lambda: client.get_queued_resource(name=qr_name), lambda q: q.state.state == QState.ACTIVE
     )
 
@@ -327,7 +317,7 @@ def test_preemption_suspends_the_queued_resource(
     # recovery as on GCP: delete the node, reset the queued resource
     client.delete_node(name=node_name).result(timeout=10, polling=fast_polling)
     client.reset_queued_resource(name=qr_name)
-    _wait(
+    wait_until(
         lambda: client.get_queued_resource(name=qr_name), lambda q: q.state.state == QState.ACTIVE
     )
     assert client.get_node(name=node_name).state == State.READY
@@ -339,7 +329,6 @@ def test_preemption_suspends_the_queued_resource(
 def test_restart_resumes_transitions_and_keeps_stopped_nodes(
     tmp_path: Any, fast_polling: Any
 ) -> None:
-    from google.auth.credentials import AnonymousCredentials
 
     from tests.emulator.conftest import FakeWorkerHost
     from tpuctl.emulator.server import run_in_thread
@@ -350,12 +339,7 @@ def test_restart_resumes_transitions_and_keeps_stopped_nodes(
         hosts.append(FakeWorkerHost(d, port))
         return hosts[-1]
 
-    def connect(endpoint: str) -> Any:
-        return tpu_v2.TpuClient(
-            transport="rest",
-            client_options={"api_endpoint": endpoint},
-            credentials=AnonymousCredentials(),
-        )
+    connect = tpu_client
 
     with run_in_thread(tmp_path, create_delay=0.01, worker_host=factory) as endpoint:
         c = connect(endpoint)
@@ -369,7 +353,7 @@ def test_restart_resumes_transitions_and_keeps_stopped_nodes(
     with run_in_thread(tmp_path, create_delay=0.01, worker_host=factory) as endpoint:
         c = connect(endpoint)
         assert hosts[-1].ssh_port == ssh_port  # the previous SSH port is reused when free
-        _wait(lambda: c.get_operation(request={"name": pending}), lambda op: op.done)
+        wait_until(lambda: c.get_operation(request={"name": pending}), lambda op: op.done)
         assert c.get_node(name=f"{PARENT}/nodes/pending").state == State.READY
         assert c.get_node(name=f"{PARENT}/nodes/stopped").state == State.STOPPED
         assert list(hosts[-1].running) == ["proj.local-a.pending"]
@@ -393,7 +377,7 @@ def test_multislice_queued_resource(
         queued_resource=tpu_v2.QueuedResource(tpu=tpu_v2.QueuedResource.Tpu(node_spec=[spec])),
     ).result(timeout=10, polling=fast_polling)
     active = tpu_v2.QueuedResourceState.State.ACTIVE
-    _wait(lambda: client.get_queued_resource(name=qr_name), lambda q: q.state.state == active)
+    wait_until(lambda: client.get_queued_resource(name=qr_name), lambda q: q.state.state == active)
     for i in range(2):
         node = client.get_node(name=f"{PARENT}/nodes/{prefix}-{i}")
         assert node.state == State.READY and len(node.network_endpoints) == 4

@@ -12,10 +12,10 @@ import asyncssh
 import pytest
 from google.api_core import exceptions, retry
 from google.api_core.future import polling
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import tpu_v2
 from google.protobuf import field_mask_pb2
 
+from tests.conftest import ssh_endpoints, tpu_client
 from tpuctl.emulator.server import run_in_thread
 
 PARENT = "projects/real/locations/local-a"
@@ -23,24 +23,8 @@ NAME = f"{PARENT}/nodes/real-node"
 POLL = retry.Retry(predicate=polling.POLLING_PREDICATE, initial=0.02, maximum=0.1, timeout=30)
 
 
-def _client(endpoint: str) -> Any:
-    return tpu_v2.TpuClient(
-        transport="rest",
-        client_options={"api_endpoint": endpoint},
-        credentials=AnonymousCredentials(),
-    )
-
-
-def _workers(client: Any) -> list[tuple[str, int, str]]:
-    """(ip, ssh port, host key line) per worker, as tpuctl's adapter derives them."""
-    node = client.get_node(name=NAME)
-    attrs = client.get_guest_attributes(request={"name": NAME}).guest_attributes
-    out = []
-    for ep, ga in zip(node.network_endpoints, attrs, strict=True):
-        items = {(i.namespace, i.key): i.value for i in ga.query_value.items}
-        port = int(items[("tpuctl-emulator", "ssh-port")])
-        out.append((ep.ip_address, port, "ssh-ed25519 " + items[("hostkeys", "ssh-ed25519")]))
-    return out
+def _workers(client: Any) -> list[tuple[str, int, str]]:  # noqa: ANN401
+    return ssh_endpoints(client, NAME)
 
 
 async def _run(ip: str, port: int, host_key: str, key: asyncssh.SSHKey, cmd: str) -> str:
@@ -63,7 +47,7 @@ def test_real_workers_through_the_api(tmp_path: Path) -> None:
     with run_in_thread(tmp_path, create_delay=0.05) as endpoint:
         info = json.loads((tmp_path / "emulator.json").read_text())
         assert info["endpoint"] == endpoint and info["ssh_port"] > 0
-        client = _client(endpoint)
+        client = tpu_client(endpoint)
         client.create_node(
             parent=PARENT,
             node_id="real-node",
@@ -100,7 +84,7 @@ def test_real_workers_through_the_api(tmp_path: Path) -> None:
     # a restarted emulator keeps the node and brings its workers back
     assert not (tmp_path / "emulator.json").exists()
     with run_in_thread(tmp_path, create_delay=0.05) as endpoint:
-        client = _client(endpoint)
+        client = tpu_client(endpoint)
         assert client.get_node(name=NAME).state == tpu_v2.Node.State.READY
         assert _workers(client) == workers
         assert _ssh(workers[3], key, "echo $TPU_WORKER_ID").strip() == "3"
@@ -112,7 +96,7 @@ def test_real_workers_through_the_api(tmp_path: Path) -> None:
 
 def test_real_host_v6e_256_has_64_workers_with_distinct_host_keys(tmp_path: Path) -> None:
     with run_in_thread(tmp_path, create_delay=0.01) as endpoint:
-        client = _client(endpoint)
+        client = tpu_client(endpoint)
         name = f"{PARENT}/nodes/big"
         node = client.create_node(
             parent=PARENT,

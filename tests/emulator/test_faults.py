@@ -22,9 +22,9 @@ import pytest
 from google.api_core import exceptions as gexc
 from google.api_core import retry
 from google.api_core.future import polling
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import tpu_v2
 
+from tests.conftest import ssh_endpoints, tpu_client, wait_until
 from tests.emulator.conftest import FAST_DELAY, FakeWorkerHost
 from tpuctl.cli.main import run as cli
 from tpuctl.cloud.retry import is_capacity_error, is_transient_api_error
@@ -40,14 +40,6 @@ State = tpu_v2.Node.State
 QrState = tpu_v2.QueuedResourceState.State
 
 
-def _client(endpoint: str) -> Any:
-    return tpu_v2.TpuClient(
-        transport="rest",
-        client_options={"api_endpoint": endpoint},
-        credentials=AnonymousCredentials(),
-    )
-
-
 def _node(acc: str = "v6e-8", **kw: Any) -> Any:
     return tpu_v2.Node(accelerator_type=acc, runtime_version="v2-alpha-tpuv6e", **kw)
 
@@ -60,17 +52,6 @@ def _admin(endpoint: str, method: str, path: str, body: Any = None) -> tuple[int
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
-
-
-def _wait(fn: Callable[[], Any], pred: Callable[[Any], bool], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if pred(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out; last value: {value}")
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -191,7 +172,7 @@ def test_api_error_rate_one_fails_every_call_before_any_effect(
     fake_emulator_with: Callable[..., Any],
 ) -> None:
     with fake_emulator_with(faults={"api-error-rate": 1.0}, seed=3) as ep:
-        client = _client(ep)
+        client = tpu_client(ep)
         seen: dict[type, gexc.GoogleAPICallError] = {}
         for i in range(30):
             with pytest.raises(INJECTED) as info:
@@ -215,7 +196,7 @@ def test_api_error_rate_one_fails_every_call_before_any_effect(
 
 
 def _outcomes(ep: str, n: int = 24) -> list[str]:
-    client = _client(ep)
+    client = tpu_client(ep)
     out = []
     for _ in range(n):
         try:
@@ -247,7 +228,7 @@ def test_api_errors_repeat_under_a_seed(fake_emulator_with: Callable[..., Any]) 
 def test_stockout_fails_creates_in_that_zone_only(fake_emulator_with: Callable[..., Any],
                                                   ) -> None:
     with fake_emulator_with(faults={"stockout-zones": "local-b"}, seed=1) as ep:
-        client = _client(ep)
+        client = tpu_client(ep)
         ok = client.create_node(parent=PARENT, node_id="fine", node=_node())
         assert ok.result(timeout=10, polling=POLL).state == State.READY
 
@@ -279,7 +260,7 @@ def test_queued_resource_waits_for_resources_until_the_stockout_clears(
     fake_emulator_with: Callable[..., Any],
 ) -> None:
     with fake_emulator_with(faults={"stockout-zones": ["local-a"]}, seed=1) as ep:
-        client = _client(ep)
+        client = tpu_client(ep)
         name = f"{PARENT}/queuedResources/qr"
         qr = tpu_v2.QueuedResource(
             tpu=tpu_v2.QueuedResource.Tpu(
@@ -295,13 +276,13 @@ def test_queued_resource_waits_for_resources_until_the_stockout_clears(
         def state() -> Any:
             return client.get_queued_resource(name=name).state.state
 
-        _wait(state, lambda s: s == QrState.WAITING_FOR_RESOURCES)
+        wait_until(state, lambda s: s == QrState.WAITING_FOR_RESOURCES)
         time.sleep(0.3)
         assert state() == QrState.WAITING_FOR_RESOURCES
         with pytest.raises(gexc.NotFound):
             client.get_node(name=f"{PARENT}/nodes/queued-node")
         _admin(ep, "DELETE", "faults")
-        _wait(state, lambda s: s == QrState.ACTIVE)
+        wait_until(state, lambda s: s == QrState.ACTIVE)
         assert client.get_node(name=f"{PARENT}/nodes/queued-node").state == State.READY
 
 
@@ -309,7 +290,7 @@ def test_create_delay_fault_overrides_the_option_at_run_time(
     fake_emulator_with: Callable[..., Any],
 ) -> None:
     with fake_emulator_with(seed=1) as ep:
-        client = _client(ep)
+        client = tpu_client(ep)
         _admin(ep, "POST", "faults", {"create-delay": 0.6})
         t0 = time.monotonic()
         op = client.create_node(parent=PARENT, node_id="slow", node=_node())
@@ -322,7 +303,7 @@ def test_create_delay_fault_overrides_the_option_at_run_time(
 def test_preempt_after_schedules_preemption(fake_emulator_with: Callable[..., Any],
                                             capsys: pytest.CaptureFixture[str]) -> None:
     with fake_emulator_with(seed=1) as ep:
-        client = _client(ep)
+        client = tpu_client(ep)
         name = f"{PARENT}/nodes/spot"
         client.create_node(parent=PARENT, node_id="spot", node=_node()).result(
             timeout=10, polling=POLL
@@ -333,7 +314,7 @@ def test_preempt_after_schedules_preemption(fake_emulator_with: Callable[..., An
         assert "0.5s" in captured.err + captured.out
         t0 = time.monotonic()
         assert client.get_node(name=name).state == State.READY
-        _wait(lambda: client.get_node(name=name).state, lambda s: s == State.PREEMPTED)
+        wait_until(lambda: client.get_node(name=name).state, lambda s: s == State.PREEMPTED)
         assert time.monotonic() - t0 >= 0.3
         # an unknown node is exit 3 at scheduling time, not a silent no-op later
         assert cli(["emulator", "preempt", "nope", "--after", "1", "--api-endpoint", ep,
@@ -361,7 +342,7 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealEmulator]:
     key = asyncssh.generate_private_key("ssh-ed25519")
     pub = key.export_public_key("openssh").decode().strip()
     with run_in_thread(tmp, create_delay=0.05, seed=5) as ep:
-        client = _client(ep)
+        client = tpu_client(ep)
         client.create_node(
             parent=PARENT,
             node_id="ssh-faults",
@@ -371,16 +352,7 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealEmulator]:
                 metadata={"ssh-keys": f"alice:{pub} alice"},
             ),
         ).result(timeout=30, polling=POLL)
-        node = client.get_node(name=NODE)
-        attrs = client.get_guest_attributes(request={"name": NODE}).guest_attributes
-        workers = []
-        for endpoint, ga in zip(node.network_endpoints, attrs, strict=True):
-            items = {(i.namespace, i.key): i.value for i in ga.query_value.items}
-            workers.append((
-                endpoint.ip_address,
-                int(items[("tpuctl-emulator", "ssh-port")]),
-                "ssh-ed25519 " + items[("hostkeys", "ssh-ed25519")],
-            ))
+        workers = ssh_endpoints(client, NODE)
         yield RealEmulator(ep, tmp, key, workers)
 
 
@@ -421,7 +393,7 @@ def test_unreachable_worker(real: RealEmulator) -> None:
         _admin(real.endpoint, "POST", "faults", {"unreachable-workers": "ssh-faults:2"})
         assert [_reaches(real, i) for i in range(4)] == [True, True, False, True]
         # it holds across a stop/start (fresh listeners)
-        client = _client(real.endpoint)
+        client = tpu_client(real.endpoint)
         client.stop_node(request={"name": NODE}).result(timeout=20, polling=POLL)
         client.start_node(request={"name": NODE}).result(timeout=20, polling=POLL)
         assert [_reaches(real, i) for i in range(4)] == [True, True, False, True]
@@ -473,7 +445,7 @@ def test_ssh_drop_cuts_a_running_command_and_spares_detached_processes(
     command = int((home / "cmd.pid").read_text())
     try:
         # the command's own process group dies, as on a real disconnect...
-        _wait(lambda: _alive(command), lambda alive: not alive, timeout=10)
+        wait_until(lambda: _alive(command), lambda alive: not alive, timeout=10)
         # ...while what it started detached lives on
         assert _alive(detached)
     finally:
