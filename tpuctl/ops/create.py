@@ -25,6 +25,7 @@ from tpuctl.model import (
     Slice,
 )
 from tpuctl.naming import parse_duration, parse_labels, validate_node_name
+from tpuctl.ops import worker_cache
 from tpuctl.ops.access import GONE_STATES, ensure_access, ssh_key_metadata
 
 Progress = Callable[[str], None]
@@ -209,8 +210,6 @@ def _get_or_placeholder(cloud: Cloud, spec: NodeSpec) -> Slice:
 
 def _abandon(cloud: Cloud, name: str, queued: bool) -> None:
     """A node this command started but could not finish is deleted, never leaked."""
-    from tpuctl.ops import worker_cache
-
     worker_cache.forget(cloud, name)
     try:
         if queued:

@@ -10,6 +10,7 @@ from tpuctl.cloud.base import Cloud
 from tpuctl.errors import UsageError
 from tpuctl.model import Slice
 from tpuctl.naming import validate_node_name
+from tpuctl.ops import worker_cache
 
 
 def list_nodes(cloud: Cloud, *, include_unmanaged: bool = False) -> list[Slice]:
@@ -49,8 +50,6 @@ def check_deletable(cloud: Cloud, name: str) -> Slice:
 def start_delete(cloud: Cloud, sl: Slice) -> str:
     """The delete operation for a node: through its queued resource when one owns it (GCP
     refuses deleting such a node directly), else the node itself."""
-    from tpuctl.ops import worker_cache
-
     worker_cache.forget(cloud, sl.name)
     if sl.queued_resource:
         return cloud.delete_queued_resource(sl.queued_resource.rsplit("/", 1)[-1])

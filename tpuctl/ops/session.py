@@ -199,10 +199,9 @@ def raise_on_failure(results: Sequence[WorkerResult], what: str,
                              returncode=code)
 
 
-def open_session(cloud: Cloud, name: str, *, max_concurrency: int = 64,
-                 use_cache: bool = True) -> SliceSession:
-    """A session on a READY node; its worker list from the cache when fresh (`use_cache`)."""
-    sl, cached = cached_access(cloud, name) if use_cache else (ensure_access(cloud, name), False)
+def open_session(cloud: Cloud, name: str, *, max_concurrency: int = 64) -> SliceSession:
+    """A session on a READY node; its worker list from the cache when fresh."""
+    sl, cached = cached_access(cloud, name)
     from tpuctl.workers.ssh import SshWorkers
 
     pool = SshWorkers(ssh_targets(sl), key_path=key_path(), max_concurrency=max_concurrency,

@@ -30,7 +30,7 @@ _FORMAT = 1
 
 def _entry_path(cloud: Cloud, name: str) -> Path:
     """One file per (endpoint, project, zone, node): emulators reuse names across runs."""
-    where = [getattr(cloud, "endpoint", None) or "gcp", cloud.project, cloud.zone, name]
+    where = [cloud.endpoint or "gcp", cloud.project, cloud.zone, name]
     digest = hashlib.sha256(json.dumps(where).encode()).hexdigest()[:16]
     return worker_cache_dir() / f"{name}.{digest}.json"
 

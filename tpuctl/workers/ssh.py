@@ -235,7 +235,6 @@ class SshWorkers:
                 gss_host=None,  # public key only: no GSSAPI key exchange or auth
                 x509_trusted_certs=None,  # nor X.509 certificates: skip probing ~/.ssh
                 x509_trusted_cert_paths=None,
-
                 # asyncssh sets TCP_NODELAY on every TCP connection itself (connection_made),
                 # so small command/exit-status packets are not delayed by Nagle.
             )
