@@ -260,25 +260,20 @@ def main() -> int:
     loop.close()
 
     # -- tables, ratios and targets -----------------------------------------------------------
-    headers = ["workers", *METHODS]
-    rows = []
-    for size in sizes:
-        m = data["sizes"][str(size)]["methods"]
-        rows.append([str(size), *(
-            f"{fmt_s(m[k]['median_s'])} ({fmt_s(m[k]['best_s'])})" if k in m else "skipped"
-            for k in METHODS)])
-    print("\nmedian (best) wall time of `exec -- true` on every worker\n")
-    print(table(headers, rows))
+    def method_table(title: str, cell: Any) -> None:  # noqa: ANN401
+        """One row per size, one column per method, `cell(method's results)` in each."""
+        rows = []
+        for size in sizes:
+            m = data["sizes"][str(size)]["methods"]
+            rows.append([str(size), *(cell(m[k]) if k in m else "skipped" for k in METHODS)])
+        print(f"\n{title}\n")
+        print(table(["workers", *METHODS], rows))
 
-    cpu_rows = []
-    for size in sizes:
-        m = data["sizes"][str(size)]["methods"]
-        cpu_rows.append([str(size), *(
-            f"{fmt_s(m[k].get('client_cpu_median_s'))} / "
-            f"{fmt_s(m[k].get('emulator_cpu_median_s'))}" if k in m else "skipped"
-            for k in METHODS)])
-    print("\nmedian CPU per run: client / emulator (server side; '-' = not measurable)\n")
-    print(table(headers, cpu_rows))
+    method_table("median (best) wall time of `exec -- true` on every worker",
+                 lambda r: f"{fmt_s(r['median_s'])} ({fmt_s(r['best_s'])})")
+    method_table("median CPU per run: client / emulator (server side; '-' = not measurable)",
+                 lambda r: f"{fmt_s(r.get('client_cpu_median_s'))} / "
+                 f"{fmt_s(r.get('emulator_cpu_median_s'))}")
 
     ratio_rows = []
     for size in sizes:
