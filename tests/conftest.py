@@ -107,6 +107,39 @@ class Cli:
         )
 
 
+class UpInBackground:
+    """`tpuctl up RECIPE --on-preempt recreate --max-recreates 2` as a child process whose
+    stdout a thread collects; `seen` is set once a line contains `marker` (time to preempt)."""
+
+    def __init__(self, cli: Cli, recipe: str, cwd: Path, marker: str) -> None:
+        import threading
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tpuctl", "up", recipe, "--on-preempt", "recreate",
+             "--max-recreates", "2"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli.env(), cwd=cwd,
+            stdin=subprocess.DEVNULL)
+        self.lines: list[str] = []
+        self.seen = threading.Event()
+
+        def read() -> None:
+            assert self.proc.stdout is not None
+            for line in self.proc.stdout:
+                self.lines.append(line)
+                if marker in line:
+                    self.seen.set()
+
+        self._reader = threading.Thread(target=read, daemon=True)
+        self._reader.start()
+
+    def finish(self, timeout: float = 600) -> tuple[str, str]:
+        """Wait for the exit; (stdout, stderr)."""
+        err = self.proc.stderr.read() if self.proc.stderr else ""
+        self.proc.wait(timeout=timeout)
+        self._reader.join(10)
+        return "".join(self.lines), err
+
+
 @pytest.fixture(scope="session")
 def cli(emulator: Emulator, session_home: Path) -> Cli:
     return Cli(home=session_home, endpoint=emulator.endpoint)

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, start_emulator, stop_emulator
+from tests.conftest import Cli, UpInBackground, start_emulator, stop_emulator
 from tests.e2e.test_loop import git
 
 pytestmark = pytest.mark.e2e
@@ -50,30 +47,13 @@ def test_up_under_faults_completes_or_fails_cleanly(tmp_path, project, seed):
     cli = Cli(home=home, endpoint=endpoint)
     t0 = time.monotonic()
     try:
-        up = subprocess.Popen(
-            [sys.executable, "-m", "tpuctl", "up", "chaos.yaml", "--on-preempt", "recreate",
-             "--max-recreates", "2"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli.env(),
-            cwd=project, stdin=subprocess.DEVNULL)
-        out: list[str] = []
-        started = threading.Event()
-
-        def read() -> None:
-            assert up.stdout is not None
-            for line in up.stdout:
-                out.append(line)
-                if "line 5" in line:
-                    started.set()
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        preempted = started.wait(240)
+        run = UpInBackground(cli, "chaos.yaml", project, marker="line 5")
+        up = run.proc
+        preempted = run.seen.wait(240)
         if preempted:  # one preemption mid-run
             r = cli("emulator", "preempt", "chaos", "--api-endpoint", endpoint)
             assert r.returncode == 0, r.stderr
-        err = up.stderr.read() if up.stderr else ""
-        up.wait(timeout=600)
-        reader.join(10)
+        _, err = run.finish()
         elapsed = time.monotonic() - t0
         print(f"\nseed={seed} exit={up.returncode} preempted={preempted} "
               f"recreated={err.count('✓ preempted')} seconds={elapsed:.1f}")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli
+from tests.conftest import Cli, UpInBackground
 
 pytestmark = pytest.mark.e2e
 
@@ -469,9 +469,6 @@ def test_preemption_during_tail_follow_exits_6_and_gc_collects_it(cli, repo, emu
 
 def test_up_recreates_a_preempted_node_and_keeps_every_attempts_logs(cli, repo, emulator,
                                                                      tmp_path):
-    import sys
-    import threading
-
     name = "recreate-me"
     recipe = repo / "recreate.yaml"
     recipe.write_text(
@@ -480,29 +477,12 @@ def test_up_recreates_a_preempted_node_and_keeps_every_attempts_logs(cli, repo, 
         "if [ \"${TPUCTL_RESTART_COUNT:-0}\" = 0 ]; then sleep 300; fi; echo finished'\n")
     git(repo, "add", "recreate.yaml")
     git(repo, "commit", "-qm", "recreate recipe")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tpuctl", "up", "recreate.yaml", "--on-preempt", "recreate",
-         "--max-recreates", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli.env(), cwd=repo)
-    out_lines: list[str] = []
-    first = threading.Event()
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            out_lines.append(line)
-            if "attempt 0" in line:
-                first.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    run = UpInBackground(cli, "recreate.yaml", repo, marker="attempt 0")
+    proc = run.proc
     try:
-        assert first.wait(300), "the first attempt never started"
+        assert run.seen.wait(300), "the first attempt never started"
         _admin(emulator, name, "preempt")
-        err = proc.stderr.read() if proc.stderr else ""
-        proc.wait(timeout=600)
-        reader.join(10)
-        out = "".join(out_lines)
+        out, err = run.finish()
         assert proc.returncode == 0, err
         assert "[w0] attempt 1" in out and "[w0] finished" in out
         assert re.search(r"✓ preempted\s+recreate", err)
