@@ -172,6 +172,19 @@ def wait_until(fn: Callable[[], Any], pred: Callable[[Any], bool], timeout: floa
         time.sleep(0.02)
 
 
+def create_keyed_node(client: Any, parent: str, node_id: str, public_key: str,  # noqa: ANN401
+                      polling: Any) -> list[tuple[str, int, str]]:  # noqa: ANN401
+    """A v6e-16 whose `ssh-keys` authorize alice's `public_key`; its workers' SSH endpoints."""
+    from google.cloud import tpu_v2
+
+    client.create_node(
+        parent=parent, node_id=node_id,
+        node=tpu_v2.Node(accelerator_type="v6e-16", runtime_version="v2-alpha-tpuv6e",
+                         metadata={"ssh-keys": f"alice:{public_key} alice"}),
+    ).result(timeout=30, polling=polling)
+    return ssh_endpoints(client, f"{parent}/nodes/{node_id}")
+
+
 def ssh_endpoints(client: Any, node: str) -> list[tuple[str, int, str]]:  # noqa: ANN401
     """(ip, ssh port, host key line) per worker, read from the API as tpuctl's adapter does."""
     got = client.get_node(name=node)

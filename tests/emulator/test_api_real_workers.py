@@ -15,7 +15,7 @@ from google.api_core.future import polling
 from google.cloud import tpu_v2
 from google.protobuf import field_mask_pb2
 
-from tests.conftest import ssh_endpoints, tpu_client
+from tests.conftest import create_keyed_node, ssh_endpoints, tpu_client
 from tpuctl.emulator.server import run_in_thread
 
 PARENT = "projects/real/locations/local-a"
@@ -48,16 +48,7 @@ def test_real_workers_through_the_api(tmp_path: Path) -> None:
         info = json.loads((tmp_path / "emulator.json").read_text())
         assert info["endpoint"] == endpoint and info["ssh_port"] > 0
         client = tpu_client(endpoint)
-        client.create_node(
-            parent=PARENT,
-            node_id="real-node",
-            node=tpu_v2.Node(
-                accelerator_type="v6e-16",
-                runtime_version="v2-alpha-tpuv6e",
-                metadata={"ssh-keys": f"alice:{pub} alice"},
-            ),
-        ).result(timeout=30, polling=POLL)
-        workers = _workers(client)
+        workers = create_keyed_node(client, PARENT, "real-node", pub, POLL)
         assert len(workers) == 4 and all(w[1] == info["ssh_port"] for w in workers)
         out = _ssh(workers[1], key, 'echo "$TPU_WORKER_ID $JAX_PLATFORMS"; echo hi > ~/mark')
         assert out.split() == ["1", "cpu"]

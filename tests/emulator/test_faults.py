@@ -24,7 +24,7 @@ from google.api_core import retry
 from google.api_core.future import polling
 from google.cloud import tpu_v2
 
-from tests.conftest import ssh_endpoints, tpu_client, wait_until
+from tests.conftest import create_keyed_node, tpu_client, wait_until
 from tests.emulator.conftest import FAST_DELAY, FakeWorkerHost
 from tpuctl.cli.main import run as cli
 from tpuctl.cloud.retry import is_capacity_error, is_transient_api_error
@@ -342,17 +342,7 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealEmulator]:
     key = asyncssh.generate_private_key("ssh-ed25519")
     pub = key.export_public_key("openssh").decode().strip()
     with run_in_thread(tmp, create_delay=0.05, seed=5) as ep:
-        client = tpu_client(ep)
-        client.create_node(
-            parent=PARENT,
-            node_id="ssh-faults",
-            node=tpu_v2.Node(
-                accelerator_type="v6e-16",
-                runtime_version="v2-alpha-tpuv6e",
-                metadata={"ssh-keys": f"alice:{pub} alice"},
-            ),
-        ).result(timeout=30, polling=POLL)
-        workers = ssh_endpoints(client, NODE)
+        workers = create_keyed_node(tpu_client(ep), PARENT, "ssh-faults", pub, POLL)
         yield RealEmulator(ep, tmp, key, workers)
 
 
