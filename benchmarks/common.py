@@ -195,6 +195,8 @@ class Bench:
                    CLOUDSDK_CONFIG=str(self.home / "gcloud"), PYTHONUNBUFFERED="1",
                    COLUMNS="200")
         env.update(bytecode_env(self.pycache))
+        # no connection daemon unless a method asks for one (time_tpuctl(persist=True))
+        env["TPUCTL_PERSIST_CONNECTIONS"] = "0"
         if self.endpoint:
             env["TPUCTL_API_ENDPOINT"] = self.endpoint
         return env
@@ -227,6 +229,8 @@ class Bench:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        subprocess.run([tpuctl_exe(), "mux", "stop"], capture_output=True, env=self.env,
+                       cwd=self.cwd)
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
@@ -252,11 +256,15 @@ class Bench:
                              f"{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
         return p
 
-    def time_tpuctl(self, *args: str) -> tuple[float, int]:
-        """Wall seconds and peak RSS (KiB) of one `tpuctl ARGS` process, output discarded."""
+    def time_tpuctl(self, *args: str, persist: bool = False) -> tuple[float, int]:
+        """Wall seconds and peak RSS (KiB) of one `tpuctl ARGS` process, output discarded.
+        `persist`: with the connection daemon on (tpuctl's default outside CI)."""
+        env = self.env
+        if persist:
+            env["TPUCTL_PERSIST_CONNECTIONS"] = "300"
         t0 = time.perf_counter()
         p = subprocess.Popen([tpuctl_exe(), *args], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=self.env,
+                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env,
                              cwd=self.cwd)
         # wait4 gives this child's own rusage (ru_maxrss in KiB on Linux)
         _, status, usage = os.wait4(p.pid, 0)
@@ -278,6 +286,15 @@ class Bench:
             self.tpuctl("create", name, "--type", accelerator)
         info = json.loads(self.tpuctl("describe", name, "--json").stdout)
         return len(info["workers"])
+
+    def daemon_pid(self) -> int | None:
+        """The connection daemon's pid, if one runs (its CPU is client-side work)."""
+        for pid_file in (self.home / ".tpuctl" / "mux").glob("*.pid"):
+            try:
+                return int(pid_file.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+        return None
 
     def emulator_hwm_kb(self) -> int | None:
         return proc_hwm_kb(self.proc.pid) if self.proc else None

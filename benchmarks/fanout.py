@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
-"""`exec -- true` on every worker of emulated slices, six ways, side by side in one run.
+"""`exec -- true` on every worker of emulated slices, nine ways, side by side in one run.
 
   seq-openssh   one `ssh HOST true` after another (a shell for-loop)
   par-openssh   one `ssh HOST true` process per worker, all at once (gcloud --worker=all,
                 MaxText's multihost_runner)
+  par-openssh-mux  the same through OpenSSH's connection sharing (ControlMaster=auto,
+                ControlPersist, masters already open): the reuse baseline
   fabric        fabric.ThreadingGroup(...).run("true") (a thread and a paramiko client per host)
-  tpuctl-cli    `tpuctl exec NAME -- true` as a user runs it again within a minute:
-                interpreter start, imports, worker list from the cache, new SSH connections
-  tpuctl-cold   the same with the worker cache emptied first: + google-cloud import and one
-                API call (the first command on a node, or after 60 s)
+  tpuctl-cold   `tpuctl exec NAME -- true` as the first command on a node: worker cache empty
+                (google-cloud import and one API call), no connection daemon
+  tpuctl-cli    the same within a minute of another command (worker list from the cache), with
+                persist_connections 0 (as in CI): new SSH connections from a new process
+  tpuctl-persist  the same with the connection daemon on (tpuctl's default outside CI) and
+                warm: the connections of the previous command are reused
   tpuctl-new    the same fan-out in process: SshWorkers(...).run("true") with new connections
   tpuctl-reuse  a second step on a SliceSession whose connections are already open
 
@@ -54,8 +58,9 @@ from common import (  # noqa: E402
     write_results,
 )
 
-METHODS = ["seq-openssh", "par-openssh", "fabric", "tpuctl-cold", "tpuctl-cli", "tpuctl-new",
-           "tpuctl-reuse"]
+METHODS = ["seq-openssh", "par-openssh", "par-openssh-mux", "fabric", "tpuctl-cold",
+           "tpuctl-cli", "tpuctl-persist", "tpuctl-new", "tpuctl-reuse"]
+OURS = ("tpuctl-new", "tpuctl-cli", "tpuctl-persist", "tpuctl-cold")
 
 
 def find_fabric_python(explicit: str | None) -> tuple[str | None, str]:
@@ -97,6 +102,24 @@ class Slice:
              t.host, "true"]
             for t in self.targets
         ]
+        control = ["-o", "ControlMaster=auto", "-o", "ControlPersist=300",
+                   "-o", f"ControlPath={bench.tmp}/cm-%C"]
+        self.mux_argv = [[*argv[:-2], *control, *argv[-2:]] for argv in self.ssh_argv]
+
+    def mux_masters(self) -> list[int]:
+        """The pids of the OpenSSH masters (their CPU is the client side of a mux run)."""
+        pids = []
+        for argv in self.mux_argv:
+            p = subprocess.run([*argv[:-2], "-O", "check", argv[-2]], capture_output=True,
+                               text=True, stdin=subprocess.DEVNULL)
+            if "pid=" in p.stderr:
+                pids.append(int(p.stderr.split("pid=", 1)[1].split(")", 1)[0]))
+        return pids
+
+    def close_masters(self) -> None:
+        for argv in self.mux_argv:
+            subprocess.run([*argv[:-2], "-O", "exit", argv[-2]], capture_output=True,
+                           stdin=subprocess.DEVNULL)
 
 
 def forget_workers(sl: Slice) -> None:
@@ -115,10 +138,11 @@ def seq_openssh(sl: Slice) -> float:
     return time.perf_counter() - t0
 
 
-def par_openssh(sl: Slice) -> float:
+def par_openssh(sl: Slice, mux: bool = False) -> float:
     t0 = time.perf_counter()
     procs = [subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL) for argv in sl.ssh_argv]
+                              stderr=subprocess.DEVNULL)
+             for argv in (sl.mux_argv if mux else sl.ssh_argv)]
     codes = [p.wait() for p in procs]
     elapsed = time.perf_counter() - t0
     bad = [c for c in codes if c != 0]
@@ -175,10 +199,16 @@ class Meter:
         self.client: dict[str, list[float]] = {m: [] for m in METHODS}
         self.server: dict[str, list[float]] = {m: [] for m in METHODS}
 
-    def measured(self, method: str, fn: Any, *args: Any) -> Any:  # noqa: ANN401
-        c0, e0 = own_cpu_s(), proc_cpu_s(self.pid)
-        out = fn(*args)
-        self.client[method].append(own_cpu_s() - c0)
+    def measured(self, method: str, fn: Any, *args: Any,  # noqa: ANN401
+                 helpers: list[int] | None = None, **kw: Any) -> Any:  # noqa: ANN401
+        """`helpers`: background processes of the client side (connection daemon, OpenSSH
+        masters) whose CPU counts as the client's."""
+        def side() -> float:
+            return sum(proc_cpu_s(p) for p in helpers or [])
+
+        c0, e0, h0 = own_cpu_s(), proc_cpu_s(self.pid), side()
+        out = fn(*args, **kw)
+        self.client[method].append(own_cpu_s() - c0 + side() - h0)
         self.server[method].append(proc_cpu_s(self.pid) - e0)
         return out
 
@@ -222,6 +252,15 @@ def main() -> int:
             session = open_session(sl.cloud, sl.name)
             warm = loop.run_until_complete(session.run("true"))  # opens the connections
             assert all(r.ok for r in warm)
+            # the connection daemon: the first run starts it, the second fills it
+            bench.time_tpuctl("exec", sl.name, "--", "true", persist=True)
+            time.sleep(0.5)
+            bench.time_tpuctl("exec", sl.name, "--", "true", persist=True)
+            daemon = bench.daemon_pid()
+            assert daemon, "the connection daemon did not start"
+            par_openssh(sl, mux=True)  # opens the OpenSSH masters
+            masters = sl.mux_masters()
+            assert len(masters) == size, masters
             if fabric_py:
                 # one fabric process for all of this size's runs (its interpreter start and
                 # imports are not timed, as for tpuctl-new and the OpenSSH loops)
@@ -231,9 +270,13 @@ def main() -> int:
                 if rnd < seq_n:
                     runs["seq-openssh"].append(measured("seq-openssh", seq_openssh, sl))
                 runs["par-openssh"].append(measured("par-openssh", par_openssh, sl))
+                runs["par-openssh-mux"].append(measured("par-openssh-mux", par_openssh, sl,
+                                                        True, helpers=masters))
                 forget_workers(sl)
-                for method in ("tpuctl-cold", "tpuctl-cli"):
-                    secs, rss = measured(method, bench.time_tpuctl, "exec", sl.name, "--", "true")
+                for method in ("tpuctl-cold", "tpuctl-cli", "tpuctl-persist"):
+                    secs, rss = measured(method, bench.time_tpuctl, "exec", sl.name, "--",
+                                         "true", persist=method == "tpuctl-persist",
+                                         helpers=[daemon] if method == "tpuctl-persist" else [])
                     runs[method].append(secs)
                     rss_kb.append(rss)
                 runs["tpuctl-new"].append(measured(
@@ -241,6 +284,7 @@ def main() -> int:
                 runs["tpuctl-reuse"].append(measured(
                     "tpuctl-reuse", loop.run_until_complete, tpuctl_reuse(session, size)))
             loop.run_until_complete(session.close())
+            sl.close_masters()
             row = {m: Sample(v).to_dict() for m, v in runs.items() if v}
             for m, v in client_cpu.items():
                 if v and m in row:
@@ -279,12 +323,14 @@ def main() -> int:
     for size in sizes:
         m = data["sizes"][str(size)]["methods"]
         ratios: dict[str, float | None] = {}
-        for base in ("seq-openssh", "par-openssh", "fabric"):
-            for ours in ("tpuctl-new", "tpuctl-cli", "tpuctl-cold"):
+        for base in ("seq-openssh", "par-openssh", "fabric", "par-openssh-mux"):
+            for ours in OURS:
                 ratios[f"{base}/{ours}"] = (m[base]["median_s"] / m[ours]["median_s"]
                                             if base in m else None)
         ratios["tpuctl-new/tpuctl-reuse"] = m["tpuctl-new"]["median_s"] / \
             m["tpuctl-reuse"]["median_s"]
+        ratios["tpuctl-cli/tpuctl-persist"] = m["tpuctl-cli"]["median_s"] / \
+            m["tpuctl-persist"]["median_s"]
         data["sizes"][str(size)]["ratios"] = {k: None if v is None else round(v, 2)
                                               for k, v in ratios.items()}
         ratio_rows.append([str(size), *(fmt_ratio(v) for v in ratios.values())])
@@ -294,7 +340,7 @@ def main() -> int:
     targets: dict[str, Any] = {}
     if 64 in sizes:
         r = data["sizes"]["64"]["ratios"]
-        for ours in ("tpuctl-new", "tpuctl-cli", "tpuctl-cold"):
+        for ours in OURS:
             targets[f"64w {ours} >= 12x seq-openssh"] = r[f"seq-openssh/{ours}"] >= 12
             targets[f"64w {ours} >= 2x par-openssh"] = r[f"par-openssh/{ours}"] >= 2
             f = r[f"fabric/{ours}"]
@@ -302,6 +348,7 @@ def main() -> int:
     if 256 in sizes:
         m = data["sizes"]["256"]["methods"]
         targets["256w tpuctl-cli <= 5 s"] = m["tpuctl-cli"]["median_s"] <= 5
+        targets["256w tpuctl-persist <= 1 s"] = m["tpuctl-persist"]["median_s"] <= 1
         targets["256w tpuctl-cold <= 5 s"] = m["tpuctl-cold"]["median_s"] <= 5
         targets["256w tpuctl-new <= 5 s"] = m["tpuctl-new"]["median_s"] <= 5
         targets["256w tpuctl-reuse <= 1 s"] = m["tpuctl-reuse"]["median_s"] <= 1

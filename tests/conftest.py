@@ -34,7 +34,9 @@ def _clean_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("TPUCTL_", "CLOUDSDK_", "GOOGLE_"))}
     env.update(HOME=str(home), NO_GCE_CHECK="True", CLOUDSDK_CONFIG=str(home / "gcloud"),
-               PYTHONUNBUFFERED="1", COLUMNS="200")
+               PYTHONUNBUFFERED="1", COLUMNS="200",
+               # no connection daemon outliving a test, unless a test turns it on
+               TPUCTL_PERSIST_CONNECTIONS="0")
     return env
 
 

@@ -24,7 +24,9 @@ from tpuctl.paths import emulator_dir
 EMULATOR_PROJECT = "local-project"
 EMULATOR_ZONE = "local-a"
 REPO_CONFIG = "tpuctl.yaml"
-_REPO_KEYS = {"project", "zone", "api_endpoint"}
+_REPO_KEYS = {"project", "zone", "api_endpoint", "persist_connections"}
+# Seconds a background daemon keeps worker connections for the next command (workers/mux.py).
+DEFAULT_PERSIST_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -183,3 +185,29 @@ def require_project_zone(cfg: CloudConfig) -> tuple[str, str]:
         raise ConfigError("no zone configured",
                           hint="pass --zone (e.g. us-east5-b) or set $TPUCTL_ZONE")
     return cfg.project.value, cfg.zone.value
+
+
+def persist_seconds(env: dict[str, str] | None = None) -> float:
+    """How long idle worker connections are kept open for the next short command (0: never).
+
+    $TPUCTL_PERSIST_CONNECTIONS > tpuctl.yaml `persist_connections` > 0 under CI (`CI` set
+    true: no process outlives a pipeline step) > 300.
+    """
+    env = dict(os.environ) if env is None else env
+    raw: str | None = env.get("TPUCTL_PERSIST_CONNECTIONS")
+    source = "$TPUCTL_PERSIST_CONNECTIONS"
+    if raw is None:
+        repo_path = find_repo_config()
+        raw = load_repo_config(repo_path).get("persist_connections") if repo_path else None
+        source = f"{REPO_CONFIG} ({repo_path})"
+    if raw is None:
+        ci = env.get("CI", "").strip().lower() in ("1", "true", "yes")
+        return 0.0 if ci else DEFAULT_PERSIST_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 86400:
+        raise ConfigError(f"persist_connections {raw!r} (from {source}) is not a number of "
+                          "seconds", hint="give 0 (off) to 86400, e.g. 300")
+    return value

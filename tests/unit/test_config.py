@@ -55,3 +55,26 @@ def test_unknown_key_in_repo_file(tmp_path):
     (tmp_path / "tpuctl.yaml").write_text("projct: typo\n")
     with pytest.raises(ConfigError, match="unknown key 'projct'"):
         resolve()
+
+
+def test_persist_connections_precedence(monkeypatch, tmp_path):
+    from tpuctl.config import DEFAULT_PERSIST_S, persist_seconds
+
+    monkeypatch.delenv("TPUCTL_PERSIST_CONNECTIONS", raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    assert persist_seconds() == DEFAULT_PERSIST_S
+    monkeypatch.setenv("CI", "true")
+    assert persist_seconds() == 0  # nothing outlives a CI step unless asked
+    (tmp_path / "tpuctl.yaml").write_text("persist_connections: 45\n")
+    assert persist_seconds() == 45
+    monkeypatch.setenv("TPUCTL_PERSIST_CONNECTIONS", "0")
+    assert persist_seconds() == 0
+
+
+@pytest.mark.parametrize("bad", ["soon", "-1", "1e9", "nan"])
+def test_persist_connections_rejects_non_durations(monkeypatch, bad):
+    from tpuctl.config import persist_seconds
+
+    monkeypatch.setenv("TPUCTL_PERSIST_CONNECTIONS", bad)
+    with pytest.raises(ConfigError, match=f"persist_connections '{bad}'.*TPUCTL_PERSIST"):
+        persist_seconds()

@@ -22,8 +22,9 @@ RecipeOpt = Annotated[Path | None, typer.Option("--recipe", "-r", help="recipe Y
                                                 show_default=False)]
 
 
-def _run(coro_fn: Any, cloud: Any, name: str) -> Any:  # noqa: ANN401
-    """Open one session (one connection per worker), run `coro_fn(session)`, close it."""
+def _run(coro_fn: Any, cloud: Any, name: str, *, shared: bool = False) -> Any:  # noqa: ANN401
+    """Open one session (one connection per worker), run `coro_fn(session)`, close it.
+    `shared`: a short command that may use the connection daemon (ops/session.py)."""
     import asyncio
 
     from tpuctl.naming import validate_node_name
@@ -32,7 +33,7 @@ def _run(coro_fn: Any, cloud: Any, name: str) -> Any:  # noqa: ANN401
     validate_node_name(name)
 
     async def main() -> Any:  # noqa: ANN401
-        session = open_session(cloud, name)
+        session = open_session(cloud, name, shared=shared)
         try:
             return await coro_fn(session)
         finally:
@@ -352,7 +353,7 @@ def status(
                 return st
             await asyncio.sleep(interval)
 
-    st = _run(go, cloud, name)
+    st = _run(go, cloud, name, shared=True)
     if watch and st.serve_state in ("degraded", "down"):
         output.info(f"serving {st.serve_state}: worker(s) "
                     + ", ".join(f"w{i}" for i in st.degraded_workers))
@@ -388,7 +389,7 @@ def stop(
     from tpuctl.ops import launch as op
 
     cloud = cloud_for(api_endpoint, project, zone)
-    out = _run(lambda s: op.stop_run(s, run, grace=grace), cloud, name)
+    out = _run(lambda s: op.stop_run(s, run, grace=grace), cloud, name, shared=True)
     if json_:
         output.print_json({f"w{i}": v for i, v in sorted(out.items())})
         return

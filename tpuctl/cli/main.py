@@ -15,7 +15,7 @@ from typing import Any
 import typer
 
 from tpuctl import __version__
-from tpuctl.cli import config_cmd, emulator, loop, nodes, plan, remote, serving
+from tpuctl.cli import config_cmd, emulator, loop, mux_cmd, nodes, plan, remote, serving
 from tpuctl.errors import ExitCode, TpuctlError
 
 app = typer.Typer(
@@ -53,6 +53,7 @@ app.command("forward")(serving.forward)
 app.command("generate")(serving.generate)
 app.add_typer(plan.app, name="plan")
 app.add_typer(emulator.app, name="emulator")
+app.add_typer(mux_cmd.app, name="mux")
 
 
 def _version(value: bool) -> None:

@@ -454,6 +454,9 @@ class _Session(asyncssh.SSHServerSession[bytes]):
         worker = self._worker
         client_env = dict(chan.get_environment())
         env = worker.env(self._username, client_env)
+        peer, here = chan.get_extra_info("peername"), chan.get_extra_info("sockname")
+        if peer and here:  # as sshd sets it: which TCP connection this session came over
+            env["SSH_CONNECTION"] = f"{peer[0]} {peer[1]} {here[0]} {here[1]}"
         if self._term_type is not None:
             env["TERM"] = self._term_type
         if self._command is not None:

@@ -60,7 +60,7 @@ async def run_exec(cloud: Cloud, name: str, argv: Sequence[str], *, workers: str
         raise UsageError(f"invalid --timeout {timeout}", hint="give a positive number of seconds")
     from tpuctl.ops.session import open_session
 
-    session = open_session(cloud, name)
+    session = open_session(cloud, name, shared=True)
     try:
         indices = parse_worker_selection(workers, len(session.slice.workers))
         results = await session.run(command, indices=indices, timeout=timeout,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from tpuctl.aio import gather_or_cancel
 from tpuctl.cloud.base import Cloud
+from tpuctl.config import persist_seconds
 from tpuctl.errors import RemoteCommandError
 from tpuctl.model import Slice
 from tpuctl.ops import worker_cache
@@ -55,9 +56,14 @@ class SliceSession:
         results = await self.pool.run(command, indices=indices, timeout=timeout, stdin=stdin,
                                       on_output=on_output, capture=capture)
         unreached = [r.index for r in results if r.unreached]
-        if not cached or not unreached:
+        # a connection lost after the command may have started is not re-run, but it still
+        # sends a cached list to the API: a preempted node must say so (exit 6)
+        lost = any(r.exit_code is None and not r.timed_out for r in results)
+        if not cached or not (unreached or lost):
             return results
         await self.refresh()
+        if not unreached:
+            return results
         again = await self.pool.run(command, indices=unreached, timeout=timeout, stdin=stdin,
                                     on_output=on_output, capture=capture)
         merged = {r.index: r for r in results} | {r.index: r for r in again}
@@ -199,12 +205,29 @@ def raise_on_failure(results: Sequence[WorkerResult], what: str,
                              returncode=code)
 
 
-def open_session(cloud: Cloud, name: str, *, max_concurrency: int = 64) -> SliceSession:
-    """A session on a READY node; its worker list from the cache when fresh."""
-    sl, cached = cached_access(cloud, name)
-    from tpuctl.workers.ssh import SshWorkers
+def open_session(cloud: Cloud, name: str, *, max_concurrency: int = 64,
+                 shared: bool = False) -> SliceSession:
+    """A session on a READY node; its worker list from the cache when fresh.
 
-    pool = SshWorkers(ssh_targets(sl), key_path=key_path(), max_concurrency=max_concurrency,
-                      connect_timeout=CACHED_CONNECT_TIMEOUT if cached else CONNECT_TIMEOUT,
-                      connect_attempts=1 if cached else CONNECT_ATTEMPTS)
+    `shared`: a short command from a shell (exec, status, stop) whose connections may come
+    from, and stay in, the per-user connection daemon (workers/mux.py) when persistence is on.
+    """
+    sl, cached = cached_access(cloud, name)
+    timeout = CACHED_CONNECT_TIMEOUT if cached else CONNECT_TIMEOUT
+    attempts = 1 if cached else CONNECT_ATTEMPTS
+    pool: Workers
+    persist = persist_seconds() if shared else 0.0
+    if persist > 0:
+        from tpuctl.workers.mux import MuxWorkers
+
+        where = f"{cloud.endpoint or 'gcp'}|{cloud.project}|{cloud.zone}|{name}"
+        pool = MuxWorkers(ssh_targets(sl), key_path=key_path(), pool=where, persist=persist,
+                          max_concurrency=max_concurrency, connect_timeout=timeout,
+                          connect_attempts=attempts)
+    else:
+        from tpuctl.workers.ssh import SshWorkers
+
+        pool = SshWorkers(ssh_targets(sl), key_path=key_path(),
+                          max_concurrency=max_concurrency, connect_timeout=timeout,
+                          connect_attempts=attempts)
     return SliceSession(cloud=cloud, slice=sl, pool=pool, from_cache=cached)

@@ -260,18 +260,19 @@ class SshWorkers:
         self.connections_opened += 1
         return conn
 
-    async def _connection(self, index: int) -> asyncssh.SSHClientConnection:
-        """The cached connection of a worker, (re)connecting under the concurrency bound."""
+    async def _connection(self, index: int) -> tuple[asyncssh.SSHClientConnection, bool]:
+        """The cached connection of a worker, (re)connecting under the concurrency bound;
+        and whether it was already open (kept from an earlier command)."""
         lock = self._locks.setdefault(index, asyncio.Lock())
         async with lock:
             conn = self._conns.get(index)
             if conn is not None and not conn.is_closed():
-                return conn
+                return conn, True
             self._conns.pop(index, None)
             async with self._sem:
                 conn = await self._connect_once(self._targets[index])
             self._conns[index] = conn
-            return conn
+            return conn, False
 
     def _forget(self, index: int, conn: asyncssh.SSHClientConnection) -> None:
         if self._conns.get(index) is conn:
@@ -292,9 +293,20 @@ class SshWorkers:
         )
         async for attempt in retrying:
             with attempt:
-                conn = await self._connection(index)
+                conn, kept = await self._connection(index)
                 try:
-                    return await conn.create_process(command, encoding=None)
+                    if not kept:
+                        return await conn.create_process(command, encoding=None)
+                    # A kept connection to a VM that vanished (preempted, no RST) would hang
+                    # until keepalives give up (a minute): bound it like a connect.
+                    return await asyncio.wait_for(
+                        conn.create_process(command, encoding=None), self._connect_timeout)
+                except (asyncio.TimeoutError, TimeoutError) as exc:
+                    self._forget(index, conn)
+                    raise _MaybeStartedError(
+                        f"worker {index}: no answer within {self._connect_timeout:g}s on its "
+                        "open connection (not retried: the command may have started)"
+                    ) from exc
                 except asyncssh.ChannelOpenError as exc:
                     if exc.code == asyncssh.OPEN_CONNECT_FAILED:
                         self._forget(index, conn)  # stale connection: reconnect and retry
@@ -461,10 +473,13 @@ class SshWorkers:
                             *, listen_host: str = "127.0.0.1") -> asyncssh.SSHListener:
         """Listen on listen_host:local_port here and tunnel each connection, over worker
         `index`'s (reused) SSH connection, to dest_host:dest_port as that worker sees it."""
-        conn = await self._connection(index)
+        conn, _ = await self._connection(index)
         listener: asyncssh.SSHListener = await conn.forward_local_port(
             listen_host, local_port, dest_host, dest_port)
         return listener
+
+    def open_connections(self) -> int:
+        return sum(1 for c in self._conns.values() if not c.is_closed())
 
     def retarget(self, targets: Sequence[SshTarget], *, connect_timeout: float,
                  connect_attempts: int) -> None:
