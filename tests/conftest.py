@@ -21,6 +21,9 @@ import pytest
 
 # google-auth must never probe the GCE metadata server (a non-loopback address) in tests.
 os.environ["NO_GCE_CHECK"] = "True"
+# In-process operations connect themselves: no connection daemon started by a test run
+# (tests/e2e/test_mux.py turns it on where it is the subject).
+os.environ["TPUCTL_PERSIST_CONNECTIONS"] = "0"
 
 
 @dataclass
