@@ -209,3 +209,25 @@ def test_a_node_preempted_under_kept_connections_exits_6(fresh: Cli, emulator: E
         assert time.monotonic() - t0 < 15
     finally:
         fresh("delete", name, "--yes")
+
+
+def test_a_wedged_daemon_is_bypassed_and_never_runs_the_command_late(fresh: Cli, node: str
+                                                                     ) -> None:
+    _exec(fresh, node, "true")
+    pid = int(wait_until(lambda: _status(fresh).get("pid"), bool))
+    count = f"count-{uuid.uuid4().hex[:8]}"
+    os.kill(pid, signal.SIGSTOP)  # accepts connections (the kernel's backlog), answers nothing
+    try:
+        t0 = time.monotonic()
+        r = fresh("exec", node, "-w", "0", "--", "bash", "-c", f"echo x >> ~/{count}",
+                  env=fresh.env(**PERSIST))
+        elapsed = time.monotonic() - t0
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert r.returncode == 0, r.stderr
+    assert "did not answer within 5s; running in process" in r.stderr
+    assert 5 <= elapsed < 30
+    time.sleep(1.5)  # the daemon, running again, reads the old request: it must not run it
+    got = fresh("exec", node, "-w", "0", "--", "bash", "-c", f"cat ~/{count}",
+                env=fresh.env(**PERSIST))
+    assert got.stdout.split() == ["[w0]", "x"], got.stdout

@@ -25,6 +25,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -41,6 +42,11 @@ _MAX_SOCKET_PATH = 100
 FRAME_LIMIT = 64 * 1024 * 1024
 # After Ctrl-C, how long the client waits for the daemon to confirm it closed the channels.
 _CANCEL_CONFIRM_S = 3.0
+# A daemon that does not acknowledge within ACK_TIMEOUT_S (stopped, wedged) is bypassed: the
+# command runs in process. The daemon never starts a request older than STALE_REQUEST_S, so
+# a late daemon cannot run a command the client has given up on (same host, same clock).
+ACK_TIMEOUT_S = 5.0
+STALE_REQUEST_S = 4.0
 _DAEMON_FILES = ("mux.py", "muxd.py", "ssh.py", "base.py")
 
 
@@ -223,15 +229,30 @@ class MuxWorkers:
             "command": command, "indices": None if indices is None else list(indices),
             "timeout": timeout, "capture": capture, "stream": on_output is not None,
             "stdin": None if stdin is None else base64.b64encode(stdin).decode(),
+            "sent_at": time.time(),
         }
-        acked = False
         try:
             writer.write(encode(request))
             await writer.drain()
+            first = await asyncio.wait_for(reader.readline(), ACK_TIMEOUT_S)
+        except TimeoutError:  # (before OSError: asyncio's TimeoutError is one)
+            writer.close()
+            sys.stderr.write(f"tpuctl: the connection daemon did not answer within "
+                             f"{ACK_TIMEOUT_S:g}s; running in process (`tpuctl mux stop` ends "
+                             "it)\n")
+            raise _NoDaemon from None
+        except OSError:
+            writer.close()
+            raise _NoDaemon from None
+        except asyncio.CancelledError:
+            writer.close()
+            raise
+        if first != encode({"ack": 1}):
+            writer.close()
+            raise _NoDaemon  # not a daemon of ours, or it refused: nothing ran
+        try:
             async for frame in _frames(reader):
-                if "ack" in frame:
-                    acked = True
-                elif "o" in frame and on_output is not None:
+                if "o" in frame and on_output is not None:
                     index, stream, line = frame["o"]
                     on_output(int(index), str(stream), str(line))
                 elif "results" in frame:
@@ -250,8 +271,6 @@ class MuxWorkers:
             pass  # a daemon that died or spoke garbage: handled below
         finally:
             writer.close()
-        if not acked:
-            raise _NoDaemon
         chosen = sorted({t.index for t in self._targets} if indices is None else set(indices))
         return [WorkerResult(i, None, error="tpuctl's connection daemon exited during the "
                              "command (it may have run)") for i in chosen]

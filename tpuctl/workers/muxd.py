@@ -104,6 +104,8 @@ class Daemon:
             await writer.drain()
             self.stopping.set()
             return
+        if time.time() - float(req.get("sent_at") or 0) > mux.STALE_REQUEST_S:
+            return  # its client has given up waiting (and runs it itself): never run it too
         self.persist = max(self.persist, float(req.get("persist") or 0))
         try:
             pool = self._pool_for(req)
