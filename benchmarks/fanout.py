@@ -53,6 +53,7 @@ from common import (  # noqa: E402
     own_cpu_s,
     parse_sizes,
     proc_cpu_s,
+    proc_hwm_kb,
     table,
     target,
     write_results,
@@ -295,6 +296,8 @@ def main() -> int:
             data["sizes"][str(size)] = {
                 "accelerator": SIZES[size], "methods": row,
                 "tpuctl_cli_max_rss_mb": round(max(rss_kb) / 1024, 1),
+                # the connection daemon serves every size so far: its peak up to this size
+                "daemon_hwm_mb": round((proc_hwm_kb(daemon) or 0) / 1024, 1),
             }
             med = {m: Sample(v).median for m, v in runs.items() if v}
             print(f"  {size:>3} workers: " + ", ".join(f"{m} {fmt_s(med[m])}" for m in med),
@@ -354,11 +357,15 @@ def main() -> int:
         targets["256w tpuctl-reuse <= 1 s"] = m["tpuctl-reuse"]["median_s"] <= 1
         targets["256w tpuctl exec RSS < 300 MB"] = \
             data["sizes"]["256"]["tpuctl_cli_max_rss_mb"] < 300
+        targets["256w connection daemon RSS < 300 MB"] = \
+            data["sizes"]["256"]["daemon_hwm_mb"] < 300
     targets[f"emulator peak RSS < 2 GB ({data['emulator_workers_total']} workers)"] = \
         data["emulator_hwm_mb"] < 2048
     data["targets"] = targets
     print("\nmemory: tpuctl exec peak RSS " + ", ".join(
         f"{s}w {data['sizes'][str(s)]['tpuctl_cli_max_rss_mb']} MB" for s in sizes)
+        + "; connection daemon peak RSS " + ", ".join(
+        f"{s}w {data['sizes'][str(s)]['daemon_hwm_mb']} MB" for s in sizes)
         + f"; emulator peak RSS {data['emulator_hwm_mb']} MB "
         f"(serving {data['emulator_workers_total']} workers)")
     print("\ntargets\n")

@@ -171,9 +171,11 @@ def test_a_daemon_killed_mid_command_fails_it_clearly_and_the_next_one_works(
 
 def test_the_daemon_exits_after_its_idle_time_and_logs_no_command(fresh: Cli, node: str) -> None:
     marker = f"marker-{uuid.uuid4().hex}"
-    short = {"TPUCTL_PERSIST_CONNECTIONS": "2"}
+    short = {"TPUCTL_PERSIST_CONNECTIONS": "2", "HF_TOKEN": marker}
     assert _exec(fresh, node, "true", **short).returncode == 0
-    wait_until(lambda: _daemons(fresh.home), bool)
+    (pid,) = wait_until(lambda: _daemons(fresh.home), bool)
+    # the shell's environment stays with the command: a token exported there is not inherited
+    assert marker.encode() not in Path(f"/proc/{pid}/environ").read_bytes()
     assert _exec(fresh, node, "echo", marker, **short).returncode == 0
     wait_until(lambda: _daemons(fresh.home), lambda pids: not pids, timeout=20)
     mux = fresh.home / ".tpuctl" / "mux"

@@ -111,15 +111,22 @@ class _NoDaemon(Exception):
     """No daemon acknowledged the request: nothing ran, the caller runs it in process."""
 
 
+# What the daemon inherits from the command that starts it: enough to find Python, tpuctl and
+# the user's files; not the rest of the shell's environment (tokens exported there, say).
+_DAEMON_ENV = ("HOME", "PATH", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "VIRTUAL_ENV",
+               "PYTHONPATH", "PYTHONHOME", "PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE")
+
+
 def start_daemon(persist: float) -> None:
     """Start the daemon in its own session, detached from this terminal and its signals. A
     second daemon racing for the same socket exits at once (it holds a lock file)."""
     mux_dir().mkdir(parents=True, exist_ok=True, mode=0o700)
+    env = {k: os.environ[k] for k in _DAEMON_ENV if k in os.environ}
     with contextlib.suppress(OSError):
         subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
             [sys.executable, "-m", "tpuctl.workers.muxd", "--persist", f"{persist:g}"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True, close_fds=True, cwd="/")
+            start_new_session=True, close_fds=True, cwd="/", env=env)
 
 
 def daemon_request(op: str, timeout: float = 5.0) -> dict[str, Any] | None:
