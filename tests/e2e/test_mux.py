@@ -233,3 +233,25 @@ def test_a_wedged_daemon_is_bypassed_and_never_runs_the_command_late(fresh: Cli,
     got = fresh("exec", node, "-w", "0", "--", "bash", "-c", f"cat ~/{count}",
                 env=fresh.env(**PERSIST))
     assert got.stdout.split() == ["[w0]", "x"], got.stdout
+
+
+def test_status_and_stop_through_the_daemon(fresh: Cli, node: str) -> None:
+    run = f"r{uuid.uuid4().hex[:6]}"
+    r = fresh("launch", node, "--run-id", run, "--", "sleep", "300")  # never via the daemon
+    assert r.returncode == 0, r.stderr
+    try:
+        plain = fresh("status", node, run, "--json", env=fresh.env(TPUCTL_PERSIST_CONNECTIONS="0"))
+        assert plain.returncode == 0, plain.stderr
+        _exec(fresh, node, "true")  # starts the daemon
+        wait_until(lambda: _status(fresh)["running"], bool)
+        via = fresh("status", node, run, "--json", env=fresh.env(**PERSIST))
+        assert via.returncode == 0, via.stderr
+        states = [(w["worker"], w["state"]) for w in json.loads(via.stdout)["workers"]]
+        assert states == [(w["worker"], w["state"]) for w in json.loads(plain.stdout)["workers"]]
+        assert states == [(i, "running") for i in range(4)]
+        assert _status(fresh)["connections"] == 4  # status used the kept connections
+    finally:
+        stopped = fresh("stop", node, run, "--grace", "2", env=fresh.env(**PERSIST))
+    assert stopped.returncode == 0, stopped.stderr
+    after = fresh("status", node, run, "--json", env=fresh.env(**PERSIST))
+    assert {w["state"] for w in json.loads(after.stdout)["workers"]} != {"running"}
