@@ -161,3 +161,50 @@ def test_only_the_same_user_is_served() -> None:
     assert muxd._same_user(W())  # type: ignore[arg-type]
     a.close()
     b.close()
+
+
+def test_a_client_that_reads_slowly_holds_the_worker_back(env: Env, daemon: muxd.Daemon
+                                                          ) -> None:
+    """The daemon buffers no more than a socket's worth for a slow client: the worker's
+    command blocks on its output (SSH flow control) until the client reads."""
+    import json
+    import time
+
+    marker = f"done-{time.monotonic_ns()}"
+    # 400 lines of 100,000 bytes: quick to make and to relay, so only backpressure stops it
+    command = f"yes $(head -c 99999 /dev/zero | tr '\\0' x) | head -n 400; touch ~/{marker}"
+    req = {"v": mux.PROTOCOL, "pool": "test|t4", "key_path": str(env.key.path),
+           "targets": [mux.target_to_dict(t) for t in env.targets()], "connect_timeout": 5,
+           "connect_attempts": 1, "max_concurrency": 64, "persist": 60, "command": command,
+           "indices": [0], "timeout": 60, "capture": False, "stream": True, "stdin": None,
+           "sent_at": time.time()}
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(mux.socket_path()))
+        s.sendall(mux.encode(req))
+        time.sleep(2.0)  # read nothing: 40 MB of output wait on the worker, not in the daemon
+        done = subprocess_check(env, marker)
+        assert not done, "the worker finished writing 40 MB to a client that read nothing"
+        s.settimeout(60)
+        buf = bytearray()
+        while not buf.endswith(b"\n") or b'"results"' not in buf[-4096:]:
+            chunk = s.recv(1 << 20)
+            assert chunk, "daemon closed before the results"
+            buf += chunk
+    lines = buf.splitlines()
+    assert json.loads(lines[0]) == {"ack": 1}
+    assert len(lines) - 2 == 400  # every line arrived, then the results
+    assert json.loads(lines[-1])["results"][0]["exit_code"] == 0
+    assert subprocess_check(env, marker)
+
+
+def subprocess_check(env: Env, marker: str) -> bool:
+    """Does worker 0's home hold `marker` (the command's last act)?"""
+    async def look() -> bool:
+        sw = SshWorkers(env.targets(), key_path=env.key.path)
+        try:
+            (r,) = await sw.run(f"test -e ~/{marker}", indices=[0])
+        finally:
+            await sw.close()
+        return r.exit_code == 0
+
+    return bool(run(look()))

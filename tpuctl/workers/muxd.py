@@ -26,6 +26,7 @@ from typing import Any
 
 from tpuctl.errors import TpuctlError, UsageError
 from tpuctl.workers import mux
+from tpuctl.workers.base import SshTarget
 from tpuctl.workers.ssh import SshWorkers
 
 # A daemon with no request for this long and nothing running exits (seconds).
@@ -37,7 +38,7 @@ _TICK = 1.0
 class _Pool:
     workers: SshWorkers
     key_path: str
-    targets: list[Any]
+    targets: list[SshTarget]
     policy: tuple[float, int]
     last_used: float = field(default_factory=time.monotonic)
 
@@ -120,7 +121,7 @@ class Daemon:
         run = asyncio.ensure_future(pool.workers.run(
             str(req["command"]), indices=req.get("indices"), timeout=req.get("timeout"),
             stdin=stdin, on_output=on_output if req.get("stream") else None,
-            capture=bool(req.get("capture"))))
+            capture=bool(req.get("capture")), drain=writer.drain))
         gone = asyncio.ensure_future(reader.read(1))  # the client closes its end on Ctrl-C
         try:
             await asyncio.wait({run, gone}, return_when=asyncio.FIRST_COMPLETED)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from tenacity import (
@@ -28,6 +28,7 @@ from tpuctl.errors import ConfigError, UsageError
 from tpuctl.workers.base import OnOutput, SshTarget, WorkerResult
 from tpuctl.workers.sshlib import asyncssh
 
+Drain = Callable[[], Awaitable[None]]
 _READ_CHUNK = 64 * 1024
 # A "line" longer than this is delivered in pieces rather than buffered without bound.
 _MAX_LINE = 1024 * 1024
@@ -330,6 +331,7 @@ class SshWorkers:
         reader: asyncssh.SSHReader[bytes],
         splitter: _LineSplitter,
         sink: bytearray | None,
+        drain: Drain | None,
     ) -> None:
         while True:
             data = await reader.read(_READ_CHUNK)
@@ -338,6 +340,9 @@ class SshWorkers:
             splitter.feed(data)
             if sink is not None:
                 sink += data
+            if drain is not None:
+                # the consumer is behind: stop reading, so SSH flow control holds the worker
+                await drain()
         splitter.flush()
 
     async def _run_one(
@@ -348,6 +353,7 @@ class SshWorkers:
         on_output: OnOutput | None,
         capture: bool,
         captured: bytearray,
+        drain: Drain | None,
     ) -> WorkerResult:
         try:
             proc = await self._start(index, command)
@@ -362,8 +368,9 @@ class SshWorkers:
             proc.stdin.write_eof()  # no stdin means EOF at once, like `ssh host cmd </dev/null`
             await asyncio.gather(
                 self._pump(proc.stdout, _LineSplitter(index, "stdout", on_output),
-                           captured if capture else None),
-                self._pump(proc.stderr, _LineSplitter(index, "stderr", on_output), None),
+                           captured if capture else None, drain),
+                self._pump(proc.stderr, _LineSplitter(index, "stderr", on_output), None,
+                           drain),
                 proc.stdin.drain(),
             )
             await proc.wait_closed()
@@ -389,12 +396,13 @@ class SshWorkers:
         stdin: bytes | None,
         on_output: OnOutput | None,
         capture: bool,
+        drain: Drain | None,
     ) -> WorkerResult:
         """Never raises for one worker's trouble: it becomes that worker's result."""
         started = time.monotonic()
         captured = bytearray()
         task = asyncio.ensure_future(
-            self._run_one(index, command, stdin, on_output, capture, captured)
+            self._run_one(index, command, stdin, on_output, capture, captured, drain)
         )
         try:
             done, _ = await asyncio.wait({task}, timeout=timeout)
@@ -450,8 +458,11 @@ class SshWorkers:
         stdin: bytes | None = None,
         on_output: OnOutput | None = None,
         capture: bool = False,
+        drain: Drain | None = None,
     ) -> list[WorkerResult]:
-        """Run `command` (a bash string, quoted by the caller) on the selected workers."""
+        """Run `command` (a bash string, quoted by the caller) on the selected workers.
+        `drain`, awaited after each chunk of output, lets a slow consumer of `on_output` (the
+        connection daemon's client) hold the workers back instead of buffering."""
         self._key()  # a missing local key is one clear error, not N per-worker ones
         selected = sorted(set(self._targets if indices is None else indices))
         unknown = [i for i in selected if i not in self._targets]
@@ -463,7 +474,7 @@ class SshWorkers:
         return list(
             await asyncio.gather(
                 *(
-                    self._run_guarded(i, command, timeout, stdin, on_output, capture)
+                    self._run_guarded(i, command, timeout, stdin, on_output, capture, drain)
                     for i in selected
                 )
             )
