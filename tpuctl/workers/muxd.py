@@ -24,20 +24,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tpuctl.config import DEFAULT_PERSIST_S
 from tpuctl.errors import TpuctlError, UsageError
 from tpuctl.workers import mux
 from tpuctl.workers.base import SshTarget
 from tpuctl.workers.ssh import SshWorkers
 
-# A daemon with no request for this long and nothing running exits (seconds).
-DEFAULT_PERSIST = 300.0
-_TICK = 1.0
+_TICK = 1.0  # how often idle pools and the daemon's own idle time are checked (seconds)
 
 
 @dataclass
 class _Pool:
     workers: SshWorkers
-    key_path: str
     targets: list[SshTarget]
     policy: tuple[float, int]
     last_used: float = field(default_factory=time.monotonic)
@@ -62,7 +60,7 @@ class Daemon:
             pool = _Pool(SshWorkers(targets, key_path=Path(req["key_path"]),
                                     connect_timeout=policy[0], connect_attempts=policy[1],
                                     max_concurrency=int(req.get("max_concurrency", 64))),
-                         key_path=req["key_path"], targets=targets, policy=policy)
+                         targets=targets, policy=policy)
             self.pools[key] = pool
         elif pool.targets != targets or pool.policy != policy:
             pool.workers.retarget(targets, connect_timeout=policy[0],
@@ -185,7 +183,8 @@ def _same_user(writer: asyncio.StreamWriter) -> bool:
 
 
 def _log(line: str) -> None:
-    """Lifecycle only (never a command, output or secret), for `tpuctl mux status`."""
+    """Lifecycle only (never a command, output or secret): ~/.tpuctl/mux/mux.log, for
+    troubleshooting."""
     with contextlib.suppress(OSError), open(mux.mux_dir() / "mux.log", "a") as f:
         f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} pid={os.getpid()} {line}\n")
 
@@ -229,7 +228,8 @@ async def serve(persist: float) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m tpuctl.workers.muxd")
-    parser.add_argument("--persist", type=float, default=DEFAULT_PERSIST)
+    parser.add_argument("--persist", type=float, default=DEFAULT_PERSIST_S,
+                        help="seconds without a request before the daemon exits")
     args = parser.parse_args()
     return asyncio.run(serve(max(1.0, args.persist)))
 
