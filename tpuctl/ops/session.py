@@ -55,13 +55,13 @@ class SliceSession:
         cached = self.from_cache
         results = await self.pool.run(command, indices=indices, timeout=timeout, stdin=stdin,
                                       on_output=on_output, capture=capture)
-        unreached = [r.index for r in results if r.unreached]
-        # a connection lost after the command may have started is not re-run, but it still
-        # sends a cached list to the API: a preempted node must say so (exit 6)
-        lost = any(r.exit_code is None and not r.timed_out for r in results)
-        if not cached or not (unreached or lost):
+        # any transport failure (unreached, or lost after the command may have started)
+        # sends a cached list back to the API: a preempted node must say so (exit 6); only
+        # the unreached are re-run
+        if not cached or not any(r.exit_code is None and not r.timed_out for r in results):
             return results
         await self.refresh()
+        unreached = [r.index for r in results if r.unreached]
         if not unreached:
             return results
         again = await self.pool.run(command, indices=unreached, timeout=timeout, stdin=stdin,
@@ -220,8 +220,8 @@ def open_session(cloud: Cloud, name: str, *, max_concurrency: int = 64,
     if persist > 0:
         from tpuctl.workers.mux import MuxWorkers
 
-        where = f"{cloud.endpoint or 'gcp'}|{cloud.project}|{cloud.zone}|{name}"
-        pool = MuxWorkers(ssh_targets(sl), key_path=key_path(), pool=where, persist=persist,
+        pool = MuxWorkers(ssh_targets(sl), key_path=key_path(),
+                          pool=worker_cache.node_identity(cloud, name), persist=persist,
                           max_concurrency=max_concurrency, connect_timeout=timeout,
                           connect_attempts=attempts)
     else:

@@ -28,10 +28,15 @@ TTL_SECONDS = 60.0
 _FORMAT = 1
 
 
+def node_identity(cloud: Cloud, name: str) -> str:
+    """Which node this is: (endpoint, project, zone, name), since emulators reuse names across
+    runs. Keys this cache and the connection daemon's pools."""
+    return json.dumps([cloud.endpoint or "gcp", cloud.project, cloud.zone, name])
+
+
 def _entry_path(cloud: Cloud, name: str) -> Path:
-    """One file per (endpoint, project, zone, node): emulators reuse names across runs."""
-    where = [cloud.endpoint or "gcp", cloud.project, cloud.zone, name]
-    digest = hashlib.sha256(json.dumps(where).encode()).hexdigest()[:16]
+    """One file per node identity."""
+    digest = hashlib.sha256(node_identity(cloud, name).encode()).hexdigest()[:16]
     return worker_cache_dir() / f"{name}.{digest}.json"
 
 

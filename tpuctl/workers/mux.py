@@ -77,6 +77,10 @@ def encode(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
 
 
+# The daemon's first frame for a request it will run; anything else means nothing ran.
+ACK = encode({"ack": 1})
+
+
 def target_to_dict(t: SshTarget) -> dict[str, Any]:
     return asdict(t)
 
@@ -217,6 +221,21 @@ class MuxWorkers:
         return await self._in_process().run(command, indices=indices, timeout=timeout,
                                             stdin=stdin, on_output=on_output, capture=capture)
 
+    def request(self, command: str, *, indices: Sequence[int] | None, timeout: float | None,
+                stdin: bytes | None, stream: bool, capture: bool) -> dict[str, Any]:
+        """One fan-out as the daemon receives it (muxd.Daemon._serve_one reads it)."""
+        return {
+            "v": PROTOCOL, "pool": self._pool, "key_path": str(self._key_path),
+            "targets": [target_to_dict(t) for t in self._targets],
+            "connect_timeout": self._connect_timeout,
+            "connect_attempts": self._connect_attempts,
+            "max_concurrency": self._max_concurrency, "persist": self._persist,
+            "command": command, "indices": None if indices is None else list(indices),
+            "timeout": timeout, "capture": capture, "stream": stream,
+            "stdin": None if stdin is None else base64.b64encode(stdin).decode(),
+            "sent_at": time.time(),
+        }
+
     async def _via_daemon(self, command: str, indices: Sequence[int] | None,
                           timeout: float | None, stdin: bytes | None,
                           on_output: OnOutput | None, capture: bool) -> list[WorkerResult]:
@@ -227,55 +246,42 @@ class MuxWorkers:
             reader, writer = await asyncio.open_unix_connection(str(path), limit=FRAME_LIMIT)
         except OSError:
             raise _NoDaemon from None
-        request = {
-            "v": PROTOCOL, "pool": self._pool, "key_path": str(self._key_path),
-            "targets": [target_to_dict(t) for t in self._targets],
-            "connect_timeout": self._connect_timeout,
-            "connect_attempts": self._connect_attempts,
-            "max_concurrency": self._max_concurrency, "persist": self._persist,
-            "command": command, "indices": None if indices is None else list(indices),
-            "timeout": timeout, "capture": capture, "stream": on_output is not None,
-            "stdin": None if stdin is None else base64.b64encode(stdin).decode(),
-            "sent_at": time.time(),
-        }
+        request = self.request(command, indices=indices, timeout=timeout, stdin=stdin,
+                               stream=on_output is not None, capture=capture)
         try:
-            writer.write(encode(request))
-            await writer.drain()
-            first = await asyncio.wait_for(reader.readline(), ACK_TIMEOUT_S)
-        except TimeoutError:  # (before OSError: asyncio's TimeoutError is one)
-            writer.close()
-            sys.stderr.write(f"tpuctl: the connection daemon did not answer within "
-                             f"{ACK_TIMEOUT_S:g}s; running in process (`tpuctl mux stop` ends "
-                             "it)\n")
-            raise _NoDaemon from None
-        except OSError:
-            writer.close()
-            raise _NoDaemon from None
-        except asyncio.CancelledError:
-            writer.close()
-            raise
-        if first != encode({"ack": 1}):
-            writer.close()
-            raise _NoDaemon  # not a daemon of ours, or it refused: nothing ran
-        try:
-            async for frame in _frames(reader):
-                if "o" in frame and on_output is not None:
-                    index, stream, line = frame["o"]
-                    on_output(int(index), str(stream), str(line))
-                elif "results" in frame:
-                    return [result_from_dict(r) for r in frame["results"]]
-                elif "error" in frame:
-                    raise error_from_dict(frame["error"])
-        except asyncio.CancelledError:
-            # Ctrl-C: closing our end makes the daemon cancel the fan-out (closing every
-            # worker's channel, as in process); wait briefly until it says it has.
-            with contextlib.suppress(OSError, RuntimeError):
-                writer.write_eof()
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(_drain_until(reader, "cancelled"), _CANCEL_CONFIRM_S)
-            raise
-        except (OSError, ValueError):
-            pass  # a daemon that died or spoke garbage: handled below
+            try:
+                writer.write(encode(request))
+                await writer.drain()
+                first = await asyncio.wait_for(reader.readline(), ACK_TIMEOUT_S)
+            except TimeoutError:  # (before OSError: asyncio's TimeoutError is one)
+                sys.stderr.write(f"tpuctl: the connection daemon did not answer within "
+                                 f"{ACK_TIMEOUT_S:g}s; running in process (`tpuctl mux stop` "
+                                 "ends it)\n")
+                raise _NoDaemon from None
+            except OSError:
+                raise _NoDaemon from None
+            if first != ACK:
+                raise _NoDaemon  # not a daemon of ours, or it refused: nothing ran
+            try:
+                async for frame in _frames(reader):
+                    if "o" in frame and on_output is not None:
+                        index, stream, line = frame["o"]
+                        on_output(int(index), str(stream), str(line))
+                    elif "results" in frame:
+                        return [result_from_dict(r) for r in frame["results"]]
+                    elif "error" in frame:
+                        raise error_from_dict(frame["error"])
+            except asyncio.CancelledError:
+                # Ctrl-C: closing our end makes the daemon cancel the fan-out (closing every
+                # worker's channel, as in process); wait briefly until it says it has.
+                with contextlib.suppress(OSError, RuntimeError):
+                    writer.write_eof()
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(_drain_until(reader, "cancelled"),
+                                           _CANCEL_CONFIRM_S)
+                raise
+            except (OSError, ValueError):
+                pass  # a daemon that died or spoke garbage: handled below
         finally:
             writer.close()
         chosen = sorted({t.index for t in self._targets} if indices is None else set(indices))

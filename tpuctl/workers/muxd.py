@@ -110,7 +110,7 @@ class Daemon:
             pool = self._pool_for(req)
         except (KeyError, ValueError, TypeError) as exc:
             raise ValueError("bad request") from exc
-        writer.write(mux.encode({"ack": 1}))
+        writer.write(mux.ACK)
 
         def on_output(index: int, stream: str, line: str) -> None:
             writer.write(mux.encode({"o": [index, stream, line]}))
