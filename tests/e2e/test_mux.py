@@ -61,20 +61,32 @@ def _daemons(home: Path) -> list[int]:
 @pytest.fixture
 def fresh(mcli: Cli) -> Iterator[Cli]:
     """No daemon before the test; `tpuctl mux stop` after, and then none is left."""
-    mcli("mux", "stop", env=mcli.env(**PERSIST))
+    _on(mcli, "mux", "stop")
     wait_until(lambda: _daemons(mcli.home), lambda pids: not pids)
     yield mcli
-    r = mcli("mux", "stop", env=mcli.env(**PERSIST))
+    r = _on(mcli, "mux", "stop")
     assert r.returncode == 0
     wait_until(lambda: _daemons(mcli.home), lambda pids: not pids)
 
 
+def _on(cli: Cli, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`tpuctl ARGS` with persistence on (unless `env` says otherwise)."""
+    return cli(*args, env=cli.env(**(PERSIST | env)))
+
+
 def _exec(cli: Cli, node: str, *cmd: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return cli("exec", node, "--", *cmd, env=cli.env(**(PERSIST | env)))
+    return _on(cli, "exec", node, "--", *cmd, **env)
+
+
+def _exec_in_background(cli: Cli, node: str, *cmd: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "tpuctl", "exec", node, "--", *cmd],
+                            env=cli.env(**PERSIST), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=cli.home)
 
 
 def _status(cli: Cli) -> dict[str, object]:
-    r = cli("mux", "status", "--json", env=cli.env(**PERSIST))
+    r = _on(cli, "mux", "status", "--json")
     assert r.returncode == 0, r.stderr
     return dict(json.loads(r.stdout))
 
@@ -117,14 +129,13 @@ def test_output_exit_codes_and_worker_selection_are_the_same_through_the_daemon(
     _exec(fresh, node, "true")  # starts the daemon
     wait_until(lambda: _status(fresh)["running"], bool)
     for _ in range(2):  # new daemon connections, then kept ones
-        r = fresh("exec", node, "-w", "1-2", "--json", "--", "bash", "-c", script,
-                  env=fresh.env(**PERSIST))
+        r = _on(fresh, "exec", node, "-w", "1-2", "--json", "--", "bash", "-c", script)
         assert r.returncode == inproc.returncode == 4
         assert sorted(r.stderr.splitlines()[:4]) == sorted(inproc.stderr.splitlines()[:4]) == \
             ["[w1] err 1", "[w1] out 1", "[w2] err 2", "[w2] out 2"]
         got = json.loads(r.stdout)
         assert [(w["worker"], w["exit_code"]) for w in got["workers"]] == [(1, 4), (2, 5)]
-    bad = fresh("exec", node, "-w", "7", "--", "true", env=fresh.env(**PERSIST))
+    bad = _on(fresh, "exec", node, "-w", "7", "--", "true")
     assert bad.returncode == 2 and "worker 7 does not exist" in bad.stderr
 
 
@@ -137,10 +148,7 @@ def test_ctrl_c_through_the_daemon_stops_the_remote_command(fresh: Cli, node: st
         r = subprocess.run(["pgrep", "-f", f"^sleep {secs}$"], capture_output=True, text=True)
         return len(r.stdout.split())
 
-    proc = subprocess.Popen([sys.executable, "-m", "tpuctl", "exec", node, "--", "sleep", secs],
-                            env=fresh.env(**PERSIST), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=fresh.home)
+    proc = _exec_in_background(fresh, node, "sleep", secs)
     wait_until(sleeping, lambda n: n == 4, timeout=30)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
@@ -154,10 +162,7 @@ def test_a_daemon_killed_mid_command_fails_it_clearly_and_the_next_one_works(
         fresh: Cli, node: str) -> None:
     _exec(fresh, node, "true")
     pid = wait_until(lambda: _status(fresh).get("pid"), bool)
-    proc = subprocess.Popen([sys.executable, "-m", "tpuctl", "exec", node, "--", "sleep", "20"],
-                            env=fresh.env(**PERSIST), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=fresh.home)
+    proc = _exec_in_background(fresh, node, "sleep", "20")
     wait_until(lambda: _status(fresh).get("busy"), lambda n: n == 1, timeout=30)
     time.sleep(0.5)
     os.kill(int(pid), signal.SIGKILL)
@@ -221,8 +226,7 @@ def test_a_wedged_daemon_is_bypassed_and_never_runs_the_command_late(fresh: Cli,
     os.kill(pid, signal.SIGSTOP)  # accepts connections (the kernel's backlog), answers nothing
     try:
         t0 = time.monotonic()
-        r = fresh("exec", node, "-w", "0", "--", "bash", "-c", f"echo x >> ~/{count}",
-                  env=fresh.env(**PERSIST))
+        r = _on(fresh, "exec", node, "-w", "0", "--", "bash", "-c", f"echo x >> ~/{count}")
         elapsed = time.monotonic() - t0
     finally:
         os.kill(pid, signal.SIGCONT)
@@ -230,8 +234,7 @@ def test_a_wedged_daemon_is_bypassed_and_never_runs_the_command_late(fresh: Cli,
     assert "did not answer within 5s; running in process" in r.stderr
     assert 5 <= elapsed < 30
     time.sleep(1.5)  # the daemon, running again, reads the old request: it must not run it
-    got = fresh("exec", node, "-w", "0", "--", "bash", "-c", f"cat ~/{count}",
-                env=fresh.env(**PERSIST))
+    got = _on(fresh, "exec", node, "-w", "0", "--", "bash", "-c", f"cat ~/{count}")
     assert got.stdout.split() == ["[w0]", "x"], got.stdout
 
 
@@ -244,14 +247,14 @@ def test_status_and_stop_through_the_daemon(fresh: Cli, node: str) -> None:
         assert plain.returncode == 0, plain.stderr
         _exec(fresh, node, "true")  # starts the daemon
         wait_until(lambda: _status(fresh)["running"], bool)
-        via = fresh("status", node, run, "--json", env=fresh.env(**PERSIST))
+        via = _on(fresh, "status", node, run, "--json")
         assert via.returncode == 0, via.stderr
         states = [(w["worker"], w["state"]) for w in json.loads(via.stdout)["workers"]]
         assert states == [(w["worker"], w["state"]) for w in json.loads(plain.stdout)["workers"]]
         assert states == [(i, "running") for i in range(4)]
         assert _status(fresh)["connections"] == 4  # status used the kept connections
     finally:
-        stopped = fresh("stop", node, run, "--grace", "2", env=fresh.env(**PERSIST))
+        stopped = _on(fresh, "stop", node, run, "--grace", "2")
     assert stopped.returncode == 0, stopped.stderr
-    after = fresh("status", node, run, "--json", env=fresh.env(**PERSIST))
+    after = _on(fresh, "status", node, run, "--json")
     assert {w["state"] for w in json.loads(after.stdout)["workers"]} != {"running"}

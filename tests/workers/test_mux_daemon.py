@@ -173,16 +173,13 @@ def test_a_client_that_reads_slowly_holds_the_worker_back(env: Env, daemon: muxd
     marker = f"done-{time.monotonic_ns()}"
     # 400 lines of 100,000 bytes: quick to make and to relay, so only backpressure stops it
     command = f"yes $(head -c 99999 /dev/zero | tr '\\0' x) | head -n 400; touch ~/{marker}"
-    req = {"v": mux.PROTOCOL, "pool": "test|t4", "key_path": str(env.key.path),
-           "targets": [mux.target_to_dict(t) for t in env.targets()], "connect_timeout": 5,
-           "connect_attempts": 1, "max_concurrency": 64, "persist": 60, "command": command,
-           "indices": [0], "timeout": 60, "capture": False, "stream": True, "stdin": None,
-           "sent_at": time.time()}
+    req = client(env).request(command, indices=[0], timeout=60, stdin=None, stream=True,
+                              capture=False)
     with socket.socket(socket.AF_UNIX) as s:
         s.connect(str(mux.socket_path()))
         s.sendall(mux.encode(req))
         time.sleep(2.0)  # read nothing: 40 MB of output wait on the worker, not in the daemon
-        done = subprocess_check(env, marker)
+        done = worker0_has(env, marker)
         assert not done, "the worker finished writing 40 MB to a client that read nothing"
         s.settimeout(60)
         buf = bytearray()
@@ -191,13 +188,13 @@ def test_a_client_that_reads_slowly_holds_the_worker_back(env: Env, daemon: muxd
             assert chunk, "daemon closed before the results"
             buf += chunk
     lines = buf.splitlines()
-    assert json.loads(lines[0]) == {"ack": 1}
+    assert lines[0] + b"\n" == mux.ACK
     assert len(lines) - 2 == 400  # every line arrived, then the results
     assert json.loads(lines[-1])["results"][0]["exit_code"] == 0
-    assert subprocess_check(env, marker)
+    assert worker0_has(env, marker)
 
 
-def subprocess_check(env: Env, marker: str) -> bool:
+def worker0_has(env: Env, marker: str) -> bool:
     """Does worker 0's home hold `marker` (the command's last act)?"""
     async def look() -> bool:
         sw = SshWorkers(env.targets(), key_path=env.key.path)
