@@ -199,6 +199,7 @@ class Bench:
         env["TPUCTL_PERSIST_CONNECTIONS"] = "0"
         if self.endpoint:
             env["TPUCTL_API_ENDPOINT"] = self.endpoint
+            env["TPUCTL_API_TOKEN_FILE"] = str(self.state / "token")  # the emulator's own
         return env
 
     def __enter__(self) -> Bench:

@@ -32,6 +32,30 @@ class Emulator:
     state_dir: Path
     proc: subprocess.Popen[str]
 
+    @property
+    def token_file(self) -> Path:
+        return self.state_dir / "token"
+
+    @property
+    def token(self) -> str:
+        return self.token_file.read_text().strip()
+
+    def admin(self, method: str, path: str, body: bytes | None = b"") -> Any:  # noqa: ANN401
+        """One authenticated admin call (`path` after /emulator/v1/); its JSON answer."""
+        return admin_call(self.endpoint, self.token, method, path, body)
+
+
+def admin_call(endpoint: str, token: str | None, method: str, path: str,
+               body: bytes | None = b"") -> Any:  # noqa: ANN401
+    import json
+    import urllib.request
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    req = urllib.request.Request(f"{endpoint}/emulator/v1/{path}", data=body, method=method,
+                                 headers=headers)
+    with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 (loopback)
+        return json.loads(resp.read() or b"{}")
+
 
 def _clean_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
@@ -94,11 +118,14 @@ def emulator(tmp_path_factory: pytest.TempPathFactory, session_home: Path) -> It
 class Cli:
     home: Path
     endpoint: str | None
+    token_file: Path | None = None  # the emulator's (what `tpuctl emulator start` prints)
 
     def env(self, **extra: str) -> dict[str, str]:
         env = _clean_env(self.home)
         if self.endpoint:
             env["TPUCTL_API_ENDPOINT"] = self.endpoint
+        if self.token_file:
+            env["TPUCTL_API_TOKEN_FILE"] = str(self.token_file)
         env.update(extra)
         return env
 
@@ -147,7 +174,7 @@ class UpInBackground:
 
 @pytest.fixture(scope="session")
 def cli(emulator: Emulator, session_home: Path) -> Cli:
-    return Cli(home=session_home, endpoint=emulator.endpoint)
+    return Cli(home=session_home, endpoint=emulator.endpoint, token_file=emulator.token_file)
 
 
 @pytest.fixture
@@ -155,13 +182,17 @@ def node_name() -> str:
     return f"t-{uuid.uuid4().hex[:8]}"
 
 
-def tpu_client(endpoint: str):  # noqa: ANN201
-    """The real google-cloud-tpu client pointed at the emulator."""
-    from google.auth.credentials import AnonymousCredentials
+def tpu_client(endpoint: str, token: str | Path | None):  # noqa: ANN201
+    """The real google-cloud-tpu client pointed at the emulator, with its bearer token (or
+    its state dir, where the token is); None: no credentials at all."""
     from google.cloud import tpu_v2
 
+    from tpuctl.cloud.gcp import BearerToken
+
+    if isinstance(token, Path):
+        token = (token / "token").read_text().strip()
     return tpu_v2.TpuClient(transport="rest", client_options={"api_endpoint": endpoint},
-                            credentials=AnonymousCredentials())
+                            credentials=BearerToken(token))
 
 
 def wait_until(fn: Callable[[], Any], pred: Callable[[Any], bool], timeout: float = 10.0

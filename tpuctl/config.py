@@ -120,6 +120,37 @@ def running_emulator_endpoint() -> str | None:
     return str(info["endpoint"]) if info and "endpoint" in info else None
 
 
+TOKEN_FILE_ENV = "TPUCTL_API_TOKEN_FILE"
+
+
+def api_token(endpoint: str | None) -> tuple[str | None, str]:
+    """The bearer token for a custom endpoint (the emulator's) and where it came from.
+
+    Looked up, never configured as a value: `$TPUCTL_API_TOKEN_FILE` (what `tpuctl emulator
+    start|serve` prints), then the default emulator's state dir. A token is sent only to the
+    endpoint named by the emulator.json beside it, so a token never reaches another server.
+    The token itself is never printed; only its source.
+    """
+    if endpoint is None:
+        return None, "Application Default Credentials"
+    want = endpoint.rstrip("/")
+    candidates = []
+    if os.environ.get(TOKEN_FILE_ENV):
+        candidates.append((Path(os.environ[TOKEN_FILE_ENV]), f"${TOKEN_FILE_ENV}"))
+    candidates.append((emulator_dir() / "token", "local emulator"))
+    for path, source in candidates:
+        info = emulator_info(path.parent)
+        if info is None or str(info.get("endpoint", "")).rstrip("/") != want:
+            continue
+        try:
+            token = path.read_text().strip()
+        except OSError:
+            continue
+        if token:
+            return token, f"{source} ({path})"
+    return None, "none found (anonymous)"
+
+
 def _first(*candidates: tuple[str | None, str]) -> Setting:
     for value, source in candidates:
         if value:

@@ -1,7 +1,12 @@
-"""Where tpuctl keeps its local files. One place, so tests can isolate them with $HOME."""
+"""Where tpuctl keeps its local files. One place, so tests can isolate them with $HOME.
+
+Everything under ~/.tpuctl is its user's only: the directory is 0700 (keys, tokens, worker
+lists, logs and the emulator's state are inside), and so is every directory tpuctl makes.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -23,3 +28,33 @@ def emulator_dir() -> Path:
 
 def worker_cache_dir() -> Path:
     return tpuctl_home() / "cache" / "workers"
+
+
+def _tighten(path: Path) -> None:
+    st = path.stat()
+    if st.st_uid != os.getuid():
+        raise PermissionError(f"{path} belongs to uid {st.st_uid}, not to you (uid "
+                              f"{os.getuid()}): tpuctl keeps its private files in directories "
+                              "of your own")
+    if st.st_mode & 0o077:
+        path.chmod(0o700)
+
+
+def private_dir(path: Path) -> Path:
+    """`path` as a directory only its user can enter: missing components are made 0700 (not
+    with the umask's mode, as `mkdir -p` would), an existing one of ours is tightened to 0700,
+    one of another user is refused (PermissionError). ~/.tpuctl itself is tightened too when
+    `path` lies inside it (earlier versions left it 0755)."""
+    path = Path(path)
+    missing = []
+    p = path
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        d.mkdir(mode=0o700, exist_ok=True)
+    home = tpuctl_home()
+    if path != home and path.is_relative_to(home):
+        _tighten(home)
+    _tighten(path)
+    return path

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from tpuctl.model import Slice
-from tpuctl.paths import known_hosts_dir, ssh_dir
+from tpuctl.paths import known_hosts_dir, private_dir, ssh_dir
 
 KEY_NAME = "tpuctl_ed25519"
 
@@ -35,7 +35,7 @@ def ensure_key() -> tuple[Path, str]:
         return path, pub_path.read_text().strip()
     from tpuctl.workers.sshlib import asyncssh
 
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path.parent)
     key = asyncssh.generate_private_key("ssh-ed25519", comment="tpuctl")
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -73,7 +73,7 @@ def write_known_hosts(sl: Slice) -> Path:
     from tpuctl.workers.ssh import known_hosts_line
 
     path = known_hosts_path(sl)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path.parent)
     lines = [
         known_hosts_line(SshTarget(w.index, w.ip, w.ssh_port, "", w.host_key))
         for w in sl.workers

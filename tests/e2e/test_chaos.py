@@ -44,7 +44,7 @@ def test_up_under_faults_completes_or_fails_cleanly(tmp_path, project, seed):
     proc, endpoint = start_emulator(
         tmp_path / "state", home, "api-error-rate=0.15", "ssh-refuse-rate=0.1",
         "ssh-drop-rate=0.05", seed=seed)
-    cli = Cli(home=home, endpoint=endpoint)
+    cli = Cli(home=home, endpoint=endpoint, token_file=tmp_path / "state" / "token")
     t0 = time.monotonic()
     try:
         run = UpInBackground(cli, "chaos.yaml", project, marker="line 5")
@@ -87,7 +87,7 @@ def test_stockout_is_a_capacity_error_and_leaves_nothing(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     proc, endpoint = start_emulator(tmp_path / "state", home, "stockout-zones=local-b")
-    cli = Cli(home=home, endpoint=endpoint)
+    cli = Cli(home=home, endpoint=endpoint, token_file=tmp_path / "state" / "token")
     try:
         r = cli("create", "starved", "--type", "v6e-8", "--zone", "local-b")
         assert r.returncode == 4, r.stderr

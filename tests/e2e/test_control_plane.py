@@ -238,7 +238,7 @@ def test_no_project_and_no_credentials(cli, tmp_path):
 def test_delete_refuses_unmanaged_nodes(cli, emulator, node_name):
     from google.cloud import tpu_v2
 
-    client = tpu_client(emulator.endpoint)
+    client = tpu_client(emulator.endpoint, emulator.state_dir)
     op = client.create_node(request={
         "parent": "projects/local-project/locations/local-a", "node_id": node_name,
         "node": tpu_v2.Node(accelerator_type="v6e-8", runtime_version="v2-alpha-tpuv6e"),
@@ -256,7 +256,7 @@ def test_delete_refuses_unmanaged_nodes(cli, emulator, node_name):
 def test_create_with_the_name_of_an_unmanaged_node_is_refused(cli, emulator, node_name):
     from google.cloud import tpu_v2
 
-    client = tpu_client(emulator.endpoint)
+    client = tpu_client(emulator.endpoint, emulator.state_dir)
     client.create_node(request={
         "parent": "projects/local-project/locations/local-a", "node_id": node_name,
         "node": tpu_v2.Node(accelerator_type="v6e-8", runtime_version="v2-alpha-tpuv6e"),
@@ -317,7 +317,7 @@ def test_create_through_a_queued_resource_and_delete_it(cli, emulator, node_name
     assert cli("describe", node_name).returncode == 3
     from google.api_core.exceptions import NotFound
 
-    client = tpu_client(emulator.endpoint)
+    client = tpu_client(emulator.endpoint, emulator.state_dir)
     with pytest.raises(NotFound):  # the queued resource went with it
         client.get_queued_resource(
             name=f"projects/local-project/locations/local-a/queuedResources/{node_name}")

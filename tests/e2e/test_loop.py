@@ -283,11 +283,7 @@ def test_status_of_a_node_without_runs_and_bad_run_ids(cli, repo):
 
 
 def _drop(emulator, node: str) -> None:  # noqa: ANN001
-    import urllib.request
-
-    url = (f"{emulator.endpoint}/emulator/v1/projects/local-project/locations/local-a/nodes/"
-           f"{node}:dropConnections")
-    urllib.request.urlopen(urllib.request.Request(url, method="POST", data=b""), timeout=10)
+    emulator.admin("POST", f"projects/local-project/locations/local-a/nodes/{node}:dropConnections")
 
 
 def test_tail_follow_survives_ssh_drops_without_losing_or_repeating_lines(cli, node, repo,
@@ -425,11 +421,7 @@ def test_logs_fetch_copies_every_worker_log(cli, node, repo, tmp_path):
 
 
 def _admin(emulator, node: str, verb: str) -> None:  # noqa: ANN001
-    import urllib.request
-
-    url = (f"{emulator.endpoint}/emulator/v1/projects/local-project/locations/local-a/nodes/"
-           f"{node}:{verb}")
-    urllib.request.urlopen(urllib.request.Request(url, method="POST", data=b""), timeout=30)
+    emulator.admin("POST", f"projects/local-project/locations/local-a/nodes/{node}:{verb}")
 
 
 def test_preemption_during_tail_follow_exits_6_and_gc_collects_it(cli, repo, emulator):

@@ -12,7 +12,6 @@ import stat
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +29,7 @@ PERSIST = {"TPUCTL_PERSIST_CONNECTIONS": "60"}
 @pytest.fixture(scope="module")
 def mcli(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
     home = tmp_path_factory.mktemp("muxhome")
-    yield Cli(home=home, endpoint=emulator.endpoint)
+    yield Cli(home=home, endpoint=emulator.endpoint, token_file=emulator.token_file)
 
 
 @pytest.fixture(scope="module")
@@ -207,8 +206,7 @@ def test_a_node_preempted_under_kept_connections_exits_6(fresh: Cli, emulator: E
         _exec(fresh, name, "true")
         wait_until(lambda: _status(fresh)["running"], bool)
         assert _exec(fresh, name, "true").returncode == 0  # the daemon holds 4 connections
-        url = f"{emulator.endpoint}/emulator/v1/{PARENT}/nodes/{name}:preempt"
-        urllib.request.urlopen(urllib.request.Request(url, method="POST", data=b""), timeout=30)
+        emulator.admin("POST", f"{PARENT}/nodes/{name}:preempt")
         t0 = time.monotonic()
         r = _exec(fresh, name, "true")
         assert r.returncode == 6, r.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 
@@ -42,7 +41,7 @@ def test_a_node_recreated_behind_tpuctls_back_is_re_read(cli: Cli, emulator: Emu
     from google.cloud import tpu_v2
 
     assert cli("create", node_name, "--type", "v6e-16").returncode == 0
-    client = tpu_client(emulator.endpoint)
+    client = tpu_client(emulator.endpoint, emulator.state_dir)
     full = f"{PARENT}/nodes/{node_name}"
     client.delete_node(request={"name": full}).result(timeout=60)
     client.create_node(request={
@@ -61,8 +60,7 @@ def test_a_node_recreated_behind_tpuctls_back_is_re_read(cli: Cli, emulator: Emu
 def test_a_preempted_node_with_a_cached_list_exits_6_quickly(cli: Cli, emulator: Emulator,
                                                              node_name: str) -> None:
     assert cli("create", node_name, "--type", "v6e-16", "--spot").returncode == 0
-    url = f"{emulator.endpoint}/emulator/v1/{PARENT}/nodes/{node_name}:preempt"
-    urllib.request.urlopen(urllib.request.Request(url, method="POST", data=b""), timeout=30)
+    emulator.admin("POST", f"{PARENT}/nodes/{node_name}:preempt")
     try:
         t0 = time.monotonic()
         r = cli("exec", node_name, "--", "true")

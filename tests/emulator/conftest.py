@@ -15,6 +15,8 @@ import pytest
 from tpuctl.emulator.server import run_in_thread
 
 FAST_DELAY = 0.05
+# The bearer token of in-process emulators (a real `serve` makes a random one at each start).
+TOKEN = "test-token-for-in-process-emulators"
 
 
 def _ip(slot: int, index: int) -> str:
@@ -89,7 +91,8 @@ def fake_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator
         hosts.append(FakeWorkerHost(d, port))
         return hosts[-1]
 
-    with run_in_thread(state_dir, create_delay=FAST_DELAY, worker_host=factory) as endpoint:
+    with run_in_thread(state_dir, create_delay=FAST_DELAY, worker_host=factory,
+                       token=TOKEN) as endpoint:
         yield Emulator(endpoint, state_dir, hosts)
 
 
@@ -97,7 +100,7 @@ def fake_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator
 def client(fake_emulator: Emulator) -> Any:
     from tests.conftest import tpu_client
 
-    return tpu_client(fake_emulator.endpoint)
+    return tpu_client(fake_emulator.endpoint, TOKEN)
 
 
 @pytest.fixture

@@ -11,6 +11,9 @@ from google.cloud import tpu_v2
 from google.protobuf import field_mask_pb2
 
 from tests.conftest import tpu_client, wait_until
+from tests.emulator.conftest import TOKEN
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 PARENT = "projects/proj/locations/local-a"
 State = tpu_v2.Node.State
@@ -304,13 +307,15 @@ def test_preemption_suspends_the_queued_resource(
     )
 
     req = urllib.request.Request(
-        f"{fake_emulator.endpoint}/emulator/v1/{node_name}:preempt", data=b"{}", method="POST"
-    )
+        f"{fake_emulator.endpoint}/emulator/v1/{node_name}:preempt", data=b"{}", method="POST",
+        headers=AUTH)
     with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (loopback)
         assert json.loads(resp.read())["state"] == "PREEMPTED"
     assert client.get_node(name=node_name).state == State.PREEMPTED
     assert client.get_queued_resource(name=qr_name).state.state == QState.SUSPENDED
-    with urllib.request.urlopen(f"{fake_emulator.endpoint}/emulator/v1/status") as resp:  # noqa: S310
+    status_req = urllib.request.Request(f"{fake_emulator.endpoint}/emulator/v1/status",
+                                        headers=AUTH)
+    with urllib.request.urlopen(status_req) as resp:  # noqa: S310
         status = json.loads(resp.read())
     assert any(n["name"] == node_name and n["state"] == "PREEMPTED" for n in status["nodes"])
 
@@ -339,7 +344,8 @@ def test_restart_resumes_transitions_and_keeps_stopped_nodes(
         hosts.append(FakeWorkerHost(d, port))
         return hosts[-1]
 
-    connect = tpu_client
+    def connect(endpoint: str) -> Any:  # noqa: ANN401
+        return tpu_client(endpoint, tmp_path)
 
     with run_in_thread(tmp_path, create_delay=0.01, worker_host=factory) as endpoint:
         c = connect(endpoint)
@@ -384,3 +390,42 @@ def test_multislice_queued_resource(
     client.delete_queued_resource(request={"name": qr_name, "force": True}).result(
         timeout=10, polling=fast_polling
     )
+
+
+@pytest.mark.parametrize("method,path", [
+    ("GET", f"/v2/{PARENT}/nodes"),
+    ("POST", f"/v2/{PARENT}/nodes?nodeId=intruder"),
+    ("GET", "/emulator/v1/status"),
+    ("POST", "/emulator/v1/faults"),
+    ("DELETE", "/emulator/v1/faults"),
+    ("POST", f"/emulator/v1/{PARENT}/nodes/x:preempt"),
+])
+def test_every_call_needs_the_emulators_token(client: Any, fake_emulator: Any, method: str,
+                                              path: str) -> None:
+    import json
+    import urllib.error
+    import urllib.request
+
+    body = b'{"acceleratorType": "v6e-8", "runtimeVersion": "v2-alpha-tpuv6e", ' \
+           b'"metadata": {"ssh-keys": "eve:ssh-ed25519 AAAA eve"}}' if method == "POST" else None
+    if path.endswith("faults") and method == "POST":
+        body = b'{"api-error-rate": 1.0}'
+    for headers in ({}, {"Authorization": "Bearer not-the-token"},
+                    {"Authorization": f"Basic {TOKEN}"}, {"Authorization": TOKEN}):
+        req = urllib.request.Request(fake_emulator.endpoint + path, data=body, method=method,
+                                     headers=headers)
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(req, timeout=10)  # noqa: S310 (loopback)
+        assert info.value.code == 401
+        assert json.loads(info.value.read())["error"]["status"] == "UNAUTHENTICATED"
+    # nothing happened: no node, no fault
+    assert "intruder" not in {n.name.rsplit("/", 1)[-1] for n in client.list_nodes(parent=PARENT)}
+    req = urllib.request.Request(f"{fake_emulator.endpoint}/emulator/v1/faults", headers=AUTH)
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+        assert json.loads(resp.read())["faults"] == {}
+
+
+def test_the_real_client_without_the_token_gets_401(fake_emulator: Any) -> None:
+    for token in (None, "wrong"):
+        with pytest.raises(exceptions.Unauthorized):
+            list(tpu_client(fake_emulator.endpoint, token).list_nodes(parent=PARENT))

@@ -47,7 +47,7 @@ def test_real_workers_through_the_api(tmp_path: Path) -> None:
     with run_in_thread(tmp_path, create_delay=0.05) as endpoint:
         info = json.loads((tmp_path / "emulator.json").read_text())
         assert info["endpoint"] == endpoint and info["ssh_port"] > 0
-        client = tpu_client(endpoint)
+        client = tpu_client(endpoint, tmp_path)
         workers = create_keyed_node(client, PARENT, "real-node", pub, POLL)
         assert len(workers) == 4 and all(w[1] == info["ssh_port"] for w in workers)
         out = _ssh(workers[1], key, 'echo "$TPU_WORKER_ID $JAX_PLATFORMS"; echo hi > ~/mark')
@@ -75,7 +75,7 @@ def test_real_workers_through_the_api(tmp_path: Path) -> None:
     # a restarted emulator keeps the node and brings its workers back
     assert not (tmp_path / "emulator.json").exists()
     with run_in_thread(tmp_path, create_delay=0.05) as endpoint:
-        client = tpu_client(endpoint)
+        client = tpu_client(endpoint, tmp_path)
         assert client.get_node(name=NAME).state == tpu_v2.Node.State.READY
         assert _workers(client) == workers
         assert _ssh(workers[3], key, "echo $TPU_WORKER_ID").strip() == "3"
@@ -87,7 +87,7 @@ def test_real_workers_through_the_api(tmp_path: Path) -> None:
 
 def test_real_host_v6e_256_has_64_workers_with_distinct_host_keys(tmp_path: Path) -> None:
     with run_in_thread(tmp_path, create_delay=0.01) as endpoint:
-        client = tpu_client(endpoint)
+        client = tpu_client(endpoint, tmp_path)
         name = f"{PARENT}/nodes/big"
         node = client.create_node(
             parent=PARENT,

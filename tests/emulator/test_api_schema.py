@@ -21,6 +21,7 @@ from google.cloud.location import locations_pb2
 from google.longrunning import operations_pb2
 from google.protobuf import json_format
 
+from tests.emulator.conftest import TOKEN
 from tpuctl.emulator import catalog
 
 DISCOVERY = json.loads(
@@ -119,7 +120,8 @@ def call(endpoint: str, method: str, path: str, body: Any = None, ints: bool = T
     url = f"{endpoint}/v2/{path}" + (f"{sep}{INT_ENUMS}" if ints else "")
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
+        url, data=data, method=method,
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
     )
     with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (loopback only)
         return json.loads(resp.read())

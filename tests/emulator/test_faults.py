@@ -25,7 +25,7 @@ from google.api_core.future import polling
 from google.cloud import tpu_v2
 
 from tests.conftest import create_keyed_node, tpu_client, wait_until
-from tests.emulator.conftest import FAST_DELAY, FakeWorkerHost
+from tests.emulator.conftest import FAST_DELAY, TOKEN, FakeWorkerHost
 from tpuctl.cli.main import run as cli
 from tpuctl.cloud.retry import is_capacity_error, is_transient_api_error
 from tpuctl.emulator.faults import FaultError, Faults, parse_assignments, validate
@@ -46,7 +46,8 @@ def _node(acc: str = "v6e-8", **kw: Any) -> Any:
 
 def _admin(endpoint: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(f"{endpoint}/emulator/v1/{path}", data=data, method=method)
+    req = urllib.request.Request(f"{endpoint}/emulator/v1/{path}", data=data, method=method,
+                                 headers={"Authorization": f"Bearer {TOKEN}"})
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
             return resp.status, json.loads(resp.read())
@@ -66,7 +67,8 @@ def fake_emulator_with(tmp_path: Path) -> Callable[..., Any]:
             return hosts[-1]
 
         state_dir = tmp_path / f"emu{len(list(tmp_path.iterdir()))}"
-        return run_in_thread(state_dir, create_delay=FAST_DELAY, worker_host=factory, **kw)
+        return run_in_thread(state_dir, create_delay=FAST_DELAY, worker_host=factory,
+                             token=TOKEN, **kw)
 
     return start
 
@@ -129,8 +131,11 @@ def test_cli_rejects_a_bad_fault_with_exit_2(capsys: pytest.CaptureFixture[str],
 
 
 def test_admin_faults_round_trip(fake_emulator_with: Callable[..., Any],
-                                 capsys: pytest.CaptureFixture[str]) -> None:
+                                 capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
     with fake_emulator_with(faults={"api-error-rate": 0.25}, seed=7) as ep:
+        # the CLI below finds the token as `eval "$(tpuctl emulator start)"` would let it
+        monkeypatch.setenv("TPUCTL_API_TOKEN_FILE", str(tmp_path / "emu0" / "token"))
         assert _admin(ep, "GET", "faults") == (200, {"seed": 7, "faults": {"api-error-rate": 0.25}})
         status, body = _admin(
             ep, "POST", "faults",
@@ -155,7 +160,8 @@ def test_admin_faults_round_trip(fake_emulator_with: Callable[..., Any],
         assert status == 400 and "ssh-drop-rate" in err["error"]["message"]
         assert _admin(ep, "DELETE", "faults") == (200, {"seed": 9, "faults": {}})
 
-        # the same through the CLI, which finds the emulator by --api-endpoint
+        # the same through the CLI, which finds the emulator by --api-endpoint (and its
+        # token through TPUCTL_API_TOKEN_FILE)
         assert cli(["emulator", "faults", "--api-endpoint", ep, "create-delay=2",
                     "ssh-refuse-rate=0.5", "--json"]) == 0
         shown = json.loads(capsys.readouterr().out)
@@ -172,7 +178,7 @@ def test_api_error_rate_one_fails_every_call_before_any_effect(
     fake_emulator_with: Callable[..., Any],
 ) -> None:
     with fake_emulator_with(faults={"api-error-rate": 1.0}, seed=3) as ep:
-        client = tpu_client(ep)
+        client = tpu_client(ep, TOKEN)
         seen: dict[type, gexc.GoogleAPICallError] = {}
         for i in range(30):
             with pytest.raises(INJECTED) as info:
@@ -196,7 +202,7 @@ def test_api_error_rate_one_fails_every_call_before_any_effect(
 
 
 def _outcomes(ep: str, n: int = 24) -> list[str]:
-    client = tpu_client(ep)
+    client = tpu_client(ep, TOKEN)
     out = []
     for _ in range(n):
         try:
@@ -228,7 +234,7 @@ def test_api_errors_repeat_under_a_seed(fake_emulator_with: Callable[..., Any]) 
 def test_stockout_fails_creates_in_that_zone_only(fake_emulator_with: Callable[..., Any],
                                                   ) -> None:
     with fake_emulator_with(faults={"stockout-zones": "local-b"}, seed=1) as ep:
-        client = tpu_client(ep)
+        client = tpu_client(ep, TOKEN)
         ok = client.create_node(parent=PARENT, node_id="fine", node=_node())
         assert ok.result(timeout=10, polling=POLL).state == State.READY
 
@@ -260,7 +266,7 @@ def test_queued_resource_waits_for_resources_until_the_stockout_clears(
     fake_emulator_with: Callable[..., Any],
 ) -> None:
     with fake_emulator_with(faults={"stockout-zones": ["local-a"]}, seed=1) as ep:
-        client = tpu_client(ep)
+        client = tpu_client(ep, TOKEN)
         name = f"{PARENT}/queuedResources/qr"
         qr = tpu_v2.QueuedResource(
             tpu=tpu_v2.QueuedResource.Tpu(
@@ -290,7 +296,7 @@ def test_create_delay_fault_overrides_the_option_at_run_time(
     fake_emulator_with: Callable[..., Any],
 ) -> None:
     with fake_emulator_with(seed=1) as ep:
-        client = tpu_client(ep)
+        client = tpu_client(ep, TOKEN)
         _admin(ep, "POST", "faults", {"create-delay": 0.6})
         t0 = time.monotonic()
         op = client.create_node(parent=PARENT, node_id="slow", node=_node())
@@ -301,14 +307,16 @@ def test_create_delay_fault_overrides_the_option_at_run_time(
 
 
 def test_preempt_after_schedules_preemption(fake_emulator_with: Callable[..., Any],
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+                                            capsys: pytest.CaptureFixture[str],
+                                            tmp_path: Path) -> None:
     with fake_emulator_with(seed=1) as ep:
-        client = tpu_client(ep)
+        sd = str(tmp_path / "emu0")  # the CLI finds the endpoint and token from its state dir
+        client = tpu_client(ep, TOKEN)
         name = f"{PARENT}/nodes/spot"
         client.create_node(parent=PARENT, node_id="spot", node=_node()).result(
             timeout=10, polling=POLL
         )
-        assert cli(["emulator", "preempt", "spot", "--after", "0.5", "--api-endpoint", ep,
+        assert cli(["emulator", "preempt", "spot", "--after", "0.5", "--state-dir", sd,
                     "--project", PROJECT, "--zone", "local-a"]) == 0
         captured = capsys.readouterr()
         assert "0.5s" in captured.err + captured.out
@@ -317,9 +325,9 @@ def test_preempt_after_schedules_preemption(fake_emulator_with: Callable[..., An
         wait_until(lambda: client.get_node(name=name).state, lambda s: s == State.PREEMPTED)
         assert time.monotonic() - t0 >= 0.3
         # an unknown node is exit 3 at scheduling time, not a silent no-op later
-        assert cli(["emulator", "preempt", "nope", "--after", "1", "--api-endpoint", ep,
+        assert cli(["emulator", "preempt", "nope", "--after", "1", "--state-dir", sd,
                     "--project", PROJECT, "--zone", "local-a"]) == 3
-        assert cli(["emulator", "preempt", "spot", "--after", "-1", "--api-endpoint", ep]) == 2
+        assert cli(["emulator", "preempt", "spot", "--after", "-1", "--state-dir", sd]) == 2
 
 
 # ------------------------------------------------------------------ SSH faults (real workers)
@@ -341,8 +349,8 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealEmulator]:
     tmp = tmp_path_factory.mktemp("faults-real")
     key = asyncssh.generate_private_key("ssh-ed25519")
     pub = key.export_public_key("openssh").decode().strip()
-    with run_in_thread(tmp, create_delay=0.05, seed=5) as ep:
-        workers = create_keyed_node(tpu_client(ep), PARENT, "ssh-faults", pub, POLL)
+    with run_in_thread(tmp, create_delay=0.05, seed=5, token=TOKEN) as ep:
+        workers = create_keyed_node(tpu_client(ep, TOKEN), PARENT, "ssh-faults", pub, POLL)
         yield RealEmulator(ep, tmp, key, workers)
 
 
@@ -383,7 +391,7 @@ def test_unreachable_worker(real: RealEmulator) -> None:
         _admin(real.endpoint, "POST", "faults", {"unreachable-workers": "ssh-faults:2"})
         assert [_reaches(real, i) for i in range(4)] == [True, True, False, True]
         # it holds across a stop/start (fresh listeners)
-        client = tpu_client(real.endpoint)
+        client = tpu_client(real.endpoint, TOKEN)
         client.stop_node(request={"name": NODE}).result(timeout=20, polling=POLL)
         client.start_node(request={"name": NODE}).result(timeout=20, polling=POLL)
         assert [_reaches(real, i) for i in range(4)] == [True, True, False, True]

@@ -28,14 +28,23 @@ def test_serve_writes_info_and_stops_on_sigterm(tmp_path: Path) -> None:
         assert endpoint.startswith("http://127.0.0.1:")
         info = json.loads((tmp_path / "emulator.json").read_text())
         assert info["endpoint"] == endpoint and info["pid"] == proc.pid
-        with urllib.request.urlopen(f"{endpoint}/emulator/v1/status", timeout=10) as resp:  # noqa: S310
+        token = (tmp_path / "token").read_text().strip()
+        assert info["token"] == token and len(token) >= 32
+        for f in ("token", "emulator.json"):
+            assert (tmp_path / f).stat().st_mode & 0o777 == 0o600, f
+        assert tmp_path.stat().st_mode & 0o777 == 0o700
+        req = urllib.request.Request(f"{endpoint}/emulator/v1/status",
+                                     headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
             status = json.loads(resp.read())
+        assert "token" not in status
         assert status["ssh_port"] == info["ssh_port"] > 0 and status["nodes"] == []
         time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
         assert not (tmp_path / "emulator.json").exists()
-        assert (tmp_path / "state.json").exists()
+        assert not (tmp_path / "token").exists()  # a stopped emulator's token is gone
+        assert (tmp_path / "state.json").stat().st_mode & 0o777 == 0o600
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -52,6 +52,17 @@ AdminEndpointOpt = Annotated[str | None, typer.Option(
     "TPUCTL_API_ENDPOINT, else the one running from ~/.tpuctl/emulator")]
 
 
+def _state_dir(state_dir: Path | None) -> Path:
+    """The state dir, made 0700 (it holds the token, worker homes and secrets)."""
+    from tpuctl.paths import private_dir
+
+    sd = (state_dir or emulator_dir()).resolve()
+    try:
+        return private_dir(sd)
+    except PermissionError as e:
+        raise UsageError(str(e), hint="pass a --state-dir of your own") from None
+
+
 def _info_file(state_dir: Path) -> Path:
     return state_dir / "emulator.json"
 
@@ -73,34 +84,55 @@ def _parse_faults(items: list[str] | None) -> dict[str, Any]:
                          "docs/emulator.md#fault-injection") from None
 
 
-def _endpoint(api_endpoint: str | None, state_dir: Path | None) -> str:
-    """--api-endpoint, else --state-dir's emulator, else TPUCTL_API_ENDPOINT, else the
-    default state dir's emulator."""
+def _public(info: dict[str, Any]) -> dict[str, Any]:
+    """emulator.json without the token (it is printed nowhere)."""
+    return {k: v for k, v in info.items() if k != "token"}
+
+
+def _exports(info: dict[str, Any]) -> None:
+    """What `eval "$(tpuctl emulator start)"` runs: the endpoint and where its token is (a
+    path, never the token: it stays in the 0600 file)."""
+    output.out(f"export TPUCTL_API_ENDPOINT={info['endpoint']}")
+    if info.get("token_file"):
+        import shlex
+
+        output.out(f"export TPUCTL_API_TOKEN_FILE={shlex.quote(str(info['token_file']))}")
+
+
+def _endpoint(api_endpoint: str | None, state_dir: Path | None) -> tuple[str, str | None]:
+    """(endpoint, its token): --api-endpoint, else --state-dir's emulator, else
+    TPUCTL_API_ENDPOINT, else the default state dir's emulator."""
+    from tpuctl.config import api_token
+
     if api_endpoint:
-        return api_endpoint.rstrip("/")
+        return api_endpoint.rstrip("/"), api_token(api_endpoint)[0]
     if state_dir is None and os.environ.get("TPUCTL_API_ENDPOINT"):
-        return os.environ["TPUCTL_API_ENDPOINT"].rstrip("/")
+        endpoint = os.environ["TPUCTL_API_ENDPOINT"].rstrip("/")
+        return endpoint, api_token(endpoint)[0]
     sd = (state_dir or emulator_dir()).resolve()
     info = _read_info(sd)
     if info is None:
         raise NotFoundError(f"no emulator running from {sd}",
                             hint="start it with `tpuctl emulator start`, or pass --api-endpoint")
-    return str(info["endpoint"]).rstrip("/")
+    return str(info["endpoint"]).rstrip("/"), info.get("token")
 
 
-def _admin(endpoint: str, method: str, path: str, body: dict[str, Any] | None = None,
-           query: dict[str, str] | None = None) -> Any:
+def _admin(target: tuple[str, str | None], method: str, path: str,
+           body: dict[str, Any] | None = None, query: dict[str, str] | None = None) -> Any:
     """One admin call to a running emulator; its error envelope becomes a typed error."""
     import urllib.error  # here, not at the top: urllib.request costs ~15 ms of --help
     import urllib.parse
     import urllib.request
 
+    endpoint, token = target
     url = f"{endpoint}/emulator/v1/{path}"
     if query:
         url += "?" + urllib.parse.urlencode(query)
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - http(s) endpoint
             return json.loads(resp.read() or b"{}")
@@ -115,6 +147,10 @@ def _admin(endpoint: str, method: str, path: str, body: dict[str, Any] | None = 
                                 ) from None
         if e.code == 400:
             raise UsageError(message) from None
+        if e.code == 401:
+            raise CloudError(f"the emulator at {endpoint} refused the call: {message}",
+                             hint="admin calls need its token: run them as the user who "
+                             "started it, with --state-dir or TPUCTL_API_TOKEN_FILE") from None
         raise CloudError(f"emulator admin call failed: {message}") from None
     except (urllib.error.URLError, OSError) as e:
         raise CloudError(f"cannot reach the emulator at {endpoint} ({e})",
@@ -137,12 +173,11 @@ def serve(
     from tpuctl.emulator.server import use_pidfd_child_watcher
 
     fault_values = _parse_faults(fault)
-    sd = (state_dir or emulator_dir()).resolve()
-    sd.mkdir(parents=True, exist_ok=True)
+    sd = _state_dir(state_dir)
 
     def ready(endpoint: str) -> None:
         output.out(f"tpuctl emulator listening on {endpoint} (state in {sd})")
-        output.out(f"export TPUCTL_API_ENDPOINT={endpoint}")
+        _exports({"endpoint": endpoint, "token_file": sd / "token"})
 
     use_pidfd_child_watcher()
     try:
@@ -167,18 +202,18 @@ def start(
 
     If it is already running, `--fault`/`--seed` are applied to it at run time."""
     fault_values = _parse_faults(fault)
-    sd = (state_dir or emulator_dir()).resolve()
-    sd.mkdir(parents=True, exist_ok=True)
+    sd = _state_dir(state_dir)
     info = _read_info(sd)
     if info is not None and (fault_values or seed is not None):
         body: dict[str, Any] = dict(fault_values)
         if seed is not None:
             body["seed"] = seed
-        _admin(str(info["endpoint"]).rstrip("/"), "POST", "faults", body)
+        _admin((str(info["endpoint"]).rstrip("/"), info.get("token")), "POST", "faults", body)
         output.info("emulator already running: faults applied to it")
     if info is None:
         _info_file(sd).unlink(missing_ok=True)
-        log = open(sd / "emulator.log", "ab")  # noqa: SIM115 - handed to the child
+        log = os.fdopen(os.open(sd / "emulator.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                                0o600), "ab")  # handed to the child
         argv = [sys.executable, "-m", "tpuctl", "emulator", "serve", "--state-dir", str(sd),
                 "--port", str(port), "--ssh-port", str(ssh_port),
                 "--create-delay", str(create_delay)]
@@ -202,10 +237,10 @@ def start(
                                      hint=f"see {sd / 'emulator.log'}")
             time.sleep(0.1)
     if json_:
-        output.print_json(info)
+        output.print_json(_public(info))
         return
     output.info(f"emulator running (pid {info['pid']}), state in {sd}")
-    output.out(f"export TPUCTL_API_ENDPOINT={info['endpoint']}")
+    _exports(info)
 
 
 @app.command()
@@ -240,7 +275,8 @@ def status(state_dir: StateDirOpt = None, json_: JsonOpt = False) -> None:
     sd = (state_dir or emulator_dir()).resolve()
     info = _read_info(sd)
     if json_:
-        output.print_json({"running": info is not None, **(info or {}), "state_dir": str(sd)})
+        output.print_json({"running": info is not None, **_public(info or {}),
+                           "state_dir": str(sd)})
         if info is None:
             raise typer.Exit(3)
         return

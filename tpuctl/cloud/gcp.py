@@ -19,6 +19,7 @@ from typing import Any
 # API (docs/performance.md). The emulator e2e tests exercise the client with this in place.
 sys.modules.setdefault("google.auth.aio.transport.sessions", None)  # type: ignore[arg-type]
 
+import google.auth.credentials
 from google.api_core import exceptions as gexc
 from google.cloud import tpu_v2
 
@@ -51,7 +52,12 @@ def api_errors(what: str) -> Iterator[None]:
     except gexc.BadRequest as e:  # 400: InvalidArgument, FailedPrecondition, OutOfRange
         raise UsageError(f"{what}: rejected by the API ({_msg(e)})",
                          hint="fix the value named above") from None
-    except (gexc.PermissionDenied, gexc.Unauthenticated) as e:
+    except gexc.Unauthorized as e:  # 401 (Unauthenticated is its gRPC-coded subclass)
+        raise CloudError(f"{what}: not authenticated ({_msg(e)})",
+                         hint="on GCP: `gcloud auth application-default login`; the local "
+                         "emulator needs its token: `eval \"$(tpuctl emulator start)\"` sets "
+                         "TPUCTL_API_TOKEN_FILE (see `tpuctl config`)") from None
+    except gexc.Forbidden as e:  # 403 (PermissionDenied is its gRPC-coded subclass)
         raise CloudError(f"{what}: permission denied ({_msg(e)})",
                          hint="check `gcloud auth application-default login` and that the TPU "
                          "API is enabled for the project") from None
@@ -78,14 +84,32 @@ def _msg(e: gexc.GoogleAPICallError) -> str:
     return str(e.message or e).strip().splitlines()[0][:300]
 
 
+class BearerToken(google.auth.credentials.Credentials):
+    """A fixed bearer token (the local emulator's, emulator/auth.py), or none at all: nothing
+    to refresh, so a refused call comes back as a 401 (Unauthenticated, exit 4 with a hint),
+    never as a refresh error (AnonymousCredentials raise one on a 401)."""
+
+    def __init__(self, token: str | None) -> None:
+        super().__init__()
+        self.token = token
+
+    def refresh(self, request: Any) -> None:  # noqa: ANN401 - google-auth's transport request
+        return None
+
+    def apply(self, headers: Any, token: str | None = None) -> None:  # noqa: ANN401
+        if self.token:
+            headers["authorization"] = f"Bearer {self.token}"
+
+
 def make_client(endpoint: str | None) -> tpu_v2.TpuClient:
     if endpoint:
-        from google.auth.credentials import AnonymousCredentials
+        from tpuctl.config import api_token
 
+        token, _ = api_token(endpoint)
         return tpu_v2.TpuClient(
             transport="rest",
             client_options={"api_endpoint": endpoint},
-            credentials=AnonymousCredentials(),
+            credentials=BearerToken(token),
         )
     import google.auth
     from google.auth.exceptions import DefaultCredentialsError

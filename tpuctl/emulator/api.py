@@ -12,6 +12,8 @@ Deliberate differences from GCP (kept small, each for a reason):
   loopback address as `ipAddress`;
 - any project is accepted; unknown zones answer 404 NOT_FOUND for every call under them;
 - at most 254 live nodes (one loopback /16 each); beyond that 429 RESOURCE_EXHAUSTED;
+- every call needs the emulator's bearer token (emulator/auth.py): its owner's, not any
+  local user's;
 - `/emulator/v1/status` (GET), `/emulator/v1/<node name>:preempt[?after=SECONDS]`,
   `/emulator/v1/<node name>:dropConnections[?worker=I]` (POST) and `/emulator/v1/faults`
   (GET, POST, DELETE) are admin calls; faults never apply to them.
@@ -429,9 +431,13 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return _json(e.http_code, e.envelope())
 
 
-def create_app(state: EmulatorState, info: dict[str, Any] | None = None) -> web.Application:
-    """The aiohttp app serving the TPU v2 API (and `/emulator/v1/...` admin calls)."""
-    app = web.Application()
+def create_app(state: EmulatorState, info: dict[str, Any] | None = None, *,
+               token: str) -> web.Application:
+    """The aiohttp app serving the TPU v2 API (and `/emulator/v1/...` admin calls), every
+    call authenticated with `token` (emulator/auth.py)."""
+    from tpuctl.emulator.auth import require_token
+
+    app = web.Application(middlewares=[require_token(token)])
     app[STATE_KEY] = state
     app[INFO_KEY] = dict(info or {})
     app.router.add_route("*", "/{tail:.*}", dispatch)

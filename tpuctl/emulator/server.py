@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from tpuctl.emulator.api import create_app
+from tpuctl.emulator.auth import TOKEN_FILE, new_token, private_dir, write_private
 from tpuctl.emulator.faults import Faults
 from tpuctl.emulator.state import EmulatorState, WorkerHostLike
 
@@ -73,18 +74,19 @@ def _reserve_ssh_port(requested: int, state_dir: Path) -> socket.socket:
 
 
 def _write_info(state_dir: Path, info: dict[str, Any]) -> None:
-    path = state_dir / INFO_FILE
-    tmp = path.with_name(f".{INFO_FILE}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(info, indent=1) + "\n")
-    os.replace(tmp, path)
+    write_private(state_dir / INFO_FILE, json.dumps(info, indent=1) + "\n")
 
 
 def _remove_info(state_dir: Path) -> None:
-    """Remove emulator.json only if it still describes this process."""
+    """Remove emulator.json and the token only if they still describe this process."""
     path = state_dir / INFO_FILE
     with contextlib.suppress(OSError, ValueError):
-        if json.loads(path.read_text()).get("pid") == os.getpid():
+        info = json.loads(path.read_text())
+        if info.get("pid") == os.getpid():
             path.unlink()
+            token = state_dir / TOKEN_FILE
+            if token.read_text().strip() == info.get("token"):
+                token.unlink()
 
 
 def _default_worker_host(state_dir: Path, ssh_port: int) -> WorkerHostLike:
@@ -103,16 +105,20 @@ async def serve(
     worker_host: WorkerHostFactory | None = None,
     faults: dict[str, Any] | None = None,
     seed: int | None = None,
+    token: str | None = None,
 ) -> None:
     """Serve the TPU v2 API on 127.0.0.1:port (0 = any free port) until cancelled or signalled.
+
+    Every call needs `token` as a bearer token (a new random one when None), written 0600 to
+    `state_dir/token` and into `state_dir/emulator.json`; the state dir is made 0700.
 
     `worker_host` replaces the real SSH worker host (tests use fakes for pure API checks).
     `faults` (see `tpuctl.emulator.faults`) are active from the start, their random streams
     seeded with `seed` (a random one when None; `GET /emulator/v1/faults` shows it).
     """
     fault_state = Faults(faults, seed)  # validates before anything binds
-    state_dir = Path(state_dir).resolve()
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir = private_dir(Path(state_dir).resolve())
+    token = token or new_token()
     ssh_sock = _reserve_ssh_port(ssh_port, state_dir)
     runner: web.AppRunner | None = None
     state: EmulatorState | None = None
@@ -131,7 +137,7 @@ async def serve(
         await state.resume()
 
         info: dict[str, Any] = {"pid": os.getpid(), "ssh_port": ssh_port}
-        app = create_app(state, info)
+        app = create_app(state, info, token=token)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, HOST, port)
@@ -141,7 +147,8 @@ async def serve(
         endpoint = f"http://{HOST}:{bound}"
         info["endpoint"] = endpoint
         info["state_dir"] = str(state_dir)
-        _write_info(state_dir, info)
+        write_private(state_dir / TOKEN_FILE, token + "\n")
+        _write_info(state_dir, {**info, "token": token, "token_file": str(state_dir / TOKEN_FILE)})
 
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):

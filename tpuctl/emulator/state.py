@@ -385,7 +385,9 @@ class EmulatorState:
         }
         self.state_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.state_file.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # nodes' ssh-keys
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(data, indent=1, sort_keys=True))
         os.replace(tmp, self.state_file)
 
     def _prune_operations(self) -> None:

@@ -777,13 +777,15 @@ class WorkerHost:
         node = _Node(
             node_id, slot, chips_per_host, authorized_keys, self._kill_grace, lambda: self.faults
         )
-        self._uv_cache.mkdir(parents=True, exist_ok=True)
+        self._uv_cache.mkdir(parents=True, exist_ok=True, mode=0o700)
 
         def prepare() -> None:  # file I/O off the event loop
             for i in range(num_workers):
                 wdir = node_dir / f"w{i}"
                 home = wdir / "home"
                 home.mkdir(parents=True, exist_ok=True)
+                for d in (node_dir, wdir, home):  # like a VM's home: its user's only
+                    d.chmod(0o700)
                 key = _load_or_create_host_key(wdir / HOST_KEY_FILE)
                 node.workers.append(
                     _Worker(

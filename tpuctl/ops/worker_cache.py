@@ -22,7 +22,7 @@ from typing import Any
 
 from tpuctl.cloud.base import Cloud
 from tpuctl.model import Slice, Worker
-from tpuctl.paths import worker_cache_dir
+from tpuctl.paths import private_dir, worker_cache_dir
 
 TTL_SECONDS = 60.0
 _FORMAT = 1
@@ -51,7 +51,7 @@ def store(cloud: Cloud, sl: Slice, *, public_key: str, now: float | None = None)
     entry = {"format": _FORMAT, "fetched_at": time.time() if now is None else now,
              "key": _key_id(public_key), "slice": record}
     path = _entry_path(cloud, sl.name)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from tpuctl import errors
-from tpuctl.paths import tpuctl_home
+from tpuctl.paths import private_dir, tpuctl_home
 from tpuctl.workers.base import OnOutput, SshTarget, WorkerResult, Workers
 
 PROTOCOL = 1
@@ -124,7 +124,7 @@ _DAEMON_ENV = ("HOME", "PATH", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "VIRTUAL_
 def start_daemon(persist: float) -> None:
     """Start the daemon in its own session, detached from this terminal and its signals. A
     second daemon racing for the same socket exits at once (it holds a lock file)."""
-    mux_dir().mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(mux_dir())
     env = {k: os.environ[k] for k in _DAEMON_ENV if k in os.environ}
     with contextlib.suppress(OSError):
         subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell

@@ -26,6 +26,7 @@ from typing import Any
 
 from tpuctl.config import DEFAULT_PERSIST_S
 from tpuctl.errors import TpuctlError, UsageError
+from tpuctl.paths import private_dir
 from tpuctl.workers import mux
 from tpuctl.workers.base import SshTarget
 from tpuctl.workers.ssh import SshWorkers
@@ -192,8 +193,7 @@ def _log(line: str) -> None:
 async def serve(persist: float) -> int:
     os.umask(0o077)
     d = mux.mux_dir()
-    d.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(d, 0o700)
+    private_dir(d)
     path = mux.usable_socket_path()
     if path is None:
         return 2
