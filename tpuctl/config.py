@@ -12,8 +12,11 @@ Precedence, highest first (docs/commands.md#configuration):
 from __future__ import annotations
 
 import configparser
+import functools
 import json
 import os
+import stat
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,8 @@ class CloudConfig:
     endpoint: Setting  # value None means real GCP
     project: Setting
     zone: Setting
+    # the tpuctl.yaml that was read (value None: none), for `tpuctl config`
+    config_file: Setting = Setting(None, "none found")
 
     @property
     def is_emulator_or_custom(self) -> bool:
@@ -49,17 +54,54 @@ class CloudConfig:
         return {
             k: {"value": s.value, "source": s.source}
             for k, s in (("api_endpoint", self.endpoint), ("project", self.project),
-                         ("zone", self.zone))
+                         ("zone", self.zone), ("config_file", self.config_file))
         }
 
 
+def untrusted_reason(path: Path) -> str | None:
+    """Why a tpuctl.yaml may not be trusted, or None. Like git's safe.directory: it must be
+    a regular file owned by you (or root) that nobody else can write, or another user could
+    point your API calls, and the secrets they carry, at a server of theirs."""
+    me = os.getuid()
+    try:
+        st = path.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            if st.st_uid not in (me, 0):
+                return f"a symbolic link owned by uid {st.st_uid}, not by you (uid {me})"
+            st = path.stat()
+    except OSError as e:
+        return f"unreadable ({e.strerror})"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if st.st_uid not in (me, 0):
+        return f"owned by uid {st.st_uid}, not by you (uid {me}) or root"
+    if st.st_mode & 0o022:
+        return (f"group- or world-writable (mode {stat.S_IMODE(st.st_mode):o}): "
+                f"`chmod go-w {path}` if it is yours")
+    return None
+
+
+@functools.cache
+def _warn_untrusted(path: Path, why: str) -> None:
+    """One line per file and process (config is resolved more than once per command)."""
+    sys.stderr.write(f"warning: ignoring {path}: {why}\n")
+
+
 def find_repo_config(start: Path | None = None) -> Path | None:
-    """The nearest tpuctl.yaml from the working directory up to the filesystem root."""
+    """The nearest trusted tpuctl.yaml from the working directory up to the repository root
+    (the first directory holding `.git`) or $HOME, whichever comes first. Untrusted ones
+    (`untrusted_reason`) are skipped with a warning."""
     here = (start or Path.cwd()).resolve()
+    home = Path.home().resolve()
     for d in (here, *here.parents):
         candidate = d / REPO_CONFIG
-        if candidate.is_file():
-            return candidate
+        if candidate.exists() or candidate.is_symlink():
+            why = untrusted_reason(candidate)
+            if why is None:
+                return candidate
+            _warn_untrusted(candidate, why)
+        if d == home or (d / ".git").exists():
+            break
     return None
 
 
@@ -202,7 +244,9 @@ def resolve(
             zone_s = Setting(EMULATOR_ZONE, "default for a custom endpoint")
     else:
         endpoint_s = Setting(None, "Google Cloud (tpu.googleapis.com)")
-    return CloudConfig(endpoint=endpoint_s, project=project_s, zone=zone_s)
+    file_s = Setting(str(repo_path) if repo_path else None,
+                     "nearest trusted tpuctl.yaml up to the repository root or $HOME")
+    return CloudConfig(endpoint=endpoint_s, project=project_s, zone=zone_s, config_file=file_s)
 
 
 def require_project_zone(cfg: CloudConfig) -> tuple[str, str]:

@@ -1,3 +1,6 @@
+import json
+import os
+
 import pytest
 
 from tpuctl.config import resolve
@@ -78,3 +81,72 @@ def test_persist_connections_rejects_non_durations(monkeypatch, bad):
     monkeypatch.setenv("TPUCTL_PERSIST_CONNECTIONS", bad)
     with pytest.raises(ConfigError, match=f"persist_connections '{bad}'.*TPUCTL_PERSIST"):
         persist_seconds()
+
+
+# ------------------------------------------------------------------ trusting tpuctl.yaml
+
+needs_root = pytest.mark.skipif(os.getuid() != 0, reason="planting another user's file needs root")
+
+
+@needs_root
+def test_a_file_planted_by_another_user_in_a_shared_parent_is_ignored(tmp_path, capsys):
+    """/tmp-style: a world-writable sticky parent where anyone may drop a tpuctl.yaml."""
+    shared = tmp_path / "shared"
+    (shared / "work").mkdir(parents=True)
+    shared.chmod(0o1777)
+    planted = shared / "tpuctl.yaml"
+    planted.write_text("api_endpoint: http://127.0.0.1:9\nproject: evil\n")
+    os.chown(planted, 65534, 65534)
+    os.chdir(shared / "work")
+    cfg = resolve()
+    assert cfg.endpoint.value is None and cfg.project.value != "evil"
+    assert cfg.config_file.value is None
+    err = capsys.readouterr().err
+    assert f"warning: ignoring {planted}: owned by uid 65534" in err
+    assert len(err.splitlines()) == 1
+    # a symbolic link of theirs to a file of yours is theirs, too
+    planted.unlink()
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("project: mine\n")
+    planted.symlink_to(mine)
+    os.lchown(planted, 65534, 65534)
+    assert resolve().project.value != "mine"
+    assert "a symbolic link owned by uid 65534" in capsys.readouterr().err
+
+
+def test_a_writable_file_is_ignored_and_a_safe_one_in_the_repo_is_used(tmp_path, capsys):
+    from tpuctl.cli.main import run
+
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "sub").mkdir()
+    cfg_file = repo / "tpuctl.yaml"
+    cfg_file.write_text("project: repo-project\n")
+    cfg_file.chmod(0o664)
+    os.chdir(repo / "sub")
+    assert resolve().project.value != "repo-project"
+    assert f"ignoring {cfg_file}: group- or world-writable (mode 664): `chmod go-w" in \
+        capsys.readouterr().err
+    cfg_file.chmod(0o644)
+    cfg = resolve()
+    assert cfg.project.value == "repo-project"
+    assert cfg.config_file.value == str(cfg_file)
+    assert run(["config", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["config_file"]["value"] == str(cfg_file)
+    assert shown["project"]["source"] == f"tpuctl.yaml ({cfg_file})"
+
+
+def test_the_search_stops_at_the_repository_root_and_at_home(tmp_path, monkeypatch):
+    (tmp_path / "tpuctl.yaml").write_text("project: above\n")
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    os.chdir(repo)
+    assert resolve().project.value is None  # nothing from above the repository
+    home = tmp_path / "home"
+    (home / "scratch").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    os.chdir(home / "scratch")
+    assert resolve().project.value is None  # nor from above $HOME
+    (home / "tpuctl.yaml").write_text("project: at-home\n")
+    assert resolve().project.value == "at-home"

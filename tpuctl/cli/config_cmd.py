@@ -12,12 +12,16 @@ def config(
     project: ProjectOpt = None,
     zone: ZoneOpt = None,
 ) -> None:
-    """Show the resolved API endpoint, project and zone, each with its source."""
-    from tpuctl.config import resolve
+    """Show the resolved API endpoint, project and zone, each with its source, the
+    tpuctl.yaml that was read, and where the API token comes from (never the token)."""
+    from tpuctl.config import api_token, resolve
 
     cfg = resolve(api_endpoint=api_endpoint, project=project, zone=zone)
+    token, source = api_token(cfg.endpoint.value)
+    shown = {**cfg.to_dict(),
+             "api_token": {"value": "(set)" if token else None, "source": source}}
     if json_:
-        output.print_json(cfg.to_dict())
+        output.print_json(shown)
         return
     output.table(["SETTING", "VALUE", "SOURCE"],
-                 [[k, v["value"] or "-", v["source"]] for k, v in cfg.to_dict().items()])
+                 [[k, v["value"] or "-", v["source"]] for k, v in shown.items()])
