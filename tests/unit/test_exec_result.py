@@ -46,5 +46,5 @@ def test_ssh_config_blocks(tmp_path):
     text = render_ssh_config(sl, tmp_path / "key", tmp_path / "kh", "alice")
     assert "Host job-w0\n  HostName 10.0.0.2\n  Port 22\n  User alice" in text
     assert "Host job-w1" in text
-    assert f"UserKnownHostsFile {tmp_path / 'kh'}" in text
+    assert f'UserKnownHostsFile "{tmp_path / "kh"}"' in text
     assert "StrictHostKeyChecking yes" in text

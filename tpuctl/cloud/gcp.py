@@ -126,30 +126,52 @@ def make_client(endpoint: str | None) -> tpu_v2.TpuClient:
 
 
 def node_to_slice(node: Any, guest: list[GuestAttribute] | None = None) -> Slice:
-    """Map the API's Node to a Slice; workers come from network endpoints, never the name."""
+    """Map the API's Node to a Slice; workers come from network endpoints, never the name.
+
+    Every value that can reach an argv, a file or a path is validated (tpuctl/validate.py):
+    a bad one is a CloudError (exit 4) naming it, and nothing uses it."""
+    try:
+        return _node_to_slice(node, guest or [])
+    except ValueError as e:
+        where = str(node.name).rsplit("/", 1)[-1][:64]
+        raise CloudError(f"the TPU API answered an invalid value for node {where!r}: {e}",
+                         hint="tpuctl refuses to use it; check that --api-endpoint is the "
+                         "TPU API (or your own emulator)") from None
+
+
+def _node_to_slice(node: Any, guest: list[GuestAttribute]) -> Slice:  # noqa: ANN401
+    from tpuctl import validate
+
     parts = node.name.split("/")
-    project, zone, name = parts[1], parts[3], parts[5]
+    if len(parts) != 6 or parts[0] != "projects" or parts[2] != "locations" \
+            or parts[4] != "nodes":
+        raise ValueError(f"node name {node.name[:80]!r} is not projects/P/locations/Z/nodes/N")
+    project, zone = validate.project(parts[1]), validate.zone(parts[3])
+    name = validate.plain_name(parts[5] or "-", "node name")
     host_keys: dict[int, str] = {}
     ports: dict[int, int] = {}
-    for ga in guest or []:
+    for ga in guest:
         if ga.namespace == "hostkeys" and ga.key == "ssh-ed25519":
-            host_keys[ga.worker] = f"ssh-ed25519 {ga.value.split()[-1]}"
+            host_keys[ga.worker] = validate.host_key(ga.value)
         if ga.namespace == EMULATOR_PORT_NAMESPACE and ga.key == "ssh-port":
-            ports[ga.worker] = int(ga.value)
+            ports[ga.worker] = validate.port(ga.value)
     workers = tuple(
-        Worker(index=i, ip=ep.ip_address, ssh_port=ports.get(i, 22), host_key=host_keys.get(i))
+        Worker(index=i, ip=validate.ip_address(ep.ip_address), ssh_port=ports.get(i, 22),
+               host_key=host_keys.get(i))
         for i, ep in enumerate(node.network_endpoints)
     )
+    labels = {validate.printable(k, "label key"): validate.printable(v, "label value")
+              for k, v in node.labels.items()}
     sched = node.scheduling_config
     return Slice(
         name=name,
         project=project,
         zone=zone,
-        accelerator_type=node.accelerator_type,
-        runtime_version=node.runtime_version,
+        accelerator_type=validate.plain_name(node.accelerator_type, "accelerator type"),
+        runtime_version=validate.plain_name(node.runtime_version, "runtime version"),
         state=tpu_v2.Node.State(node.state).name,
         health=tpu_v2.Node.Health(node.health).name if node.health else "",
-        labels=dict(node.labels),
+        labels=labels,
         metadata=dict(node.metadata),
         workers=workers,
         spot=bool(sched.spot or sched.preemptible),

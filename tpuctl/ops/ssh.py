@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from tpuctl import sshkeys
+from tpuctl import sshkeys, validate
 from tpuctl.cloud.base import Cloud
-from tpuctl.errors import UsageError
+from tpuctl.errors import CloudError, UsageError
 from tpuctl.model import Slice
 from tpuctl.naming import validate_node_name
 from tpuctl.ops.access import ensure_access, ssh_targets
@@ -33,7 +34,8 @@ def ssh_argv(cloud: Cloud, name: str, worker: int, command: Sequence[str]) -> li
     argv = [ssh, *ssh_option_args(target, sshkeys.key_path(), sshkeys.known_hosts_path(sl))]
     if not command:
         argv.append("-t")  # a terminal for the interactive shell, even under `tpuctl` wrappers
-    argv.append(target.host)
+    # options end here: the destination is data from the API, never read as an option
+    argv += ["--", _checked(validate.ip_address, target.host)]
     if command:
         import shlex
 
@@ -45,26 +47,53 @@ def ssh_config_text(cloud: Cloud, name: str) -> str:
     """`Host NAME-wI` blocks for ~/.ssh/config, so plain ssh/scp/rsync/VS Code work."""
     validate_node_name(name)
     sl = ensure_access(cloud, name)
-    return render_ssh_config(sl, sshkeys.key_path(), sshkeys.known_hosts_path(sl),
-                             sshkeys.ssh_username())
+    try:
+        return render_ssh_config(sl, sshkeys.key_path(), sshkeys.known_hosts_path(sl),
+                                 sshkeys.ssh_username())
+    except ValueError as e:
+        raise CloudError(f"node {name!r}: {e}", hint="refusing to write it into an ssh "
+                         "config; check that the endpoint is the TPU API") from None
+
+
+def _checked(check: Callable[[str], str], value: str) -> str:
+    try:
+        return check(value)
+    except ValueError as e:
+        raise CloudError(str(e), hint="refusing to hand it to ssh; check that the endpoint "
+                         "is the TPU API") from None
+
+
+def _quoted(value: str, what: str) -> str:
+    """A path as one double-quoted ssh_config argument; refused if it could end the line or
+    the quotes (it would add directives of its own)."""
+    if not value.isprintable() or '"' in value:
+        raise UsageError(f"{what} {value!r} cannot be written to an ssh config",
+                         hint="use a HOME without quotes or control characters")
+    return f'"{value}"'
 
 
 def render_ssh_config(sl: Slice, key: Path, known_hosts: Path, user: str) -> str:
+    """Only validated values go in: a value from the API could otherwise add its own
+    directives (a `ProxyCommand` runs a command here)."""
+    validate_node_name(sl.name)
+    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
+        raise UsageError(f"invalid user name {user!r}", hint="see `tpuctl ssh --print`")
     blocks = []
     for w in sl.workers:
         blocks.append(
             "\n".join([
-                f"Host {sl.name}-w{w.index}",
-                f"  HostName {w.ip}",
-                f"  Port {w.ssh_port}",
+                f"Host {sl.name}-w{int(w.index)}",
+                f"  HostName {validate.ip_address(w.ip)}",
+                f"  Port {validate.port(w.ssh_port)}",
                 f"  User {user}",
-                f"  IdentityFile {key}",
+                f"  IdentityFile {_quoted(str(key), 'key path')}",
                 "  IdentitiesOnly yes",
-                f"  UserKnownHostsFile {known_hosts}",
+                f"  UserKnownHostsFile {_quoted(str(known_hosts), 'known_hosts path')}",
                 "  StrictHostKeyChecking yes",
                 "  ServerAliveInterval 15",
             ])
         )
-    header = (f"# tpuctl ssh-config {sl.name} ({sl.accelerator_type}, {sl.project}/{sl.zone});"
+    header = (f"# tpuctl ssh-config {sl.name} ({validate.plain_name(sl.accelerator_type, 'type')}"
+              f", {validate.project(sl.project)}/{validate.zone(sl.zone)});"
               " host keys pinned from the TPU API's guest attributes")
     return header + "\n" + "\n\n".join(blocks) + "\n"
