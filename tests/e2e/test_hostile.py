@@ -115,6 +115,10 @@ def test_bad_names_and_run_ids_are_rejected_before_any_use(name):
     (["exec", "$(id)", "--", "true"], "invalid node name"),
     (["create", "-rf", "--type", "v6e-8"], ""),
     (["tail", NODE, "--worker", "0;1"], "invalid worker selection"),
+    (["tail", NODE, "../x"], "invalid run id"),
+    (["status", NODE, "a/b"], "invalid run id"),
+    (["stop", NODE, ".."], "invalid run id"),
+    (["logs", "fetch", NODE, "../../x"], "invalid run id"),
 ])
 def test_hostile_cli_arguments_exit_2(cli, args, needle):
     r = cli(*args)

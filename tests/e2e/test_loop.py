@@ -416,8 +416,32 @@ def test_logs_fetch_copies_every_worker_log(cli, node, repo, tmp_path):
     doc = json.loads(r.stdout)
     assert doc["missing_workers"] == []
     for i in range(4):
-        text = (tmp_path / node / "fetch-me" / f"worker{i}.log").read_text()
-        assert text == "".join(f"w{i} line {n}\n" for n in (1, 2, 3))
+        log = tmp_path / node / "fetch-me" / f"worker{i}.log"
+        assert log.read_text() == "".join(f"w{i} line {n}\n" for n in (1, 2, 3))
+        assert log.stat().st_mode & 0o777 == 0o600  # job logs are their user's only
+
+
+def test_logs_fetch_refuses_a_run_id_from_a_worker_that_leads_outside_dest(cli, node, repo,
+                                                                          emulator, tmp_path):
+    home = worker_home(emulator, node, 0)
+    latest = home / ".tpuctl" / "runs" / "latest"
+    before = latest.read_text() if latest.exists() else None
+    latest.parent.mkdir(parents=True, exist_ok=True)
+    (home / "x").mkdir(exist_ok=True)
+    (home / "x" / "worker0.log").write_text("not yours\n")
+    latest.write_text("../../x\n")  # what a compromised worker could answer
+    dest = tmp_path / "a" / "b" / "dest"
+    try:
+        r = in_repo(cli, repo, "logs", "fetch", node, "--dest", str(dest))
+        assert r.returncode == 1, r.stderr
+        assert "w0 answered an invalid run id '../../x'" in r.stderr
+        assert "Traceback" not in r.stderr
+        assert list(tmp_path.iterdir()) == []  # nothing written, not even --dest
+    finally:
+        if before is None:
+            latest.unlink()
+        else:
+            latest.write_text(before)
 
 
 def _admin(emulator, node: str, verb: str) -> None:  # noqa: ANN001

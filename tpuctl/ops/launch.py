@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from tpuctl.errors import NotFoundError, RemoteCommandError, TpuctlError, UsageError
 from tpuctl.ops.secrets import render_env
-from tpuctl.ops.session import SliceSession, parse_kv, raise_on_failure
+from tpuctl.ops.session import SliceSession, parse_kv, raise_on_failure, worker_run_id
 
 # launch.sh's refusal codes, turned into typed errors that say what to do
 _REFUSALS: dict[int, tuple[type[TpuctlError], str]] = {
@@ -34,9 +34,9 @@ def coordinator_port(run_id: str) -> int:
 
 
 def validate_run_id(run_id: str) -> str:
-    import re
+    from tpuctl.validate import RUN_ID_RE
 
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", run_id):
+    if not RUN_ID_RE.match(run_id):
         raise UsageError(f"invalid run id {run_id!r}",
                          hint="letters, digits, '.', '_' and '-', starting with a letter or digit")
     return run_id
@@ -134,6 +134,8 @@ async def stop_run(session: SliceSession, run_id: str | None, *, grace: float = 
                                    timeout=grace + 60)
     raise_on_failure(results, "stopping the run")
     out = {r.index: parse_kv(r.stdout) for r in results}
+    for i, kv in out.items():
+        kv["run"] = worker_run_id(i, kv.get("run"))
     if all(v.get("result") == "missing" for v in out.values()):
         raise NotFoundError(f"no run {run_id or '(latest)'} on {session.slice.name}",
                             hint="see `tpuctl status NAME` for the runs that exist")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from tpuctl.errors import NotFoundError
-from tpuctl.ops.session import SliceSession, parse_kv
+from tpuctl import validate
+from tpuctl.errors import NotFoundError, UsageError
+from tpuctl.ops.session import SliceSession, parse_kv, worker_run_id
 
 
 @dataclass(frozen=True)
@@ -27,14 +29,20 @@ async def fetch(session: SliceSession, run_id: str | None, dest: Path) -> FetchR
     heads = await session.script("status", run_id or "-", "0", indices=[0], capture=True,
                                  timeout=60)
     kv = parse_kv(heads[0].stdout)
-    rid = kv.get("run", "-") if run_id is None else run_id
+    rid = worker_run_id(0, kv.get("run")) if run_id is None else run_id
     if rid in ("", "-") or kv.get("state") == "missing":
         raise NotFoundError(f"no run {run_id or '(latest)'} on {session.slice.name}",
                             hint="see `tpuctl status NAME`")
-    directory = dest / session.slice.name / rid
-    directory.mkdir(parents=True, exist_ok=True)
+    try:  # node and run id are checked already; this also refuses a symlink leading out
+        directory = validate.inside(dest, session.slice.name, rid)
+    except ValueError as e:
+        raise UsageError(f"--dest: {e}", hint="pick a --dest whose subdirectories are real "
+                         "directories of yours") from None
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     handles: dict[int, IO[str]] = {
-        i: open(directory / f"worker{i}.log.part", "w", encoding="utf-8")  # noqa: SIM115
+        i: os.fdopen(os.open(directory / f"worker{i}.log.part",  # job logs: 0600, as on workers
+                             os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w",
+                     encoding="utf-8")
         for i in session.indices}
 
     def on_output(index: int, stream: str, line: str) -> None:

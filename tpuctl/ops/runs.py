@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from tpuctl.aio import gather_or_cancel
 from tpuctl.errors import NotFoundError
 from tpuctl.ops.access import GONE_STATES, raise_if_gone
-from tpuctl.ops.session import SliceSession, parse_kv, raise_on_failure
+from tpuctl.ops.session import SliceSession, parse_kv, raise_on_failure, worker_run_id
 
 DEAD_EXIT = 255  # a worker whose supervisor vanished without an exit code
 HEARTBEAT_STALE_S = 30  # the supervisor beats every 2 s; 30 s of silence means it is stuck
@@ -123,7 +123,7 @@ def parse_status_line(index: int, line: str) -> WorkerRunStatus:
     if state == "running" and age is not None and age > HEARTBEAT_STALE_S:
         state = "hung"
     serve = kv.get("serve_url", "-")
-    return WorkerRunStatus(index=index, run_id=kv.get("run", "-"), state=state,
+    return WorkerRunStatus(index=index, run_id=worker_run_id(index, kv.get("run")), state=state,
                            exit_code=_int(kv.get("exit_code")), heartbeat_age=age,
                            pid=_int(kv.get("pid")), log_lines=_int(kv.get("log_lines")) or 0,
                            stopped=kv.get("stopped") == "1",
@@ -234,7 +234,7 @@ async def tail(session: SliceSession, run_id: str | None, *, lines: int | None =
                                     hint="launch one first (`tpuctl launch`), or check "
                                     "`tpuctl status`")
             if res.error is None and res.exit_code == 0:
-                result.run_id = meta.get("tpuctl-run", result.run_id)
+                result.run_id = worker_run_id(i, meta.get("tpuctl-run", result.run_id))
                 result.exit_codes[i] = _int(meta.get("exit_code"))
                 if meta.get("timed_out") == "1":
                     result.timed_out.append(i)

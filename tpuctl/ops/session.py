@@ -171,6 +171,23 @@ def parse_kv(text: str) -> dict[str, str]:
     return dict(word.split("=", 1) for word in text.split() if "=" in word)
 
 
+def worker_run_id(index: int, value: str | None) -> str:
+    """A run id as a worker reported it ("-": none), checked: tpuctl uses it in local paths
+    and in arguments, and a worker (or its runs/latest) may say anything."""
+    from tpuctl import validate
+
+    if value in (None, "", "-"):
+        return "-"
+    assert value is not None
+    try:
+        return validate.run_id(value)
+    except ValueError:
+        raise RemoteCommandError(f"w{index} answered an invalid run id {value[:80]!r}",
+                                 hint="refusing to use it (run ids are letters, digits, '.', '_' "
+                                 "and '-'); look at ~/.tpuctl/runs/latest on that worker: "
+                                 f"`tpuctl ssh NAME --worker {index}`") from None
+
+
 def _transport_failed(r: WorkerResult) -> bool:
     """Worth re-running an idempotent tpuctl script: the connection failed (nobody knows
     whether it ran), or something outside killed it with a signal. Never a timeout, never

@@ -4,6 +4,7 @@ already done; `down NAME`: stop + delete."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from tpuctl.ops.access import raise_if_gone
 from tpuctl.ops.create import CreateRequest, create
 from tpuctl.ops.nodes import start_delete
 from tpuctl.ops.session import open_session
-from tpuctl.paths import tpuctl_home
+from tpuctl.paths import private_dir, tpuctl_home
 from tpuctl.recipes.schema import Recipe
 
 
@@ -113,9 +114,9 @@ class LocalLogs:
         key = (self.run_id, index)
         f = self._files.get(key)
         if f is None:
-            d = self.base / self.run_id
-            d.mkdir(parents=True, exist_ok=True)
-            f = self._files[key] = open(d / f"worker{index}.log", "a", encoding="utf-8")  # noqa: SIM115
+            d = private_dir(self.base / self.run_id)  # job logs are their user's only
+            fd = os.open(d / f"worker{index}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            f = self._files[key] = open(fd, "a", encoding="utf-8")  # noqa: SIM115
         f.write(line + "\n")
         f.flush()
 
