@@ -124,7 +124,8 @@ def load_repo_config(path: Path) -> dict[str, str]:
 
 
 def gcloud_config() -> dict[str, str]:
-    """project and zone from gcloud's active configuration, read as a file (no subprocess)."""
+    """project, zone and account from gcloud's active configuration, read as a file (no
+    subprocess)."""
     base = Path(os.environ.get("CLOUDSDK_CONFIG", Path.home() / ".config" / "gcloud"))
     active = "default"
     active_file = base / "active_config"
@@ -141,6 +142,8 @@ def gcloud_config() -> dict[str, str]:
     out: dict[str, str] = {}
     if parser.has_option("core", "project"):
         out["project"] = parser.get("core", "project")
+    if parser.has_option("core", "account"):
+        out["account"] = parser.get("core", "account")
     if parser.has_option("compute", "zone"):
         out["zone"] = parser.get("compute", "zone")
     return out

@@ -9,6 +9,7 @@ MANAGED_LABEL = "managed-by"
 MANAGED_VALUE = "tpuctl"
 TASK_LABEL = "tpuctl-task"
 EXPIRES_LABEL = "tpuctl-expires"  # unix seconds after which `tpuctl gc` may delete the node
+OWNER_LABEL = "tpuctl-owner"  # who created it (naming.owner_label): delete/down/gc are theirs
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,11 @@ class Slice:
         return self.labels.get(MANAGED_LABEL) == MANAGED_VALUE
 
     @property
+    def owner(self) -> str | None:
+        """The owner label; None for nodes created before tpuctl recorded owners."""
+        return self.labels.get(OWNER_LABEL) or None
+
+    @property
     def full_name(self) -> str:
         return f"projects/{self.project}/locations/{self.zone}/nodes/{self.name}"
 
@@ -54,6 +60,7 @@ class Slice:
         ]
         d.pop("metadata", None)  # may hold ssh keys and user data; not part of the JSON contract
         d["managed"] = self.managed
+        d["owner"] = self.owner
         return d
 
 

@@ -34,6 +34,18 @@ def validate_node_name(name: str) -> str:
     raise UsageError(f"invalid node name {shown!r}: {why}", hint=hint)
 
 
+def owner_label(identity: str) -> str:
+    """A GCP label value for who owns a node: the account (`alice.s@example.com` ->
+    `alice_s_example_com`, as OS Login names accounts) or the local user; at most 63
+    characters (longer ones end in a hash of the whole, so they stay distinct)."""
+    import hashlib
+
+    value = re.sub(r"[^a-z0-9_-]", "_", identity.strip().lower()) or "unknown"
+    if len(value) > 63:
+        value = value[:54] + "-" + hashlib.sha256(identity.encode()).hexdigest()[:8]
+    return value
+
+
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -62,7 +74,7 @@ def parse_labels(items: list[str]) -> dict[str, str]:
         if not _LABEL_VALUE_RE.match(value):
             raise UsageError(f"invalid label value {value!r} for {key!r}",
                              hint="values: lowercase letters, digits, '_' and '-', ≤ 63 chars")
-        if key in ("managed-by", "tpuctl-task", "tpuctl-expires"):
+        if key in ("managed-by", "tpuctl-task", "tpuctl-expires", "tpuctl-owner"):
             raise UsageError(f"label {key!r} is reserved for tpuctl",
                              hint="choose another key")
         labels[key] = value

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import getpass
 import json
 import os
 import shutil
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Cli, tpu_client
+from tpuctl.naming import owner_label
 
 pytestmark = pytest.mark.e2e
 
@@ -35,6 +38,7 @@ def test_create_gives_a_managed_ready_slice_with_four_reachable_workers(slice16,
     assert node["runtime_version"] == "v2-alpha-tpuv6e"  # picked by generation
     assert node["labels"]["managed-by"] == "tpuctl"
     assert node["labels"]["tpuctl-task"] == "shared-v6e16"
+    assert node["owner"] == node["labels"]["tpuctl-owner"] == owner_label(getpass.getuser())
     ips = [w["ip"] for w in node["workers"]]
     assert len(ips) == 4 and len(set(ips)) == 4
     assert all(ip.startswith("127.") for ip in ips)
@@ -235,22 +239,69 @@ def test_no_project_and_no_credentials(cli, tmp_path):
     assert "Traceback" not in r.stderr
 
 
-def test_delete_refuses_unmanaged_nodes(cli, emulator, node_name):
+THEIRS = {"ssh-keys": "bob:ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBob bob"}
+
+
+def _foreign_node(emulator, name: str, labels: dict[str, str]):  # noqa: ANN001, ANN202
+    """A node someone else made (gcloud, or another user's tpuctl): their key, their labels."""
     from google.cloud import tpu_v2
 
     client = tpu_client(emulator.endpoint, emulator.state_dir)
-    op = client.create_node(request={
-        "parent": "projects/local-project/locations/local-a", "node_id": node_name,
-        "node": tpu_v2.Node(accelerator_type="v6e-8", runtime_version="v2-alpha-tpuv6e"),
-    })
-    op.result(timeout=30)
+    client.create_node(request={
+        "parent": "projects/local-project/locations/local-a", "node_id": name,
+        "node": tpu_v2.Node(accelerator_type="v6e-8", runtime_version="v2-alpha-tpuv6e",
+                            labels=labels, metadata=THEIRS),
+    }).result(timeout=30)
+    return client, f"projects/local-project/locations/local-a/nodes/{name}"
+
+
+def test_delete_and_down_refuse_unmanaged_nodes_and_change_nothing(cli, emulator, node_name):
+    client, full = _foreign_node(emulator, node_name, {})
     r = cli("delete", node_name, "--yes")
     assert r.returncode == 2 and "not managed by tpuctl" in r.stderr
+    for args in (["down", node_name, "--yes"], ["down", node_name, "--yes", "--any-owner"],
+                 ["exec", node_name, "--", "true"]):
+        r = cli(*args)
+        assert r.returncode == 2 and "not managed by tpuctl" in r.stderr, (args, r.stderr)
+    # checked before any change: metadata as it was, nothing installed on the worker
+    assert dict(client.get_node(name=full).metadata) == THEIRS
+    home = emulator.state_dir / "nodes" / f"local-project.local-a.{node_name}" / "w0" / "home"
+    assert not (home / ".tpuctl").exists()
     assert cli("describe", node_name).returncode == 0  # still there
     assert node_name not in cli("list").stdout  # list shows managed nodes only...
     assert node_name in cli("list", "--all").stdout  # ...unless --all
     full = f"projects/local-project/locations/local-a/nodes/{node_name}"
     client.delete_node(request={"name": full}).result(timeout=30)
+
+
+def test_another_owners_node_survives_delete_gc_and_down_without_any_owner(cli, emulator,
+                                                                           node_name):
+    client, full = _foreign_node(emulator, node_name, {
+        "managed-by": "tpuctl", "tpuctl-task": node_name, "tpuctl-owner": "bob_example_com",
+        "tpuctl-expires": "1"})  # long expired: a gc candidate, but not ours
+    try:
+        for args in (["delete", node_name, "--yes"], ["down", node_name, "--yes"],
+                     ["exec", node_name, "--", "true"]):
+            r = cli(*args)
+            assert r.returncode == 2, (args, r.stderr)
+            assert f"node {node_name!r} belongs to bob_example_com, not to you" in r.stderr
+        assert "--any-owner" in cli("delete", node_name, "--yes").stderr
+        r = cli("gc", "--yes", "--json")
+        assert r.returncode == 0, r.stderr
+        doc = json.loads(r.stdout)
+        assert node_name not in doc["deleted"]
+        assert node_name in [c["name"] for c in doc["not_yours"]]
+        assert dict(client.get_node(name=full).metadata) == THEIRS  # untouched
+        r = cli("gc", "--dry-run", "--any-owner", "--json")
+        assert node_name in [c["name"] for c in json.loads(r.stdout)["candidates"]]
+        listed = {n["name"]: n for n in json.loads(cli("list", "--json").stdout)}
+        assert listed[node_name]["owner"] == "bob_example_com"
+        assert "bob_example_com" in cli("list").stdout
+        r = cli("delete", node_name, "--yes", "--any-owner")
+        assert r.returncode == 0, r.stderr
+    finally:
+        with contextlib.suppress(Exception):
+            client.delete_node(name=full).result(timeout=30)
 
 
 def test_create_with_the_name_of_an_unmanaged_node_is_refused(cli, emulator, node_name):

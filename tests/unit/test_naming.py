@@ -49,3 +49,34 @@ def test_labels():
     for bad in ["team", "Team=x", "team=X", "managed-by=me", "k=" + "a" * 64]:
         with pytest.raises(UsageError):
             parse_labels([bad])
+
+
+def test_owner_labels_name_the_account_and_keep_long_ones_apart():
+    from tpuctl.naming import owner_label
+
+    assert owner_label("Alice.Smith@Example.com") == "alice_smith_example_com"
+    assert owner_label("root") == "root"
+    assert owner_label("a" * 70 + "@x.com") != owner_label("a" * 70 + "@y.com")
+
+
+@given(st.text(max_size=120))
+def test_owner_labels_are_always_label_safe_and_stable(identity):
+    import re
+
+    from tpuctl.naming import owner_label
+
+    value = owner_label(identity)
+    assert re.fullmatch(r"[a-z0-9_-]{1,63}", value)
+    assert value == owner_label(identity)  # the same user, the same label
+
+
+def test_the_gcp_account_comes_from_the_credentials_when_they_say():
+    from types import SimpleNamespace
+
+    from tpuctl.cloud.gcp import account_of
+
+    assert account_of(SimpleNamespace(service_account_email="sa@p.iam.gserviceaccount.com")) \
+        == "sa@p.iam.gserviceaccount.com"
+    assert account_of(SimpleNamespace(service_account_email="default",
+                                      account="me@example.com")) == "me@example.com"
+    assert account_of(SimpleNamespace()) is None

@@ -31,7 +31,8 @@ RecipeOpt = Annotated[Path | None, typer.Option("--recipe", "-r", help="recipe Y
                                                 show_default=False)]
 
 
-def _run(coro_fn: Any, cloud: Any, name: str, *, shared: bool = False) -> Any:  # noqa: ANN401
+def _run(coro_fn: Any, cloud: Any, name: str, *, shared: bool = False,  # noqa: ANN401
+         any_owner: bool = False) -> Any:  # noqa: ANN401
     """Open one session (one connection per worker), run `coro_fn(session)`, close it.
     `shared`: a short command that may use the connection daemon (ops/session.py)."""
     import asyncio
@@ -42,7 +43,7 @@ def _run(coro_fn: Any, cloud: Any, name: str, *, shared: bool = False) -> Any:  
     validate_node_name(name)
 
     async def main() -> Any:  # noqa: ANN401
-        session = open_session(cloud, name, shared=shared)
+        session = open_session(cloud, name, shared=shared, any_owner=any_owner)
         try:
             return await coro_fn(session)
         finally:
@@ -470,14 +471,18 @@ def up(
 def down(
     name: NameArg,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
+    any_owner: Annotated[bool, typer.Option(
+        "--any-owner", help="also another user's managed node (never an unmanaged one)")
+                         ] = False,
     json_: JsonOpt = False, api_endpoint: EndpointOpt = None, project: ProjectOpt = None,
     zone: ZoneOpt = None,
 ) -> None:
-    """Stop the latest run (if any) and delete the node."""
+    """Stop the latest run (if any) and delete the node (yours, managed by tpuctl)."""
     from tpuctl.cli import nodes
     from tpuctl.errors import TpuctlError
     from tpuctl.naming import validate_node_name
     from tpuctl.ops import launch as op
+    from tpuctl.ops.nodes import check_deletable
 
     validate_node_name(name)
     if not yes and not sys.stdin.isatty():
@@ -486,13 +491,14 @@ def down(
         raise UsageError(f"refusing to take down {name!r} without --yes (stdin is not a "
                          "terminal)", hint=f"run `tpuctl down {name} --yes`")
     cloud = cloud_for(api_endpoint, project, zone)
+    check_deletable(cloud, name, any_owner=any_owner)  # before anything touches the node
     try:
-        _run(lambda s: op.stop_run(s, None, grace=10), cloud, name)
+        _run(lambda s: op.stop_run(s, None, grace=10), cloud, name, any_owner=any_owner)
     except TpuctlError as e:
         if e.exit_code not in (3,) and "not READY" not in e.message:
             output.info(f"stop skipped: {e.message}")
-    nodes.delete(name, yes=yes, wait=True, json_=json_, api_endpoint=api_endpoint,
-                 project=project, zone=zone)
+    nodes.delete(name, yes=yes, wait=True, any_owner=any_owner, json_=json_,
+                 api_endpoint=api_endpoint, project=project, zone=zone)
 
 
 @logs_app.command("fetch")

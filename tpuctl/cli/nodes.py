@@ -75,7 +75,7 @@ def list_(
     project: ProjectOpt = None,
     zone: ZoneOpt = None,
 ) -> None:
-    """List TPU nodes (managed by tpuctl unless --all)."""
+    """List TPU nodes (managed by tpuctl unless --all) with their owners."""
     from tpuctl.ops.nodes import list_nodes
 
     cloud = cloud_for(api_endpoint, project, zone)
@@ -87,10 +87,15 @@ def list_(
         output.info(f"no {'' if all_ else 'managed '}nodes in {cloud.project}/{cloud.zone}")
         return
     output.table(
-        ["NAME", "TYPE", "STATE", "RUNTIME", "WORKERS", "MANAGED"],
+        ["NAME", "TYPE", "STATE", "RUNTIME", "WORKERS", "MANAGED", "OWNER"],
         [[n.name, n.accelerator_type, n.state, n.runtime_version, len(n.workers),
-          "yes" if n.managed else "no"] for n in nodes],
+          "yes" if n.managed else "no", n.owner or "-"] for n in nodes],
     )
+    unowned = [n.name for n in nodes if n.managed and n.owner is None]
+    if unowned:
+        output.info(f"no owner label (created before tpuctl recorded owners): "
+                    f"{', '.join(unowned)}; they work as before, `gc` takes them only with "
+                    "--any-owner")
 
 
 def describe(
@@ -115,6 +120,7 @@ def describe(
                        ("state", sl.state), ("health", sl.health or "-"),
                        ("spot", "yes" if sl.spot else "no"),
                        ("managed", "yes" if sl.managed else "no"),
+                       ("owner", sl.owner or "-"),
                        ("created", sl.create_time or "-")):
         output.out(f"{key:<9} {value}")
     _print_workers(sl)
@@ -125,16 +131,22 @@ def _print_workers(sl: Slice) -> None:
                  [[f"w{w.index}", w.ip, w.ssh_port] for w in sl.workers])
 
 
+AnyOwnerOpt = Annotated[bool, typer.Option(
+    "--any-owner", help="also another user's managed nodes (never unmanaged ones)")]
+
+
 def delete(
     name: NameArg,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="wait until it is gone")] = True,
+    any_owner: AnyOwnerOpt = False,
     json_: JsonOpt = False,
     api_endpoint: EndpointOpt = None,
     project: ProjectOpt = None,
     zone: ZoneOpt = None,
 ) -> None:
-    """Delete a node managed by tpuctl (asks first on a terminal; needs --yes otherwise)."""
+    """Delete a node of yours managed by tpuctl (asks first on a terminal; needs --yes
+    otherwise)."""
     from tpuctl.naming import validate_node_name
     from tpuctl.ops.nodes import check_deletable
     from tpuctl.ops.nodes import delete as do_delete
@@ -144,7 +156,7 @@ def delete(
         raise UsageError(f"refusing to delete {name!r} without --yes (stdin is not a terminal)",
                          hint=f"run `tpuctl delete {name} --yes`")
     cloud = cloud_for(api_endpoint, project, zone)
-    sl = check_deletable(cloud, name)
+    sl = check_deletable(cloud, name, any_owner=any_owner)
     if not yes and not typer.confirm(
         f"Delete {sl.name} ({sl.accelerator_type}, {len(sl.workers)} workers, {sl.state}) "
         f"in {sl.zone}?", default=False):
@@ -178,25 +190,32 @@ def gc(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="list what would be deleted")
                        ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    any_owner: AnyOwnerOpt = False,
     json_: JsonOpt = False,
     api_endpoint: EndpointOpt = None,
     project: ProjectOpt = None,
     zone: ZoneOpt = None,
 ) -> None:
-    """Delete leaked managed nodes: expired (--ttl), PREEMPTED or TERMINATED. Never others."""
+    """Delete your leaked managed nodes: expired (--ttl), PREEMPTED or TERMINATED. Never
+    others."""
     from tpuctl.ops import gc as op
 
     if not dry_run and not yes and not sys.stdin.isatty():
         raise UsageError("refusing to delete without --yes (stdin is not a terminal)",
                          hint="run `tpuctl gc --dry-run` to see, `tpuctl gc --yes` to delete")
     cloud = cloud_for(api_endpoint, project, zone)
-    found = op.candidates(cloud)
+    found, others = op.candidates(cloud, any_owner=any_owner)
+    if others and not json_:
+        output.info(f"left alone, not yours: {', '.join(c.node.name for c in others)} "
+                    "(--any-owner includes them)")
     if json_ and dry_run:
-        output.print_json({"deleted": [], "candidates": [c.to_dict() for c in found]})
+        output.print_json({"deleted": [], "candidates": [c.to_dict() for c in found],
+                           "not_yours": [c.to_dict() for c in others]})
         return
     if not found:
         if json_:
-            output.print_json({"deleted": [], "candidates": []})
+            output.print_json({"deleted": [], "candidates": [],
+                               "not_yours": [c.to_dict() for c in others]})
         else:
             output.info(f"nothing to collect in {cloud.project}/{cloud.zone}")
         return
@@ -210,6 +229,7 @@ def gc(
         raise typer.Exit(1)
     deleted = op.collect(cloud, found)
     if json_:
-        output.print_json({"deleted": deleted, "candidates": [c.to_dict() for c in found]})
+        output.print_json({"deleted": deleted, "candidates": [c.to_dict() for c in found],
+                           "not_yours": [c.to_dict() for c in others]})
     else:
         output.info(f"deleted {len(deleted)} node(s): {', '.join(deleted)}")

@@ -101,16 +101,12 @@ class BearerToken(google.auth.credentials.Credentials):
             headers["authorization"] = f"Bearer {self.token}"
 
 
-def make_client(endpoint: str | None) -> tpu_v2.TpuClient:
+def credentials(endpoint: str | None) -> google.auth.credentials.Credentials:
+    """The emulator's token for a custom endpoint, else Application Default Credentials."""
     if endpoint:
         from tpuctl.config import api_token
 
-        token, _ = api_token(endpoint)
-        return tpu_v2.TpuClient(
-            transport="rest",
-            client_options={"api_endpoint": endpoint},
-            credentials=BearerToken(token),
-        )
+        return BearerToken(api_token(endpoint)[0])
     import google.auth
     from google.auth.exceptions import DefaultCredentialsError
 
@@ -122,7 +118,26 @@ def make_client(endpoint: str | None) -> tpu_v2.TpuClient:
             hint="run `gcloud auth application-default login`, or use the local emulator: "
             "`tpuctl emulator start`",
         ) from None
+    return creds
+
+
+def make_client(endpoint: str | None,
+                creds: google.auth.credentials.Credentials | None = None) -> tpu_v2.TpuClient:
+    creds = creds or credentials(endpoint)
+    if endpoint:
+        return tpu_v2.TpuClient(transport="rest", client_options={"api_endpoint": endpoint},
+                                credentials=creds)
     return tpu_v2.TpuClient(transport="rest", credentials=creds)
+
+
+def account_of(creds: object) -> str | None:
+    """The account ADC act as, when the credentials say (service accounts, impersonation,
+    user credentials that carry it)."""
+    for attr in ("service_account_email", "signer_email", "account"):
+        value = getattr(creds, attr, None)
+        if isinstance(value, str) and "@" in value:
+            return value
+    return None
 
 
 def node_to_slice(node: Any, guest: list[GuestAttribute] | None = None) -> Slice:
@@ -198,7 +213,19 @@ class GcpCloud:
         self.project = project
         self.zone = zone
         self.endpoint = endpoint
-        self._client = client or make_client(endpoint)
+        self._creds = None if client else credentials(endpoint)
+        self._client = client or make_client(endpoint, self._creds)
+
+    def caller(self) -> str:
+        """Who makes the calls, for the owner label: the ADC account (else gcloud's
+        `core/account`, else the local user) on GCP; the local user on a custom endpoint
+        (a local emulator belongs to one OS user)."""
+        from tpuctl.config import gcloud_config
+        from tpuctl.sshkeys import ssh_username
+
+        if self.endpoint:
+            return ssh_username()
+        return account_of(self._creds) or gcloud_config().get("account") or ssh_username()
 
     @property
     def parent(self) -> str:

@@ -55,12 +55,21 @@ def raise_if_gone(cloud: Cloud, name: str, *, context: str, hint: str) -> None:
         raise PreemptedError(f"node {name!r} was {node.state.lower()} {context}", hint=hint)
 
 
-def ensure_access(cloud: Cloud, name: str, *, timeout: float = 300.0) -> Slice:
-    """A READY slice with our key authorized and every worker's host key pinned locally."""
+def ensure_access(cloud: Cloud, name: str, *, timeout: float = 300.0,
+                  any_owner: bool = False) -> Slice:
+    """A READY slice with our key authorized and every worker's host key pinned locally.
+
+    Adding our key changes the node: only on a managed node of ours (or one without an owner
+    label, or with `any_owner`); a node that already authorizes our key needs no change."""
     sl = cloud.get_node(name)
     require_ready(sl)
     wanted = ssh_key_metadata(sl.metadata)
     if wanted != sl.metadata:
+        from tpuctl.ops.owner import check_ours
+
+        check_ours(cloud, sl, doing="add your SSH key to", any_owner=any_owner,
+                   hint="ask its owner to add your key (~/.tpuctl/ssh/tpuctl_ed25519.pub) to "
+                   "its ssh-keys metadata, or use a node of your own")
         op = cloud.set_metadata(name, wanted)
         cloud.wait_operation(op, timeout=timeout)
         sl = cloud.get_node(name)
@@ -78,14 +87,14 @@ def ensure_access(cloud: Cloud, name: str, *, timeout: float = 300.0) -> Slice:
     return sl
 
 
-def cached_access(cloud: Cloud, name: str) -> tuple[Slice, bool]:
+def cached_access(cloud: Cloud, name: str, *, any_owner: bool = False) -> tuple[Slice, bool]:
     """`ensure_access`, answered from the worker cache while its entry is fresh (no API call,
     no google-cloud import); the flag says which. A cached list must be refreshed from the
     API when a worker cannot be reached with it (`SliceSession.refresh`)."""
     cached = worker_cache.load(cloud, name, public_key=sshkeys.ensure_key()[1])
     if cached is not None:
         return cached, True
-    return ensure_access(cloud, name), False
+    return ensure_access(cloud, name, any_owner=any_owner), False
 
 
 def ssh_targets(sl: Slice, indices: list[int] | None = None) -> list[SshTarget]:

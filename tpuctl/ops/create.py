@@ -20,6 +20,7 @@ from tpuctl.model import (
     EXPIRES_LABEL,
     MANAGED_LABEL,
     MANAGED_VALUE,
+    OWNER_LABEL,
     TASK_LABEL,
     NodeSpec,
     Slice,
@@ -27,6 +28,7 @@ from tpuctl.model import (
 from tpuctl.naming import parse_duration, parse_labels, validate_node_name
 from tpuctl.ops import worker_cache
 from tpuctl.ops.access import GONE_STATES, ensure_access, ssh_key_metadata
+from tpuctl.ops.owner import me
 
 Progress = Callable[[str], None]
 
@@ -86,11 +88,16 @@ def check_runtime(cloud: Cloud, runtime: str, accelerator_type: str, auto: bool)
     )
 
 
-def _reuse(existing: Slice, spec: NodeSpec, auto_runtime: bool) -> None:
+def _reuse(cloud: Cloud, existing: Slice, spec: NodeSpec, auto_runtime: bool) -> None:
     if not existing.managed:
         raise UsageError(
             f"node {spec.name!r} already exists and is not managed by tpuctl",
             hint="choose another name; tpuctl never takes over nodes it did not create",
+        )
+    if existing.owner is not None and existing.owner != me(cloud):
+        raise UsageError(
+            f"node {spec.name!r} already exists and belongs to {existing.owner}",
+            hint="choose another name; tpuctl never takes over another user's node",
         )
     diffs = []
     if existing.accelerator_type != spec.accelerator_type:
@@ -171,7 +178,7 @@ def create(cloud: Cloud, req: CreateRequest, progress: Progress = lambda s: None
     except NotFoundError:
         existing = None
     if existing is not None:
-        _reuse(existing, spec, auto)
+        _reuse(cloud, existing, spec, auto)
         progress(f"reusing {existing.state}")
         if req.wait:
             _wait_ready(cloud, spec.name, deadline, progress)
@@ -180,7 +187,8 @@ def create(cloud: Cloud, req: CreateRequest, progress: Progress = lambda s: None
         return CreateResult(existing, created=False, seconds=time.monotonic() - t0)
 
     check_runtime(cloud, spec.runtime_version, spec.accelerator_type, auto)
-    spec = replace(spec, metadata=ssh_key_metadata({}))
+    spec = replace(spec, metadata=ssh_key_metadata({}),
+                   labels={**spec.labels, OWNER_LABEL: me(cloud)})
     progress("REQUESTED")
     if req.queued:
         op = cloud.create_queued_resource(spec)

@@ -1,6 +1,7 @@
 """`gc`: find and delete leaked managed nodes (expired, preempted, terminated).
 
-Never touches a node without `managed-by=tpuctl`.
+Never touches a node without `managed-by=tpuctl`; another owner's (or one without an owner
+label) only with `--any-owner`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from tpuctl.cloud.base import Cloud
 from tpuctl.model import EXPIRES_LABEL, Slice
 from tpuctl.ops.access import GONE_STATES
 from tpuctl.ops.nodes import start_delete
+from tpuctl.ops.owner import me
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,9 @@ class Candidate:
         return {"name": self.node.name, "state": self.node.state, "reason": self.reason}
 
 
-def candidates(cloud: Cloud, now: float | None = None) -> list[Candidate]:
+def candidates(cloud: Cloud, now: float | None = None, *, any_owner: bool = False
+               ) -> tuple[list[Candidate], list[Candidate]]:
+    """(what to collect, leaked nodes left alone because they are not the caller's)."""
     now = time.time() if now is None else now
     out = []
     for n in cloud.list_nodes():
@@ -36,7 +40,12 @@ def candidates(cloud: Cloud, now: float | None = None) -> list[Candidate]:
         if expires.isdigit() and int(expires) <= now:
             ago = int(now - int(expires))
             out.append(Candidate(n, f"expired {ago // 60} min ago (--ttl)"))
-    return sorted(out, key=lambda c: c.node.name)
+    out.sort(key=lambda c: c.node.name)
+    if any_owner or not out:
+        return out, []
+    mine = me(cloud)
+    return ([c for c in out if c.node.owner == mine],
+            [c for c in out if c.node.owner != mine])
 
 
 def collect(cloud: Cloud, found: list[Candidate], *, timeout: float = 900.0) -> list[str]:

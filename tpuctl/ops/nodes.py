@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tpuctl.cloud.base import Cloud
-from tpuctl.errors import UsageError
 from tpuctl.model import Slice
 from tpuctl.naming import validate_node_name
 from tpuctl.ops import worker_cache
@@ -35,15 +34,14 @@ class DeleteResult:
         return {"name": self.name, "deleted": self.deleted, "seconds": round(self.seconds, 2)}
 
 
-def check_deletable(cloud: Cloud, name: str) -> Slice:
-    """Only managed nodes may be deleted: tpuctl never touches what it does not own."""
+def check_deletable(cloud: Cloud, name: str, *, any_owner: bool = False) -> Slice:
+    """Only managed nodes may be deleted, and only the caller's own unless `any_owner`:
+    tpuctl never touches what it does not own."""
+    from tpuctl.ops.owner import check_ours
+
     validate_node_name(name)
     sl = cloud.get_node(name)
-    if not sl.managed:
-        raise UsageError(
-            f"node {name!r} is not managed by tpuctl (no label managed-by=tpuctl)",
-            hint="delete it with gcloud if you really mean to; tpuctl only deletes its own nodes",
-        )
+    check_ours(cloud, sl, doing="delete", any_owner=any_owner)
     return sl
 
 

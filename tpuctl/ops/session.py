@@ -223,13 +223,13 @@ def raise_on_failure(results: Sequence[WorkerResult], what: str,
 
 
 def open_session(cloud: Cloud, name: str, *, max_concurrency: int = 64,
-                 shared: bool = False) -> SliceSession:
+                 shared: bool = False, any_owner: bool = False) -> SliceSession:
     """A session on a READY node; its worker list from the cache when fresh.
 
     `shared`: a short command from a shell (exec, status, stop) whose connections may come
     from, and stay in, the per-user connection daemon (workers/mux.py) when persistence is on.
     """
-    sl, cached = cached_access(cloud, name)
+    sl, cached = cached_access(cloud, name, any_owner=any_owner)
     timeout = CACHED_CONNECT_TIMEOUT if cached else CONNECT_TIMEOUT
     attempts = 1 if cached else CONNECT_ATTEMPTS
     pool: Workers
