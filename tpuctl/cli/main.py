@@ -133,6 +133,14 @@ def run(argv: list[str] | None = None) -> int:
 
     args = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in args
+    bad = next((i for i, a in enumerate(args) if "\0" in a), None)
+    if bad is not None:  # a C argv cannot hold one; whatever passed it on would cut it
+        from tpuctl.cli.output import render_error
+        from tpuctl.errors import UsageError
+
+        render_error(UsageError(f"argument {bad + 1} holds a NUL byte",
+                                hint="remove it; no argument can carry NUL"), as_json=as_json)
+        return int(ExitCode.USAGE)
     try:
         rv = _app_for(args)(args=args, prog_name="tpuctl", standalone_mode=False)
         return rv if isinstance(rv, int) else 0

@@ -17,6 +17,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from tpuctl.errors import RemoteCommandError, TimeoutExpired, UsageError
 from tpuctl.ops.session import SliceSession, parse_kv, raise_on_failure
+from tpuctl.remote import frame
 
 LOG = "$HOME/.tpuctl/logs/bootstrap.log"
 
@@ -130,7 +131,8 @@ async def bootstrap(
     async def once(w: WorkerBootstrap) -> None:
         w.attempts += 1
         started = await session.script("bootstrap", "start", *args, indices=[w.index],
-                                       stdin=spec.requirements, capture=True, timeout=120)
+                                       stdin=frame(spec.requirements), capture=True,
+                                       timeout=120)
         raise_on_failure(started, "starting bootstrap")
         kv = parse_kv(started[0].stdout)
         if kv.get("state") == "done":

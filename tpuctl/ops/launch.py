@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from tpuctl.errors import NotFoundError, RemoteCommandError, TpuctlError, UsageError
 from tpuctl.ops.secrets import render_env
 from tpuctl.ops.session import SliceSession, parse_kv, raise_on_failure, worker_run_id
+from tpuctl.remote import frame
 
 # launch.sh's refusal codes, turned into typed errors that say what to do
 _REFUSALS: dict[int, tuple[type[TpuctlError], str]] = {
@@ -107,7 +108,11 @@ async def launch(session: SliceSession, spec: LaunchSpec) -> LaunchResult:
     calls = {}
     for i in session.indices:
         command = (spec.per_worker_command or {}).get(i, spec.command)
-        payload = command.encode() + b"\0" + render_env(worker_env(session, spec, run_id, i))
+        if "\0" in command:  # the payload's separator: the rest would run as the env file
+            raise UsageError("the command holds a NUL byte", hint="remove it from the recipe's "
+                             "`command` (or the arguments after --)")
+        payload = frame(command.encode() + b"\0"
+                        + render_env(worker_env(session, spec, run_id, i)))
         args = [run_id, str(i), spec.workdir, spec.venv_hash or "-", spec.commit or "-",
                 "1" if spec.replace else "0", "1" if spec.force else "0",
                 str(int(spec.timeout)) if spec.timeout else "-"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tpuctl.errors import UsageError
@@ -30,8 +31,13 @@ def parse_env(text: str, source: str) -> dict[str, str]:
     return out
 
 
-def render_env(values: dict[str, str]) -> bytes:
-    """`export K='v'` lines: safe to source in bash whatever the value holds."""
+def render_env(values: Mapping[str, str]) -> bytes:
+    """`export K='v'` lines: safe to source in bash whatever the value holds. A NUL cannot
+    be held (bash drops it; launch uses it as a separator): refused, naming the key only."""
+    for k, v in values.items():
+        if "\0" in k or "\0" in v:
+            raise UsageError(f"{k.replace(chr(0), '?')!r}: a value holds a NUL byte",
+                             hint="remove it; environment variables cannot carry NUL")
     return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in values.items()).encode()
 
 
@@ -45,8 +51,10 @@ class SecretsResult:
 
 
 async def push(session: SliceSession, values: dict[str, str]) -> SecretsResult:
-    results = await session.script("secrets", "push", stdin=render_env(values), capture=True,
-                                   timeout=60)
+    from tpuctl.remote import frame
+
+    results = await session.script("secrets", "push", stdin=frame(render_env(values)),
+                                   capture=True, timeout=60)
     # never echo worker output here: it could only ever be a count, but keep the rule simple
     raise_on_failure([r.__class__(r.index, r.exit_code, r.error, r.timed_out, r.duration)
                       for r in results], "pushing secrets")

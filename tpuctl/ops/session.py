@@ -208,9 +208,14 @@ def raise_on_failure(results: Sequence[WorkerResult], what: str,
     failed = [r for r in results if not r.ok]
     if not failed:
         return
+    from tpuctl.remote import FRAME_ERROR
+
     parts = []
     for r in failed:
         why = r.error or f"exit {r.exit_code}"
+        if r.error is None and r.exit_code == FRAME_ERROR:
+            why = (f"exit {FRAME_ERROR}: its input arrived short or corrupted, so nothing "
+                   "was replaced")
         tail = (tails or {}).get(r.index) or r.stdout.strip()
         if tail:
             why += ": " + " | ".join(tail.splitlines()[-5:])

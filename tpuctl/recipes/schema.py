@@ -128,6 +128,22 @@ class Recipe(_Strict):
         return self.command if isinstance(self.command, str) else shlex.join(self.command)
 
 
+def _nul_field(data: object, where: str = "") -> str | None:
+    """The dotted path of the first key or string value holding a NUL byte, if any."""
+    if isinstance(data, str):
+        return where or "(top)" if "\0" in data else None
+    items = data.items() if isinstance(data, dict) else enumerate(data) \
+        if isinstance(data, list) else ()
+    for key, value in items:
+        here = f"{where}.{key}" if where else str(key)
+        if isinstance(key, str) and "\0" in key:
+            return here
+        found = _nul_field(value, here)
+        if found is not None:
+            return found
+    return None
+
+
 def load_recipe(path: Path) -> tuple[Recipe, str]:
     """(recipe, node name). Every problem is one UsageError naming the file and field."""
     if not path.is_file():
@@ -143,6 +159,10 @@ def load_recipe(path: Path) -> tuple[Recipe, str]:
     if not isinstance(data, dict):
         raise UsageError(f"recipe {path}: expected a mapping at the top",
                          hint="see docs/recipes.md for the fields")
+    nul = _nul_field(data)
+    if nul is not None:  # a list command is joined and sent NUL-separated from its env
+        raise UsageError(f"recipe {path}: field {nul!r} holds a NUL byte",
+                         hint="remove it (YAML writes it as \\0 or \\x00)")
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as e:

@@ -1,5 +1,9 @@
 """Worker-side scripts (bash, `set -euo pipefail`), shipped in the wheel, installed per worker
-under ~/.tpuctl/bin/<content-hash>/ and called with short quoted arguments."""
+under ~/.tpuctl/bin/<content-hash>/ and called with short quoted arguments.
+
+Data sent over stdin (secrets, requirements, a run's command and env) travels as one `frame`:
+the scripts (lib.sh: read_framed) check its length and checksum before it replaces anything,
+so a cut connection never passes for the whole input."""
 
 from __future__ import annotations
 
@@ -31,3 +35,13 @@ def bundle() -> tuple[str, bytes]:
             info.mtime = 0
             tar.addfile(info, io.BytesIO(data))
     return h, buf.getvalue()
+
+
+FRAME_MAGIC = b"tpuctl-frame 1"
+FRAME_ERROR = 65  # a worker script's exit status for a short, corrupted or foreign frame
+
+
+def frame(payload: bytes) -> bytes:
+    """`tpuctl-frame 1 LENGTH SHA256\\n` then the payload (read by lib.sh's read_framed)."""
+    digest = hashlib.sha256(payload).hexdigest()
+    return FRAME_MAGIC + f" {len(payload)} {digest}\n".encode() + payload

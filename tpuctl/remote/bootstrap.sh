@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A venv per worker, built detached (an SSH drop does not kill it), cached by a marker.
-#   bootstrap.sh start HASH PYTHON|- TORCH(cpu|-) PROJECT_DIR|-   requirements on stdin
+#   bootstrap.sh start HASH PYTHON|- TORCH(cpu|-) PROJECT_DIR|-   requirements on stdin, as
+#                  one frame (lib.sh): a short or corrupted one exits 65 and starts nothing
 #   bootstrap.sh status HASH       one line: state=running|done|failed|none exit=N
 #   bootstrap.sh run HASH ...      (internal: the detached worker)
 # Layout: ~/.tpuctl/venvs/HASH/ (the venv, .tpuctl-ready marker when complete),
@@ -13,6 +14,8 @@ venv="$base/$hash"
 logs="$HOME/.tpuctl/logs"
 log="$logs/bootstrap.log"
 mkdir -p "$base" "$logs"
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
 # Is the detached runner of this hash still at work? A runner that finished wrote HASH.exit
 # (failure) or the marker (success) as its last act, and until its new parent (init) reaps it,
@@ -39,7 +42,8 @@ case "$mode" in
       echo "state=running cached=0"
       exit 0
     fi
-    cat >"$base/$hash.req"
+    read_framed "$base/.$hash.req.tmp" || { code=$?; rm -f "$base/.$hash.req.tmp"; exit $code; }
+    mv -f "$base/.$hash.req.tmp" "$base/$hash.req"
     rm -f "$base/$hash.exit"
     : >"$log"
     setsid nohup bash "$0" run "$hash" "$3" "$4" "$5" >>"$log" 2>&1 </dev/null &

@@ -5,9 +5,10 @@
 # WORKDIR is relative to $HOME; the venv is ~/.tpuctl/venvs/VENV_HASH ("current": the last
 # bootstrapped one, "-": none). `check` runs every
 # preflight and starts nothing, so a refusal on one worker leaves every worker untouched.
-# stdin: the command (bash source) then a NUL byte, then the env file (export K='v' lines).
+# stdin: one frame (lib.sh: read_framed) holding the command (bash source), a NUL byte, then
+# the env file (export K='v' lines); `start` checks it whole before it creates anything.
 # Exit codes: 0 started; 20 venv missing; 21 commit mismatch; 22 a run is alive;
-#             23 TPU busy; 24 run id already used.
+#             23 TPU busy; 24 run id already used; 65 the input arrived short or corrupted.
 set -euo pipefail
 action=$1
 run_id=$2
@@ -89,10 +90,16 @@ if [ "$action" = check ]; then
   exit 0
 fi
 umask 077
-mkdir -p "$run_dir"
-IFS= read -r -d '' cmd || true
-printf '%s\n' "$cmd" >"$run_dir/cmd"
-cat >"$run_dir/env"
+mkdir -p "$runs"
+payload=$(mktemp "$runs/.launch.XXXXXX")
+trap 'rm -f "$payload"' EXIT
+read_framed "$payload" || exit $?
+mkdir "$run_dir"
+{
+  IFS= read -r -d '' cmd || true
+  printf '%s\n' "$cmd" >"$run_dir/cmd"
+  cat >"$run_dir/env"
+} <"$payload"
 printf '%s\n' "$run_id" >"$runs/latest.tmp" && mv -f "$runs/latest.tmp" "$runs/latest"
 
 setsid nohup bash "$here/run.sh" "$run_dir" "$worker" "$workdir" "$venv" "$limit" \

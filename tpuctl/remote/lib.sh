@@ -36,3 +36,34 @@ proc_start() {
 run_alive() {
   group_alive "$(cat "$1/pgid" 2>/dev/null || echo 0)" "$(cat "$1/pgid_start" 2>/dev/null || true)"
 }
+
+# read_framed OUT: stdin is one frame, "tpuctl-frame 1 LENGTH SHA256" and a newline, then
+# exactly LENGTH bytes (tpuctl/remote/__init__.py: frame). Writes the payload to OUT and
+# succeeds only when all of it arrived intact: a cut connection or a short write must never
+# pass for the whole input. Otherwise exit status 65 and one line on stderr (never the data).
+read_framed() {
+  local out=$1 magic version length sum extra got
+  if ! IFS=' ' read -r magic version length sum extra; then
+    echo "input incomplete: no frame header (was the connection cut?)" >&2
+    return 65
+  fi
+  if [ "$magic" != tpuctl-frame ] || [ "$version" != 1 ] || [ -n "$extra" ] \
+      || ! [[ $length =~ ^[0-9]{1,12}$ ]] || ! [[ $sum =~ ^[0-9a-f]{64}$ ]]; then
+    echo "input rejected: not a tpuctl frame" >&2
+    return 65
+  fi
+  head -c "$length" >"$out" || true
+  got=$(stat -c %s "$out")
+  if [ "$got" != "$length" ]; then
+    echo "input incomplete: $got of $length bytes arrived" >&2
+    return 65
+  fi
+  if [ "$(sha256sum <"$out" | cut -d' ' -f1)" != "$sum" ]; then
+    echo "input corrupted: checksum mismatch" >&2
+    return 65
+  fi
+  if [ "$(head -c 1 | wc -c)" != 0 ]; then
+    echo "input rejected: bytes after the frame" >&2
+    return 65
+  fi
+}
