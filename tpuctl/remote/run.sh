@@ -22,10 +22,15 @@ date -u +%Y-%m-%dT%H:%M:%SZ >"$run_dir/started_at"
 
 write_atomic() { printf '%s\n' "$2" >"$1.tmp" && mv -f "$1.tmp" "$1"; }
 
+# The helpers below sleep in a child they end themselves when TERMed (`nap`), so neither
+# they nor a `sleep` of theirs outlives the run, and a TERM to the group (`stop`) ends them
+# at once instead of keeping the group alive until the KILL.
+nap() { sleep "$1" & naps=$!; wait "$naps"; }
 (
+  trap 'kill "${naps:-}" 2>/dev/null; exit 0' TERM
   while :; do
     write_atomic "$run_dir/heartbeat" "$(date +%s)"
-    sleep 2
+    nap 2
   done
 ) &
 beat=$!
@@ -53,12 +58,14 @@ set +e
   exec bash "$run_dir/cmd"
 ) >>"$log" 2>&1 </dev/null &
 child=$!
+watchdog=
 if [ "$limit" != - ]; then
   (
-    trap '' TERM  # the group's TERM is for the job, not for the watchdog
-    sleep "$limit"
+    trap 'kill "${naps:-}" 2>/dev/null; exit 0' TERM  # the run ended, or `stop` ends it
+    nap "$limit"
     kill -0 "$child" 2>/dev/null || exit 0
     : >"$run_dir/timed_out"
+    trap '' TERM  # from here on the group's TERM is ours, for the job
     kill -TERM -- "-$$" 2>/dev/null || true
     for _ in $(seq 1 50); do  # up to 10 s of grace, leaving as soon as the job is gone
       kill -0 "$child" 2>/dev/null || exit 0
@@ -69,6 +76,7 @@ if [ "$limit" != - ]; then
       kill -KILL -- "-$$" 2>/dev/null || true
     fi
   ) &
+  watchdog=$!
 fi
 wait "$child"
 code=$?
@@ -78,6 +86,6 @@ while kill -0 "$child" 2>/dev/null; do
   code=$?
 done
 set -e
-kill "$beat" 2>/dev/null || true
+kill "$beat" ${watchdog:+"$watchdog"} 2>/dev/null || true
 write_atomic "$run_dir/exit_code" "$code"
 exit 0
