@@ -166,7 +166,7 @@ def test_env_contract_per_worker(cli, node, repo):
     code = ('import json,os; print(json.dumps({k: os.environ.get(k) for k in ['
             '"TPUCTL_RUN_ID","TPUCTL_WORKER_ID","TPUCTL_NUM_WORKERS","JAX_COORDINATOR_ADDRESS",'
             '"JAX_NUM_PROCESSES","JAX_PROCESS_ID","TPUCTL_RUN_DIR","EXTRA",'
-            '"JAX_COMPILATION_CACHE_DIR"]}))')
+            '"JAX_COMPILATION_CACHE_DIR","JAX_COORDINATOR_BIND_ADDRESS"]}))')
     r = in_repo(cli, repo, "launch", node, "--run-id", "env-check", "--env", "EXTRA=a b",
                 "--", "python3", "-c", code)
     assert r.returncode == 0, r.stderr
@@ -180,6 +180,7 @@ def test_env_contract_per_worker(cli, node, repo):
     assert sorted(envs) == [0, 1, 2, 3]
     coords = {e["JAX_COORDINATOR_ADDRESS"] for e in envs.values()}
     assert len(coords) == 1  # every worker points at worker 0
+    assert {e["JAX_COORDINATOR_BIND_ADDRESS"] for e in envs.values()} == coords  # its own IP
     for i, e in envs.items():
         assert e["TPUCTL_WORKER_ID"] == e["JAX_PROCESS_ID"] == str(i)
         assert e["TPUCTL_NUM_WORKERS"] == e["JAX_NUM_PROCESSES"] == "4"
@@ -312,6 +313,30 @@ def test_tail_follow_survives_ssh_drops_without_losing_or_repeating_lines(cli, n
         assert seen == list(range(n)), (w, len(seen))  # none lost, none repeated, in order
 
 
+def _listening_sockets() -> set[tuple[str, int]]:
+    """(address, port) of every TCP socket listening in this network namespace."""
+    import ipaddress
+
+    out = set()
+    for name, size in (("tcp", 4), ("tcp6", 16)):
+        try:
+            lines = Path(f"/proc/net/{name}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] != "0A":  # TCP_LISTEN
+                continue
+            addr, port = fields[1].split(":")
+            raw = bytes.fromhex(addr)  # host byte order, in 32-bit words
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, size, 4))
+            ip = ipaddress.ip_address(raw)
+            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+                ip = ip.ipv4_mapped
+            out.add((str(ip), int(port, 16)))
+    return out
+
+
 def test_up_trains_the_quickstart_on_16_devices_and_a_second_up_skips_work(cli, tmp_path,
                                                                           emulator):
     """The README demo: the real JAX program, 4 processes x 4 devices, through `up`."""
@@ -332,6 +357,7 @@ def test_up_trains_the_quickstart_on_16_devices_and_a_second_up_skips_work(cli, 
     git(proj, "commit", "-qm", "demo")
 
     leaks: list[str] = []
+    listening: set[tuple[str, int]] = set()
     stop = False
 
     def audit_cmdlines() -> None:
@@ -342,6 +368,7 @@ def test_up_trains_the_quickstart_on_16_devices_and_a_second_up_skips_work(cli, 
                         leaks.append(f.parent.name)
                 except OSError:
                     pass
+            listening.update(_listening_sockets())
             time.sleep(0.05)
 
     import threading
@@ -368,6 +395,14 @@ def test_up_trains_the_quickstart_on_16_devices_and_a_second_up_skips_work(cli, 
         for w in range(4):
             assert f"[w{w}]" in run.stdout
         assert "✓ secrets" in run.stderr
+        # JAX's coordinator listened on worker 0's own address only, never on every interface
+        from tpuctl.ops.launch import coordinator_port
+
+        run_id = re.search(r"✓ launch\s+done\s+run (\S+)", run.stderr).group(1)
+        port = coordinator_port(run_id)
+        w0 = json.loads(cli("describe", "qs-e2e", "--json").stdout)["workers"][0]["ip"]
+        assert (w0, port) in listening, sorted(p for p in listening if p[1] == port)
+        assert not {("0.0.0.0", port), ("::", port)} & listening
         assert again.returncode == 0, again.stderr[-3000:]
         assert re.search(r"✓ create\s+reused", again.stderr)
         assert re.search(r"✓ sync\s+skipped", again.stderr)

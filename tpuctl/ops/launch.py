@@ -29,8 +29,8 @@ def new_run_id(name: str) -> str:
 
 
 def coordinator_port(run_id: str) -> int:
-    """A per-run port: the coordinator binds all interfaces, so a fixed port would collide
-    between runs (and between emulated slices, which share one kernel)."""
+    """A per-run port: a fixed one would collide between runs (and between emulated slices,
+    which share one kernel and one port space)."""
     return 20000 + int(hashlib.sha256(run_id.encode()).hexdigest()[:8], 16) % 20000
 
 
@@ -76,6 +76,10 @@ def worker_env(session: SliceSession, spec: LaunchSpec, run_id: str, index: int
     workers = session.slice.workers
     coord = f"{workers[0].ip}:{coordinator_port(run_id)}"
     env = dict(spec.env)
+    # JAX's coordinator listens on worker 0's own (internal) address, not on every interface
+    # (its default, `[::]:port`): never on a VM's external IP, and on the emulator, whose
+    # workers share this machine's network, on loopback only, not on the machine's LAN
+    env.setdefault("JAX_COORDINATOR_BIND_ADDRESS", coord)
     env.update({
         "TPUCTL_RUN_ID": run_id,
         "TPUCTL_WORKER_ID": str(index),
