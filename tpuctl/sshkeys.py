@@ -5,8 +5,10 @@ from __future__ import annotations
 import getpass
 import os
 import re
+import stat
 from pathlib import Path
 
+from tpuctl.errors import ConfigError
 from tpuctl.model import Slice
 from tpuctl.paths import known_hosts_dir, private_dir, ssh_dir
 
@@ -27,11 +29,28 @@ def key_path() -> Path:
     return ssh_dir() / KEY_NAME
 
 
+def check_private_key(path: Path) -> None:
+    """Refuse a private key others can read (or that is not ours), as OpenSSH does, but
+    with the fix in the hint rather than a silent failure later."""
+    st = path.stat()
+    if st.st_uid != os.getuid():
+        raise ConfigError(f"SSH key {path} belongs to uid {st.st_uid}, not to you",
+                          hint=f"remove it (tpuctl makes a new one), or `chown {os.getuid()} "
+                          f"{path}` if it is yours")
+    if st.st_mode & 0o077:
+        raise ConfigError(f"SSH key {path} is readable by others (mode "
+                          f"{stat.S_IMODE(st.st_mode):o}): refusing to use it",
+                          hint=f"`chmod 600 {path}`")
+
+
 def ensure_key() -> tuple[Path, str]:
-    """Return (private key path, public key line), generating the key once, mode 0600."""
+    """Return (private key path, public key line), generating the key once, mode 0600, in
+    a 0700 directory; an existing key readable by others is refused."""
     path = key_path()
     pub_path = path.with_suffix(".pub")
     if path.is_file() and pub_path.is_file():
+        private_dir(path.parent)  # ~/.tpuctl of earlier versions was 0755: tighten it
+        check_private_key(path)
         return path, pub_path.read_text().strip()
     from tpuctl.workers.sshlib import asyncssh
 
