@@ -4,10 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System tools the tests use for real: git (code sync), the OpenSSH client (ssh/ssh-config).
+# System tools the tests use for real: git (code sync), the OpenSSH client (ssh/ssh-config),
+# curl (the second-user test calls the emulator as another uid, which cannot run this venv).
 missing=()
 command -v git >/dev/null 2>&1 || missing+=(git)
 command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
