@@ -150,3 +150,45 @@ def test_the_search_stops_at_the_repository_root_and_at_home(tmp_path, monkeypat
     assert resolve().project.value is None  # nor from above $HOME
     (home / "tpuctl.yaml").write_text("project: at-home\n")
     assert resolve().project.value == "at-home"
+
+
+# ------------------------------------------------------------------ the emulator's token
+
+
+def _fake_emulator_dir(d, endpoint: str, token: str):  # noqa: ANN001, ANN202
+    d.mkdir(parents=True)
+    (d / "token").write_text(token + "\n")
+    (d / "emulator.json").write_text(json.dumps({"pid": os.getpid(), "endpoint": endpoint,
+                                                 "token": token}))
+    return d / "token"
+
+
+def test_the_token_is_found_for_its_own_endpoint_only(tmp_path, monkeypatch):
+    from tpuctl.config import api_token
+
+    token_file = _fake_emulator_dir(tmp_path / "state", "http://127.0.0.1:5000", "t-1")
+    monkeypatch.setenv("TPUCTL_API_TOKEN_FILE", str(token_file))
+    assert api_token("http://127.0.0.1:5000/") == ("t-1", f"$TPUCTL_API_TOKEN_FILE ({token_file})")
+    # another endpoint never gets it (a stray --api-endpoint, a port someone else took)
+    assert api_token("http://127.0.0.1:5001")[0] is None
+    assert api_token(None)[0] is None  # GCP: Application Default Credentials
+    # the default emulator's, without the variable
+    monkeypatch.delenv("TPUCTL_API_TOKEN_FILE")
+    _fake_emulator_dir(tmp_path / "home" / ".tpuctl" / "emulator", "http://127.0.0.1:6000",
+                       "t-2")
+    assert api_token("http://127.0.0.1:6000")[0] == "t-2"
+    assert api_token("http://127.0.0.1:5000")[0] is None
+
+
+def test_config_names_the_tokens_source_never_the_token(tmp_path, monkeypatch, capsys):
+    from tpuctl.cli.main import run
+
+    token_file = _fake_emulator_dir(tmp_path / "state", "http://127.0.0.1:5000", "s3cr3t-tok")
+    monkeypatch.setenv("TPUCTL_API_TOKEN_FILE", str(token_file))
+    monkeypatch.setenv("TPUCTL_API_ENDPOINT", "http://127.0.0.1:5000")
+    assert run(["config", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out)["api_token"] == {"value": "(set)",
+                                            "source": f"$TPUCTL_API_TOKEN_FILE ({token_file})"}
+    assert run(["config"]) == 0
+    assert "s3cr3t-tok" not in out + capsys.readouterr().out
