@@ -266,6 +266,7 @@ def stop(
     else:
         os.kill(pid, signal.SIGKILL)
     _info_file(sd).unlink(missing_ok=True)
+    (sd / "token").unlink(missing_ok=True)  # a stopped emulator's token opens nothing: gone
     output.info(f"emulator stopped (pid {pid})")
 
 

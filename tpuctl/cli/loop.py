@@ -9,24 +9,23 @@ from typing import Annotated, Any
 import typer
 
 from tpuctl.cli import output
-from tpuctl.cli.options import EndpointOpt, JsonOpt, NameArg, ProjectOpt, ZoneOpt, cloud_for
+from tpuctl.cli.options import (
+    EndpointOpt,
+    JsonOpt,
+    NameArg,
+    ProjectOpt,
+    ZoneOpt,
+    checked_run_id,
+    cloud_for,
+)
 from tpuctl.cli.remote import worker_line_printer
 
 logs_app = typer.Typer(help="Copy runs' logs home.", no_args_is_help=True)
 secrets_app = typer.Typer(help="Push a .env to every worker (0600, via stdin), list key names.",
                           no_args_is_help=True)
 
-def _run_id(value: str | None) -> str | None:
-    """RUN is checked before any API call: it names a directory on every worker."""
-    if value is not None:
-        from tpuctl.ops.launch import validate_run_id
-
-        validate_run_id(value)
-    return value
-
-
 RunArg = Annotated[str | None, typer.Argument(help="run id (default: the latest)",
-                                              show_default=False, callback=_run_id)]
+                                              show_default=False, callback=checked_run_id)]
 RecipeOpt = Annotated[Path | None, typer.Option("--recipe", "-r", help="recipe YAML",
                                                 show_default=False)]
 

@@ -27,3 +27,12 @@ def cloud_for(api_endpoint: str | None, project: str | None, zone: str | None) -
     from tpuctl.ops.context import cloud_from_options
 
     return cloud_from_options(api_endpoint=api_endpoint, project=project, zone=zone)
+
+
+def checked_run_id(value: str | None) -> str | None:
+    """A RUN argument, checked before any API call: it names a directory on every worker."""
+    if value is not None:
+        from tpuctl.ops.launch import validate_run_id
+
+        validate_run_id(value)
+    return value
