@@ -41,6 +41,15 @@ case "$mode" in
     ;;
   kill)
     for pid in "${holders[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    # SIGKILL takes effect when the process next runs: until it has exited (gone, or a zombie,
+    # which holds no files) a check right after would still find it holding the device
+    for pid in "${holders[@]}"; do
+      for _ in $(seq 1 100); do
+        st=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1 || true)
+        case "$st" in ''|Z|X) break ;; esac
+        sleep 0.02
+      done
+    done
     rm -f "$lock"
     ;;
   *)
