@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,8 +26,10 @@ HOSTILE = {  # node id -> what its only worker's address is said to be
 
 
 class HostileWorkerHost(FakeWorkerHost):
-    async def start_node(self, node_id, slot, num_workers, chips_per_host,  # noqa: ANN001
-                         authorized_keys):  # noqa: ANN001, ANN201
+    """Real fake workers, published under made-up addresses (what a spoofed API would say)."""
+
+    async def start_node(self, node_id: str, slot: int, num_workers: int, chips_per_host: int,
+                         authorized_keys: Callable[[str], list[str]]) -> list[FakeWorker]:
         workers = await super().start_node(node_id, slot, num_workers, chips_per_host,
                                            authorized_keys)
         bad = HOSTILE[node_id.rsplit(".", 1)[-1]]
