@@ -21,6 +21,7 @@ class ExitCode(IntEnum):
     TIMEOUT = 5
     PREEMPTED = 6
     INTERRUPTED = 130
+    UNREACHABLE = 255  # a worker could not be reached (as OpenSSH exits); the others reported
 
 
 class TpuctlError(Exception):
@@ -84,6 +85,12 @@ class RemoteCommandError(TpuctlError):
     ) -> None:
         super().__init__(message, hint)
         self.returncode = returncode
+
+
+class UnreachableError(TpuctlError):
+    """No worker that the command needed could be reached (exit 255, as OpenSSH)."""
+
+    exit_code = ExitCode.UNREACHABLE
 
 
 class Interrupted(TpuctlError):

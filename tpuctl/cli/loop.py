@@ -76,6 +76,8 @@ def sync(
         return
     if result.left_out:
         output.info(f"left out (uncommitted): {', '.join(result.left_out[:10])}")
+    if result.untracked:
+        output.info(f"not synced (untracked): {', '.join(result.untracked[:10])}")
     what = "already at" if result.noop else f"synced {len(result.changed)} worker(s) to"
     output.info(f"{what} {result.repo}@{result.sha[:12]} via {result.via}")
     output.out(result.sha)
@@ -104,12 +106,15 @@ def secrets_push(
         text, source = path.read_text(), file
     values = op.parse_env(text, source)
     cloud = cloud_for(api_endpoint, project, zone)
-    result = _run(lambda s: op.push(s, values), cloud, name)
+    result = _run(lambda s: op.push(s, values, partial=True), cloud, name)
     if json_:
         output.print_json(result.to_dict())
     else:
         output.info(f"pushed {len(result.keys)} key(s) to {result.workers} worker(s): "
                     f"{', '.join(result.keys)}")
+        output.unreachable(result.unreachable)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
 @secrets_app.command("list")
@@ -121,12 +126,15 @@ def secrets_list(
     from tpuctl.ops import secrets as op
 
     cloud = cloud_for(api_endpoint, project, zone)
-    keys = _run(op.list_keys, cloud, name)
+    listing = _run(op.list_keys, cloud, name)
     if json_:
-        output.print_json({f"w{i}": k for i, k in sorted(keys.items())})
-        return
-    for i, k in sorted(keys.items()):
-        output.out(f"w{i}: {' '.join(k) if k else '(none)'}")
+        output.print_json(listing.to_dict())
+    else:
+        for i, k in sorted(listing.keys.items()):
+            output.out(f"w{i}: {' '.join(k) if k else '(none)'}")
+        output.unreachable(listing.unreachable)
+    if listing.exit_code:
+        raise typer.Exit(listing.exit_code)
 
 
 def bootstrap(
@@ -135,8 +143,9 @@ def bootstrap(
                       ] = None,
     requirements: Annotated[Path | None, typer.Option(help="requirements file to install",
                                                       show_default=False)] = None,
-    project_: Annotated[bool, typer.Option("--project", help="pip install -e the synced repo")
-                        ] = False,
+    install_project: Annotated[bool, typer.Option(
+        "--install-project", help="pip install -e the synced repository itself (its "
+        "pyproject.toml)")] = False,
     torch: Annotated[str | None, typer.Option(help="cpu: the CPU-only torch index")] = None,
     recipe: RecipeOpt = None,
     timeout: Annotated[float, typer.Option(help="seconds for the whole bootstrap")] = 1800.0,
@@ -151,6 +160,8 @@ def bootstrap(
     validate_node_name(name)
     if torch not in (None, "cpu"):
         raise UsageError(f"invalid --torch {torch!r}", hint="only --torch cpu is supported")
+    if python is not None:
+        op.validate_python(python)
     if recipe is not None:
         from tpuctl.ops.up import prepare, venv_spec
         from tpuctl.recipes.schema import load_recipe
@@ -167,7 +178,7 @@ def bootstrap(
                                  hint="pass an existing file")
             req = requirements.read_bytes()
         proj = None
-        if project_:
+        if install_project:
             from tpuctl import gitrepo
 
             proj = f"work/{gitrepo.inspect().name}"
@@ -295,116 +306,11 @@ def _parse_env_flags(items: list[str]) -> dict[str, str]:
     return out
 
 
-def tail(
-    name: NameArg, run: RunArg = None,
-    lines: Annotated[int, typer.Option("-n", "--lines", help="last N lines per worker")] = 50,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="follow until every worker "
-                                         "exits; exit with the job's code")] = False,
-    worker: Annotated[str, typer.Option("--worker", "-w", help="all, or e.g. 0,2-3")] = "all",
-    api_endpoint: EndpointOpt = None, project: ProjectOpt = None, zone: ZoneOpt = None,
-) -> None:
-    """Interleave workers' logs with [wN] prefixes; --follow survives SSH drops."""
-    from tpuctl.ops import runs as op
-    from tpuctl.workers.select import parse_worker_selection
-
-    parse_worker_selection(worker, None)
-    cloud = cloud_for(api_endpoint, project, zone)
-    printer = worker_line_printer(False)
-
-    async def go(session: Any) -> Any:  # noqa: ANN401
-        idx = parse_worker_selection(worker, len(session.slice.workers))
-        return await op.tail(session, run, lines=lines, follow=follow, indices=idx,
-                             on_line=lambda i, ln: printer(i, "stdout", ln))
-
-    result = _run(go, cloud, name)
-    if follow:
-        _report_end(result)
-        raise typer.Exit(result.exit_code)
-
-
 def render_step(s: Any) -> None:  # noqa: ANN401 - an ops.up.Step
-    """One `✓ step outcome detail (seconds)` line per step of `up` and `serve`."""
-    output.info(f"✓ {s.name:<9} {s.outcome:<7} {s.detail} ({s.seconds:.1f}s)")
-
-
-def _report_end(result: Any) -> None:  # noqa: ANN401
-    if result.exit_code == 0:
-        output.info(f"run {result.run_id}: every worker exited 0")
-    else:
-        codes = ", ".join(f"w{i}={c}" for i, c in sorted(result.exit_codes.items()))
-        output.info(f"run {result.run_id} failed: first failing worker w{result.first_failed} "
-                    f"(exit {result.exit_code}); exit codes {codes}")
-
-
-def status(
-    name: NameArg, run: RunArg = None,
-    watch: Annotated[bool, typer.Option("--watch", help="refresh until the run ends; exit "
-                                        "with its code")] = False,
-    interval: Annotated[float, typer.Option(help="seconds between refreshes")] = 2.0,
-    json_: JsonOpt = False, api_endpoint: EndpointOpt = None, project: ProjectOpt = None,
-    zone: ZoneOpt = None,
-) -> None:
-    """Node state plus, per worker, the run's state (running, exited, hung, missing)."""
-    import asyncio
-
-    from tpuctl.naming import validate_node_name
-    from tpuctl.ops import runs as op
-
-    validate_node_name(name)
-    cloud = cloud_for(api_endpoint, project, zone)
-    # a PREEMPTED or TERMINATED node ends in opening the session: exit 6, named
-
-    async def go(session: Any) -> Any:  # noqa: ANN401
-        while True:
-            st = await op.run_status(session, run)
-            _render_status(st, json_)
-            if not watch or st.finished or st.serve_state in ("degraded", "down"):
-                return st
-            await asyncio.sleep(interval)
-
-    st = _run(go, cloud, name, shared=True)
-    if watch and st.serve_state in ("degraded", "down"):
-        output.info(f"serving {st.serve_state}: worker(s) "
-                    + ", ".join(f"w{i}" for i in st.degraded_workers))
-        raise typer.Exit(1)
-    if watch:
-        raise typer.Exit(st.exit_code)
-    if st.state == "none":
-        raise typer.Exit(3)
-
-
-def _render_status(st: Any, json_: bool) -> None:  # noqa: ANN401
-    if json_:
-        output.print_json(st.to_dict())
-        return
-    output.out(f"node {st.node} {st.node_state}; run {st.run_id}: {st.state}")
-    if st.serve_url is not None:
-        bad = ", ".join(f"w{i}" for i in st.degraded_workers)
-        output.out(f"serving: {st.serve_state} (health {st.health_code or '-'}"
-                   f"{'; not serving: ' + bad if bad else ''}) at {st.serve_url}")
-    output.table(["WORKER", "STATE", "EXIT", "HEARTBEAT", "PID", "LOG LINES"],
-                 [[f"w{w.index}", w.state, "-" if w.exit_code is None else w.exit_code,
-                   "-" if w.heartbeat_age is None else f"{w.heartbeat_age}s ago",
-                   w.pid or "-", w.log_lines] for w in st.workers])
-
-
-def stop(
-    name: NameArg, run: RunArg = None,
-    grace: Annotated[float, typer.Option(help="seconds between TERM and KILL")] = 10.0,
-    json_: JsonOpt = False, api_endpoint: EndpointOpt = None, project: ProjectOpt = None,
-    zone: ZoneOpt = None,
-) -> None:
-    """TERM then KILL the run's process group on every worker; clear the libtpu lockfile."""
-    from tpuctl.ops import launch as op
-
-    cloud = cloud_for(api_endpoint, project, zone)
-    out = _run(lambda s: op.stop_run(s, run, grace=grace), cloud, name, shared=True)
-    if json_:
-        output.print_json({f"w{i}": v for i, v in sorted(out.items())})
-        return
-    for i, v in sorted(out.items()):
-        output.info(f"[w{i}] run {v.get('run', '-')}: {v.get('result', '?')} "
-                    f"(exit {v.get('exit_code', '-')})")
+    """One `✓ step outcome detail (seconds)` line per step of `up` and `serve` (`✗` for a
+    run that failed)."""
+    mark = "✗" if s.outcome == "failed" else "✓"
+    output.info(f"{mark} {s.name:<9} {s.outcome:<7} {s.detail} ({s.seconds:.1f}s)")
 
 
 def up(
@@ -450,7 +356,8 @@ def up(
         result = op.up(cloud, prepared, replace=replace, follow=not detach, on_step=on_step,
                        on_line=lambda i, ln: printer(i, "stdout", ln), on_state=p.update,
                        on_bootstrap=view.update, run_id=run_id, on_preempt=on_preempt,
-                       max_recreates=max_recreates, ready_timeout=ready_timeout)
+                       max_recreates=max_recreates, ready_timeout=ready_timeout,
+                       on_activity=p.activity)
     if json_:
         output.print_json(result.to_dict())
     elif result.url is not None:
@@ -503,7 +410,8 @@ def down(
 @logs_app.command("fetch")
 def logs_fetch(
     name: NameArg, run: RunArg = None,
-    dest: Annotated[Path, typer.Option(help="local directory")] = Path("tpuctl-logs"),
+    dest: Annotated[Path | None, typer.Option(help="local directory (default "
+                                              "~/.tpuctl/logs)", show_default=False)] = None,
     json_: JsonOpt = False, api_endpoint: EndpointOpt = None, project: ProjectOpt = None,
     zone: ZoneOpt = None,
 ) -> None:
@@ -511,11 +419,13 @@ def logs_fetch(
     from tpuctl.ops import logs as op
 
     cloud = cloud_for(api_endpoint, project, zone)
-    result = _run(lambda s: op.fetch(s, run, dest), cloud, name)
+    result = _run(lambda s: op.fetch(s, run, dest or op.default_dest()), cloud, name)
     if json_:
         output.print_json(result.to_dict())
-        return
-    output.info(f"{len(result.files)} log(s) in {result.directory}"
-                + (f"; unreachable: {', '.join(f'w{i}' for i in result.missing)}"
-                   if result.missing else ""))
-    output.out(str(result.directory))
+    else:
+        output.info(f"{len(result.files)} log(s) in {result.directory}"
+                    + (f"; not copied: {', '.join(f'w{i}' for i in result.missing)}"
+                       if result.missing else ""))
+        output.out(str(result.directory))
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)

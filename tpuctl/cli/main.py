@@ -15,7 +15,17 @@ from typing import Any
 import typer
 
 from tpuctl import __version__
-from tpuctl.cli import config_cmd, emulator, loop, mux_cmd, nodes, plan, remote, serving
+from tpuctl.cli import (
+    config_cmd,
+    emulator,
+    loop,
+    mux_cmd,
+    nodes,
+    observe,
+    plan,
+    remote,
+    serving,
+)
 from tpuctl.errors import ExitCode, TpuctlError
 
 app = typer.Typer(
@@ -43,9 +53,10 @@ app.add_typer(loop.secrets_app, name="secrets")
 app.add_typer(loop.logs_app, name="logs")
 app.command("bootstrap")(loop.bootstrap)
 app.command("launch")(loop.launch)
-app.command("tail")(loop.tail)
-app.command("status")(loop.status)
-app.command("stop")(loop.stop)
+app.command("tail")(observe.tail)
+app.command("status")(observe.status)
+app.command("stop")(observe.stop)
+app.command("runs")(observe.runs)
 app.command("up")(loop.up)
 app.command("down")(loop.down)
 app.command("serve")(serving.serve)

@@ -38,6 +38,12 @@ def out(message: str) -> None:
     sys.stdout.flush()
 
 
+def unreachable(workers: dict[int, str]) -> None:
+    """One stderr line per worker that could not be reached (the others' results stand)."""
+    for i, why in sorted(workers.items()):
+        info(f"w{i} unreachable: {why}")
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], title: str | None = None
           ) -> None:
     if stdout_is_tty():
@@ -61,29 +67,55 @@ class Progress:
     def __init__(self, label: str) -> None:
         self.label = label
         self.last: str | None = None
-        self._status: Any = None
+        self._spinner: Any = None
 
     def update(self, state: str) -> None:
         if state == self.last:
             return
         self.last = state
-        if self._status is not None:
-            self._status.update(f"{self.label}: {state}")
+        if self._spinner is not None:
+            self._spinner.update(text=f"{self.label}: {state}")
         else:
             info(f"{self.label}: {state}")
+
+    def activity(self, what: str) -> None:
+        """What is under way, for the spinner only: on a pipe the steps' own lines say it."""
+        if self._spinner is not None:
+            self.update(what)
+
+
+# The console showing the live status line (stderr), while there is one: anything printed
+# with rich meanwhile must go through it, or it lands on the status line's row.
+_live_console: Any = None
+
+
+def live_console() -> Any:  # noqa: ANN401 - a rich Console, or None
+    return _live_console
 
 
 @contextmanager
 def progress(label: str) -> Iterator[Progress]:
+    """A spinner on stderr while the block runs (a terminal only). Lines written meanwhile
+    are printed above it: stderr's, and stdout's when stdout is that terminal too (when it
+    is a pipe, its lines stay on stdout untouched)."""
+    global _live_console
     p = Progress(label)
-    if stderr_is_tty():
-        from rich.console import Console
-
-        with Console(stderr=True).status(f"{label} ...") as status:
-            p._status = status
-            yield p
-    else:
+    if not stderr_is_tty():
         yield p
+        return
+    from rich.console import Console
+    from rich.live import Live
+    from rich.spinner import Spinner
+
+    console = Console(stderr=True)
+    p._spinner = Spinner("dots", text=f"{label} ...", style="status.spinner")
+    with Live(p._spinner, console=console, refresh_per_second=12.5, transient=True,
+              redirect_stdout=stdout_is_tty(), redirect_stderr=True):
+        _live_console = console
+        try:
+            yield p
+        finally:
+            _live_console = None
 
 
 def render_error(err: TpuctlError, *, as_json: bool = False) -> None:

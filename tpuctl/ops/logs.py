@@ -8,8 +8,22 @@ from pathlib import Path
 from typing import IO
 
 from tpuctl import validate
-from tpuctl.errors import NotFoundError, UsageError
-from tpuctl.ops.session import SliceSession, parse_kv, worker_run_id
+from tpuctl.errors import NotFoundError, UnreachableError, UsageError
+from tpuctl.ops.outcome import fanout_exit_code
+from tpuctl.ops.session import (
+    SliceSession,
+    is_unreachable,
+    parse_kv,
+    raise_on_failure,
+    worker_run_id,
+)
+from tpuctl.paths import tpuctl_home
+
+
+def default_dest() -> Path:
+    """~/.tpuctl/logs: outside any repository (a log written into the checkout would make
+    the next `sync` see an untracked file), the same place `up` keeps its streamed logs."""
+    return tpuctl_home() / "logs"
 
 
 @dataclass(frozen=True)
@@ -18,18 +32,32 @@ class FetchResult:
     directory: Path
     files: tuple[Path, ...]
     missing: tuple[int, ...]
+    unreachable: tuple[int, ...] = ()
+
+    @property
+    def exit_code(self) -> int:
+        """0, or 255 when a worker could not be reached (the others' logs are copied)."""
+        return fanout_exit_code([], unreachable=bool(self.unreachable))
 
     def to_dict(self) -> dict[str, object]:
         return {"run_id": self.run_id, "directory": str(self.directory),
-                "files": [str(f) for f in self.files], "missing_workers": list(self.missing)}
+                "files": [str(f) for f in self.files], "missing_workers": list(self.missing),
+                "unreachable_workers": list(self.unreachable), "exit_code": self.exit_code}
 
 
 async def fetch(session: SliceSession, run_id: str | None, dest: Path) -> FetchResult:
     """Each worker's log into dest/<node>/<run>/worker<i>.log (offset 0, no follow)."""
-    heads = await session.script("status", run_id or "-", "0", indices=[0], capture=True,
-                                 timeout=60)
-    kv = parse_kv(heads[0].stdout)
-    rid = worker_run_id(0, kv.get("run")) if run_id is None else run_id
+    heads = await session.script("status", run_id or "-", "0", capture=True, timeout=60)
+    answered = [r for r in heads if not is_unreachable(r)]
+    if not answered:
+        raise UnreachableError(
+            f"no worker of {session.slice.name} could be reached: "
+            + "; ".join(f"w{r.index} {r.error}" for r in heads),
+            hint=f"check the node (`tpuctl describe {session.slice.name}`), then re-run")
+    first = answered[0]  # the run's id, from the first worker that answered
+    raise_on_failure([first], "reading the run")
+    kv = parse_kv(first.stdout)
+    rid = worker_run_id(first.index, kv.get("run")) if run_id is None else run_id
     if rid in ("", "-") or kv.get("state") == "missing":
         raise NotFoundError(f"no run {run_id or '(latest)'} on {session.slice.name}",
                             hint="see `tpuctl status NAME`")
@@ -66,4 +94,5 @@ async def fetch(session: SliceSession, run_id: str | None, dest: Path) -> FetchR
         else:
             part.unlink(missing_ok=True)
             missing.append(r.index)
-    return FetchResult(rid, directory, tuple(files), tuple(missing))
+    unreachable = tuple(r.index for r in results if is_unreachable(r))
+    return FetchResult(rid, directory, tuple(files), tuple(missing), unreachable)

@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from tpuctl.cloud.base import Cloud
 from tpuctl.errors import UsageError
 from tpuctl.naming import validate_node_name
+from tpuctl.ops.outcome import fanout_exit_code
 from tpuctl.workers.base import OnOutput, WorkerResult
 from tpuctl.workers.select import parse_worker_selection
-
-UNREACHABLE_EXIT = 255  # what OpenSSH returns when it could not run the command at all
 
 
 @dataclass(frozen=True)
@@ -22,15 +21,10 @@ class ExecResult:
 
     @property
     def exit_code(self) -> int:
-        """The first non-zero worker exit code in worker order; 255 unreachable; 5 timeout."""
-        for r in self.results:
-            if r.exit_code not in (None, 0):
-                return r.exit_code
-        if any(r.timed_out for r in self.results):
-            return 5
-        if any(r.exit_code is None for r in self.results):
-            return UNREACHABLE_EXIT
-        return 0
+        """The first non-zero worker exit code in worker order; 5 timeout; 255 unreachable."""
+        return fanout_exit_code((r.exit_code for r in self.results),
+                                timed_out=any(r.timed_out for r in self.results),
+                                unreachable=any(r.exit_code is None for r in self.results))
 
     def to_dict(self) -> dict[str, object]:
         return {

@@ -7,8 +7,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from tpuctl.aio import gather_or_cancel
-from tpuctl.errors import NotFoundError
+from tpuctl.errors import ExitCode, NotFoundError
 from tpuctl.ops.access import GONE_STATES, raise_if_gone
+from tpuctl.ops.outcome import fanout_exit_code
 from tpuctl.ops.session import SliceSession, parse_kv, raise_on_failure, worker_run_id
 
 DEAD_EXIT = 255  # a worker whose supervisor vanished without an exit code
@@ -27,11 +28,14 @@ class WorkerRunStatus:
     stopped: bool = False
     serve_url: str | None = None
     timed_out: bool = False
+    started_at: str | None = None
+    error: str | None = None  # why an unreachable worker could not be asked
 
     def to_dict(self) -> dict[str, object]:
         return {"worker": self.index, "run_id": self.run_id, "state": self.state,
                 "exit_code": self.exit_code, "heartbeat_age": self.heartbeat_age,
-                "pid": self.pid, "log_lines": self.log_lines, "stopped": self.stopped}
+                "pid": self.pid, "log_lines": self.log_lines, "stopped": self.stopped,
+                "error": self.error}
 
 
 @dataclass(frozen=True)
@@ -69,35 +73,54 @@ class RunStatus:
         return ids.pop() if len(ids) == 1 else ",".join(sorted(ids)) or "-"
 
     @property
+    def unreachable(self) -> list[int]:
+        return [w.index for w in self.workers if w.state == "unreachable"]
+
+    @property
     def state(self) -> str:
+        """The run's state as the workers that answered tell it (unreachable ones are named
+        per worker, and in the exit code)."""
         if self.node_state in GONE_STATES:
             return "preempted"
-        states = {w.state for w in self.workers}
+        answered = [w for w in self.workers if w.state != "unreachable"]
+        states = {w.state for w in answered}
+        if not states:
+            return "unreachable"
         if states == {"missing"}:
             return "none"
         if "running" in states or "hung" in states:
-            failed = any(w.state in ("exited", "dead") and w.exit_code != 0 for w in self.workers)
+            failed = any(w.state in ("exited", "dead") and w.exit_code != 0 for w in answered)
             return "failing" if failed else ("hung" if "hung" in states else "running")
-        if any(w.timed_out for w in self.workers):
+        if any(w.timed_out for w in answered):
             return "timed-out"
-        if self.exit_code == 0:
-            return "stopped" if any(w.stopped for w in self.workers) else "succeeded"
-        return "stopped" if any(w.stopped for w in self.workers) else "failed"
+        stopped = any(w.stopped for w in answered)
+        if self.run_exit_code == 0:
+            return "stopped" if stopped else "succeeded"
+        return "stopped" if stopped else "failed"
+
+    @property
+    def run_exit_code(self) -> int:
+        """The run's code: the first non-zero worker exit code in worker order (1 for a
+        dead worker, or one where the run is missing)."""
+        return fanout_exit_code(1 if w.state in ("dead", "missing") else w.exit_code
+                                for w in self.workers if w.state != "unreachable")
 
     @property
     def exit_code(self) -> int:
-        """The first non-zero worker exit code in worker order (1 for dead/missing workers)."""
-        for w in self.workers:
-            if w.state in ("dead", "missing", "unreachable"):
-                return 1
-            if w.exit_code:
-                return w.exit_code
-        return 0
+        """What `status` exits with: 3 when there is no run; else the run's code so far
+        (0 while it runs; the first failed worker's code once one failed); 1 for a server
+        that is degraded or down; 255 when a worker could not be reached and nothing failed."""
+        if self.state == "none":
+            return int(ExitCode.NOT_FOUND)
+        code = self.run_exit_code
+        if code == 0 and self.serve_state in ("degraded", "down"):
+            code = int(ExitCode.FAILED)
+        return fanout_exit_code([code], unreachable=bool(self.unreachable))
 
     def to_dict(self) -> dict[str, object]:
         d: dict[str, object] = {
             "node": self.node, "node_state": self.node_state, "run_id": self.run_id,
-            "state": self.state, "exit_code": self.exit_code if self.finished else None,
+            "state": self.state, "exit_code": self.exit_code,
             "workers": [w.to_dict() for w in self.workers]}
         if self.serve_url is not None:
             d.update(serve=self.serve_state, serve_url=self.serve_url,
@@ -123,12 +146,14 @@ def parse_status_line(index: int, line: str) -> WorkerRunStatus:
     if state == "running" and age is not None and age > HEARTBEAT_STALE_S:
         state = "hung"
     serve = kv.get("serve_url", "-")
+    started = kv.get("started_at", "-")
     return WorkerRunStatus(index=index, run_id=worker_run_id(index, kv.get("run")), state=state,
                            exit_code=_int(kv.get("exit_code")), heartbeat_age=age,
                            pid=_int(kv.get("pid")), log_lines=_int(kv.get("log_lines")) or 0,
                            stopped=kv.get("stopped") == "1",
                            timed_out=kv.get("timed_out") == "1",
-                           serve_url=None if serve in ("", "-") else serve)
+                           serve_url=None if serve in ("", "-") else serve,
+                           started_at=None if started in ("", "-") else started)
 
 
 async def run_status(session: SliceSession, run_id: str | None) -> RunStatus:
@@ -138,7 +163,8 @@ async def run_status(session: SliceSession, run_id: str | None) -> RunStatus:
     workers = []
     for r in results:
         if r.error is not None or r.exit_code != 0:
-            workers.append(WorkerRunStatus(r.index, run_id or "-", "unreachable"))
+            workers.append(WorkerRunStatus(r.index, run_id or "-", "unreachable",
+                                           error=r.error or f"status.sh exit {r.exit_code}"))
         else:
             workers.append(parse_status_line(r.index, r.stdout.strip()))
     health = None
@@ -171,17 +197,20 @@ class TailResult:
     reconnects: int = 0
     run_id: str = "-"
     timed_out: list[int] = field(default_factory=list)
+    unreachable: dict[int, str] = field(default_factory=dict)  # worker -> why
 
     @property
     def finished(self) -> bool:
-        return all(c is not None for c in self.exit_codes.values())
+        return all(c is not None for i, c in self.exit_codes.items()
+                   if i not in self.unreachable)
 
     @property
     def exit_code(self) -> int:
-        for _, c in sorted(self.exit_codes.items()):
-            if c:
-                return c
-        return 0 if self.finished else 1
+        """The first non-zero exit code in worker order; else 255 when a worker could not
+        be read; else 0 (1 when a followed run did not finish: never expected)."""
+        code = fanout_exit_code((c for _, c in sorted(self.exit_codes.items())),
+                                unreachable=bool(self.unreachable))
+        return code if code or self.finished else 1
 
     @property
     def first_failed(self) -> int | None:
@@ -230,9 +259,10 @@ async def tail(session: SliceSession, run_id: str | None, *, lines: int | None =
             offset += received
             first = False
             if res.exit_code == 3 and res.error is None:
-                raise NotFoundError(f"no run {run_id or '(latest)'} on w{i}",
-                                    hint="launch one first (`tpuctl launch`), or check "
-                                    "`tpuctl status`")
+                name = session.slice.name
+                raise NotFoundError(f"no run {run_id or '(latest)'} on {name} (w{i})",
+                                    hint=f"`tpuctl runs {name}` lists the node's runs; "
+                                    "`tpuctl launch` starts one")
             if res.error is None and res.exit_code == 0:
                 result.run_id = worker_run_id(i, meta.get("tpuctl-run", result.run_id))
                 result.exit_codes[i] = _int(meta.get("exit_code"))
@@ -250,8 +280,10 @@ async def tail(session: SliceSession, run_id: str | None, *, lines: int | None =
             drops += 1
             result.reconnects += 1
             await _check_node(session)  # a lost worker may mean a preempted node
-            if not follow or drops > max_reconnects:
-                raise_on_failure([res], f"reading w{i}'s log")
+            if i in session.unreachable or not follow or drops > max_reconnects:
+                # named, and in the exit code; the other workers' logs go on
+                result.unreachable[i] = res.error or "unreachable"
+                return
             await asyncio.sleep(min(0.2 * drops, 3.0))
 
     await gather_or_cancel(one(i) for i in chosen)

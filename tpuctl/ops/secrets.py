@@ -6,27 +6,38 @@ import io
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tpuctl.errors import UsageError
-from tpuctl.ops.session import SliceSession, raise_on_failure
+from tpuctl.ops.outcome import fanout_exit_code
+from tpuctl.ops.session import SliceSession, is_unreachable, raise_on_failure
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def parse_env(text: str, source: str) -> dict[str, str]:
-    """Parse .env text (python-dotenv rules). Errors name keys and lines, never values."""
-    from dotenv import dotenv_values
+    """Parse .env text (python-dotenv rules), all of it before anything is sent: a line that
+    is not KEY=VALUE is an error naming its line number, never its content (it may be a
+    secret), and nothing is pushed. Read with dotenv's parser, which reports such lines
+    instead of logging a warning and skipping them."""
+    from dotenv.parser import parse_stream
 
-    values = dotenv_values(stream=io.StringIO(text), interpolate=False)
     out: dict[str, str] = {}
-    for key, value in values.items():
+    for binding in parse_stream(io.StringIO(text)):
+        line = binding.original.line
+        if binding.error:
+            raise UsageError(f"{source}: line {line} is not KEY=VALUE; nothing was pushed",
+                             hint="fix or remove that line (quote values with spaces: "
+                             "KEY='a b'); the secrets on the workers are unchanged")
+        key, value = binding.key, binding.value
+        if key is None:  # a comment or a blank line
+            continue
         if not _KEY.match(key):
-            raise UsageError(f"{source}: invalid variable name {key[:40]!r}",
+            raise UsageError(f"{source}: line {line}: invalid variable name; nothing was pushed",
                              hint="names are letters, digits and _, not starting with a digit")
         if value is None:
-            raise UsageError(f"{source}: {key} has no value (no '=')",
-                             hint=f"write {key}=VALUE, or remove the line")
+            raise UsageError(f"{source}: line {line} has no value (no '='); nothing was pushed",
+                             hint="write KEY=VALUE, or remove the line")
         out[key] = value
     return out
 
@@ -44,24 +55,56 @@ def render_env(values: Mapping[str, str]) -> bytes:
 @dataclass(frozen=True)
 class SecretsResult:
     keys: tuple[str, ...]
-    workers: int
+    workers: int  # workers that have the new file
+    unreachable: dict[int, str] = field(default_factory=dict)  # worker -> why
+
+    @property
+    def exit_code(self) -> int:
+        """0, or 255 when a worker could not be reached (the others have the secrets)."""
+        return fanout_exit_code([], unreachable=bool(self.unreachable))
 
     def to_dict(self) -> dict[str, object]:
-        return {"keys": list(self.keys), "workers": self.workers}
+        return {"keys": list(self.keys), "workers": self.workers,
+                "unreachable_workers": sorted(self.unreachable), "exit_code": self.exit_code}
 
 
-async def push(session: SliceSession, values: dict[str, str]) -> SecretsResult:
+async def push(session: SliceSession, values: dict[str, str], *, partial: bool = False
+               ) -> SecretsResult:
+    """The secrets file on every worker. `partial` (the `secrets push` command): workers that
+    cannot be reached are named in the result and the others still get it; otherwise (`up`,
+    whose job must not start with old secrets anywhere) any failure is an error."""
     from tpuctl.remote import frame
 
     results = await session.script("secrets", "push", stdin=frame(render_env(values)),
                                    capture=True, timeout=60)
     # never echo worker output here: it could only ever be a count, but keep the rule simple
     raise_on_failure([r.__class__(r.index, r.exit_code, r.error, r.timed_out, r.duration)
-                      for r in results], "pushing secrets")
-    return SecretsResult(keys=tuple(values), workers=len(results))
+                      for r in results if not (partial and is_unreachable(r))],
+                     "pushing secrets")
+    gone = {r.index: r.error or "unreachable" for r in results if is_unreachable(r)}
+    return SecretsResult(keys=tuple(values), workers=len(results) - len(gone), unreachable=gone)
 
 
-async def list_keys(session: SliceSession) -> dict[int, list[str]]:
+@dataclass(frozen=True)
+class SecretsListing:
+    keys: dict[int, list[str]]  # worker -> key names
+    unreachable: dict[int, str] = field(default_factory=dict)  # worker -> why
+
+    @property
+    def exit_code(self) -> int:
+        return fanout_exit_code([], unreachable=bool(self.unreachable))
+
+    def to_dict(self) -> dict[str, object]:
+        rows: list[dict[str, object]] = [{"worker": i, "keys": k, "error": None}
+                                         for i, k in self.keys.items()]
+        rows += [{"worker": i, "keys": None, "error": e} for i, e in self.unreachable.items()]
+        return {"exit_code": self.exit_code,
+                "workers": sorted(rows, key=lambda r: int(str(r["worker"])))}
+
+
+async def list_keys(session: SliceSession) -> SecretsListing:
     results = await session.script("secrets", "list", capture=True, timeout=60)
-    raise_on_failure(results, "listing secrets")
-    return {r.index: r.stdout.split() for r in results}
+    raise_on_failure([r for r in results if not is_unreachable(r)], "listing secrets")
+    return SecretsListing(
+        keys={r.index: r.stdout.split() for r in results if not is_unreachable(r)},
+        unreachable={r.index: r.error or "unreachable" for r in results if is_unreachable(r)})

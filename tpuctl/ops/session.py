@@ -41,6 +41,10 @@ class SliceSession:
     # one install per session even when every worker's first script call races to it
     _install_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
     _refresh_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+    # workers that could not be reached when the scripts were installed: tpuctl's scripts
+    # are not run there, each call gets this failure back as that worker's result (as
+    # `exec` reports an unreachable worker), so the other workers' results still count
+    unreachable: dict[int, WorkerResult] = field(default_factory=dict, init=False)
 
     @property
     def indices(self) -> list[int]:
@@ -101,7 +105,10 @@ class SliceSession:
                     pending = [r.index for r in got if _transport_failed(r)]
                     if not pending:
                         break
-                raise_on_failure([results[i] for i in sorted(results)],
+                self.unreachable.update(
+                    (i, r) for i, r in results.items() if is_unreachable(r))
+                raise_on_failure([r for i, r in sorted(results.items())
+                                  if i not in self.unreachable],
                                  "installing tpuctl's worker scripts")
                 self._scripts_hash = h
         return h
@@ -129,8 +136,9 @@ class SliceSession:
         """
         h = await self.install_scripts()
         tail = " 2>&1" if merge_stderr else ""
-        results: dict[int, WorkerResult] = {}
-        pending = dict(calls)
+        results: dict[int, WorkerResult] = {
+            i: self.unreachable[i] for i in calls if i in self.unreachable}
+        pending = {i: c for i, c in calls.items() if i not in self.unreachable}
         for attempt in range(TRANSPORT_ATTEMPTS if idempotent else 1):
             if attempt:
                 await asyncio.sleep(min(0.5 * 2 ** (attempt - 1), 4.0))
@@ -191,10 +199,18 @@ def worker_run_id(index: int, value: str | None) -> str:
 def _transport_failed(r: WorkerResult) -> bool:
     """Worth re-running an idempotent tpuctl script: the connection failed (nobody knows
     whether it ran), or something outside killed it with a signal. Never a timeout, never
-    the script's own exit status."""
-    if r.timed_out or r.error is None:
+    the script's own exit status, and never a worker that was not reached at all: the pool
+    already tried to connect with its own retries and backoff (and a cached worker list was
+    re-read from the API first), so trying again only delays naming it unreachable."""
+    if r.timed_out or r.error is None or r.unreached:
         return False
     return r.exit_code is None or r.error.startswith("killed by signal")
+
+
+def is_unreachable(r: WorkerResult) -> bool:
+    """The command could not be run or finished there (no connection, or it was lost), as
+    opposed to a command that ran and failed, or timed out."""
+    return r.exit_code is None and not r.timed_out
 
 
 def _script_cmd(h: str, name: str, args: Sequence[str]) -> str:
@@ -221,10 +237,12 @@ def raise_on_failure(results: Sequence[WorkerResult], what: str,
             why += ": " + " | ".join(tail.splitlines()[-5:])
         parts.append(f"w{r.index} {why}")
     code = next((r.exit_code for r in failed if r.exit_code), 1) or 1
+    hint = "see the lines above; re-run the command after fixing"
+    if all(is_unreachable(r) for r in failed):
+        hint = ("those workers could not be reached: check the node (`tpuctl describe NAME`), "
+                "then re-run")
     raise RemoteCommandError(f"{what} failed on {len(failed)}/{len(results)} worker(s): "
-                             + "; ".join(parts),
-                             hint="see the lines above; re-run the command after fixing",
-                             returncode=code)
+                             + "; ".join(parts), hint=hint, returncode=code)
 
 
 def open_session(cloud: Cloud, name: str, *, max_concurrency: int = 64,
