@@ -236,9 +236,12 @@ def resolve(
         if local:
             endpoint_s = Setting(local, "local emulator (tpuctl emulator start)")
     if endpoint_s.value is not None:
-        if not endpoint_s.value.startswith(("http://", "https://")):
+        # `http://host:port/` is the same server: the client appends `/v2/...` itself
+        url = endpoint_s.value.rstrip("/")
+        endpoint_s = Setting(url, endpoint_s.source)
+        if not url.startswith(("http://", "https://")):
             raise ConfigError(
-                f"API endpoint {endpoint_s.value!r} (from {endpoint_s.source}) has no scheme",
+                f"API endpoint {url!r} (from {endpoint_s.source}) has no scheme",
                 hint="write it as http://127.0.0.1:PORT or https://HOST",
             )
         if project_s.value is None:
@@ -265,8 +268,9 @@ def require_project_zone(cfg: CloudConfig) -> tuple[str, str]:
     return cfg.project.value, cfg.zone.value
 
 
-def persist_seconds(env: dict[str, str] | None = None) -> float:
-    """How long idle worker connections are kept open for the next short command (0: never).
+def persist_setting(env: dict[str, str] | None = None) -> tuple[float, str]:
+    """How long idle worker connections are kept open for the next short command (0: never),
+    and where that came from (`tpuctl config` shows both).
 
     $TPUCTL_PERSIST_CONNECTIONS > tpuctl.yaml `persist_connections` > 0 under CI (`CI` set
     true: no process outlives a pipeline step) > 300.
@@ -279,8 +283,9 @@ def persist_seconds(env: dict[str, str] | None = None) -> float:
         raw = load_repo_config(repo_path).get("persist_connections") if repo_path else None
         source = f"{REPO_CONFIG} ({repo_path})"
     if raw is None:
-        ci = env.get("CI", "").strip().lower() in ("1", "true", "yes")
-        return 0.0 if ci else DEFAULT_PERSIST_S
+        if env.get("CI", "").strip().lower() in ("1", "true", "yes"):
+            return 0.0, "default under CI ($CI)"
+        return DEFAULT_PERSIST_S, "default"
     try:
         value = float(raw)
     except ValueError:
@@ -288,4 +293,9 @@ def persist_seconds(env: dict[str, str] | None = None) -> float:
     if not 0 <= value <= 86400:
         raise ConfigError(f"persist_connections {raw!r} (from {source}) is not a number of "
                           "seconds", hint="give 0 (off) to 86400, e.g. 300")
-    return value
+    return value, source
+
+
+def persist_seconds(env: dict[str, str] | None = None) -> float:
+    """`persist_setting`'s value alone."""
+    return persist_setting(env)[0]

@@ -31,7 +31,9 @@ class RepoState:
     root: Path
     name: str
     sha: str
-    dirty: tuple[str, ...]  # tracked changes and untracked files that a sync leaves out
+    dirty: tuple[str, ...]  # changes to tracked files: a sync of the commit leaves them out
+    # files git does not track (a .env, fetched logs): never part of a commit, never synced
+    untracked: tuple[str, ...] = ()
 
 
 def inspect(path: Path | None = None, ref: str = "HEAD") -> RepoState:
@@ -50,8 +52,10 @@ def inspect(path: Path | None = None, ref: str = "HEAD") -> RepoState:
                          hint="pass --ref with a branch, tag or commit that exists") from None
     # porcelain lines are "XY path": the leading status column may be a space, so no strip
     porcelain = git(root, "status", "--porcelain", "--untracked-files=normal", strip=False)
-    dirty = tuple(line[3:] for line in porcelain.splitlines() if line.strip())
-    return RepoState(root=root, name=root.name, sha=sha, dirty=dirty)
+    lines = [line for line in porcelain.splitlines() if line.strip()]
+    dirty = tuple(line[3:] for line in lines if not line.startswith("??"))
+    untracked = tuple(line[3:] for line in lines if line.startswith("??"))
+    return RepoState(root=root, name=root.name, sha=sha, dirty=dirty, untracked=untracked)
 
 
 def origin_url(root: Path) -> str:

@@ -61,3 +61,14 @@ def test_gcp_rate_limit_is_transient_although_it_says_quota():
     assert not is_transient_api_error(stockout)
     quota = gexc.TooManyRequests("Quota 'TPUV6E_CORES' exceeded. Limit: 16.0 in region")
     assert not is_transient_api_error(quota)
+
+
+def test_not_found_names_the_request_without_the_clients_query_string():
+    url = ("http://127.0.0.1:8470/v2/projects/p/locations/z/nodes/nope"
+           "?%24alt=json%3Benum-encoding%3Dint")
+    with pytest.raises(NotFoundError) as e, api_errors("node 'nope' in z"):
+        raise gexc.NotFound(f"GET {url}: Resource 'projects/p/locations/z/nodes/nope' was "
+                            "not found")
+    assert "%24alt" not in e.value.message and "enum-encoding" not in e.value.message
+    assert "/v2/projects/p/locations/z/nodes/nope:" in e.value.message
+    assert "was not found" in e.value.message

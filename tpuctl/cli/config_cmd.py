@@ -12,14 +12,18 @@ def config(
     project: ProjectOpt = None,
     zone: ZoneOpt = None,
 ) -> None:
-    """Show the resolved API endpoint, project and zone, each with its source, the
-    tpuctl.yaml that was read, and where the API token comes from (never the token)."""
-    from tpuctl.config import api_token, resolve
+    """Show the resolved API endpoint, project, zone and connection persistence, each with
+    its source, the tpuctl.yaml that was read, and where the API token comes from (never the
+    token)."""
+    from tpuctl.config import api_token, persist_setting, resolve
 
     cfg = resolve(api_endpoint=api_endpoint, project=project, zone=zone)
     token, source = api_token(cfg.endpoint.value)
-    shown = {**cfg.to_dict(),
-             "api_token": {"value": "(set)" if token else None, "source": source}}
+    seconds, persist_source = persist_setting()
+    shown: dict[str, dict[str, str | None]] = {
+        **cfg.to_dict(),
+        "api_token": {"value": "(set)" if token else None, "source": source},
+        "persist_connections": {"value": f"{seconds:g}", "source": persist_source}}
     if json_:
         output.print_json(shown)
         return

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from tpuctl.cli import output
-from tpuctl.cli.options import JsonOpt
+from tpuctl.cli.options import JsonOpt, not_an_option
 from tpuctl.config import EMULATOR_PROJECT, EMULATOR_ZONE
 from tpuctl.errors import (
     CloudError,
@@ -47,7 +47,7 @@ SeedOpt = Annotated[int | None, typer.Option(
     "--seed", show_default=False,
     help="seed of the faults' random decisions (same seed + same requests = same faults)")]
 AdminEndpointOpt = Annotated[str | None, typer.Option(
-    "--api-endpoint", show_default=False,
+    "--api-endpoint", show_default=False, callback=not_an_option,
     help="the emulator's endpoint; default: the one running from --state-dir, else "
     "TPUCTL_API_ENDPOINT, else the one running from ~/.tpuctl/emulator")]
 
@@ -329,11 +329,11 @@ def preempt(
         help="preempt this many seconds from now (a timer in the emulator); default now")
     ] = None,
     project: Annotated[str, typer.Option("--project", envvar="TPUCTL_PROJECT",
-                                         help="the node's project (env TPUCTL_PROJECT)")
-                       ] = EMULATOR_PROJECT,
+                                         help="the node's project (env TPUCTL_PROJECT)",
+                                         callback=not_an_option)] = EMULATOR_PROJECT,
     zone: Annotated[str, typer.Option("--zone", envvar="TPUCTL_ZONE",
-                                      help="the node's zone (env TPUCTL_ZONE)")
-                    ] = EMULATOR_ZONE,
+                                      help="the node's zone (env TPUCTL_ZONE)",
+                                      callback=not_an_option)] = EMULATOR_ZONE,
     api_endpoint: AdminEndpointOpt = None,
     state_dir: StateDirOpt = None,
     json_: JsonOpt = False,

@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 
 from tpuctl.cli import output
-from tpuctl.cli.options import EndpointOpt, JsonOpt, NameArg, ProjectOpt, ZoneOpt, cloud_for
+from tpuctl.cli.options import (
+    EndpointOpt,
+    JsonOpt,
+    NameArg,
+    ProjectOpt,
+    ZoneOpt,
+    cloud_for,
+    not_an_option,
+)
 from tpuctl.errors import CapacityError, UsageError
 from tpuctl.model import Slice
 
@@ -32,7 +40,7 @@ def create(
     project: ProjectOpt = None,
     zone: Annotated[str | None, typer.Option(
         "--zone", help="zone, or zones to try in order on stockout: a,b,c (env TPUCTL_ZONE)",
-        show_default=False)] = None,
+        show_default=False, callback=not_an_option)] = None,
 ) -> None:
     """Create a task-named TPU VM (or reuse the managed one with the same spec) and wait for it."""
     from tpuctl.ops.create import CreateRequest, validate_request
@@ -200,14 +208,15 @@ def gc(
     others."""
     from tpuctl.ops import gc as op
 
-    if not dry_run and not yes and not sys.stdin.isatty():
-        raise UsageError("refusing to delete without --yes (stdin is not a terminal)",
-                         hint="run `tpuctl gc --dry-run` to see, `tpuctl gc --yes` to delete")
     cloud = cloud_for(api_endpoint, project, zone)
     found, others = op.candidates(cloud, any_owner=any_owner)
     if others and not json_:
         output.info(f"left alone, not yours: {', '.join(c.node.name for c in others)} "
                     "(--any-owner includes them)")
+    if found and not dry_run and not yes and not sys.stdin.isatty():
+        raise UsageError(f"refusing to delete {len(found)} node(s) without --yes (stdin is not "
+                         "a terminal)", hint="run `tpuctl gc --dry-run` to see them, "
+                         "`tpuctl gc --yes` to delete")
     if json_ and dry_run:
         output.print_json({"deleted": [], "candidates": [c.to_dict() for c in found],
                            "not_yours": [c.to_dict() for c in others]})

@@ -12,12 +12,27 @@ if TYPE_CHECKING:
 ENDPOINT_HELP = ("TPU v2 REST endpoint, e.g. the emulator's http://127.0.0.1:PORT "
                  "(env TPUCTL_API_ENDPOINT)")
 
+
+
+def not_an_option(ctx: typer.Context, param: typer.CallbackParam, value: str | None
+                  ) -> str | None:
+    """A value option must not swallow the next option: `--project --json` is a missing
+    project, not the project "--json" (click hands over whatever token comes next)."""
+    if value is not None and value.startswith("-"):
+        name = (param.opts or [param.name or "option"])[0]
+        raise typer.BadParameter(f"got the option {value!r} instead of a value (give "
+                                 f"{name} VALUE)", ctx=ctx, param=param)
+    return value
+
+
 EndpointOpt = Annotated[str | None, typer.Option(
-    "--api-endpoint", help=ENDPOINT_HELP, show_default=False)]
+    "--api-endpoint", help=ENDPOINT_HELP, show_default=False, callback=not_an_option)]
 ProjectOpt = Annotated[str | None, typer.Option(
-    "--project", help="GCP project (env TPUCTL_PROJECT)", show_default=False)]
+    "--project", help="GCP project (env TPUCTL_PROJECT)", show_default=False,
+    callback=not_an_option)]
 ZoneOpt = Annotated[str | None, typer.Option(
-    "--zone", help="zone, e.g. us-east5-b (env TPUCTL_ZONE)", show_default=False)]
+    "--zone", help="zone, e.g. us-east5-b (env TPUCTL_ZONE)", show_default=False,
+    callback=not_an_option)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
 NameArg = Annotated[str, typer.Argument(help="node (task) name", show_default=False)]
 

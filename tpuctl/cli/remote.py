@@ -28,8 +28,11 @@ def worker_line_printer(json_mode: bool) -> Callable[[int, str, str], None]:
     def on_output(index: int, stream: str, line: str) -> None:
         if colour:
             c = _COLOURS[index % len(_COLOURS)]
-            console = err_console if stream == "stderr" else out_console
-            console.print(f"[{c}]\\[w{index}][/{c}] {escape(line)}")
+            # under a live status line (`up`), above it: that console owns the terminal
+            console = output.live_console() or (err_console if stream == "stderr"
+                                                else out_console)
+            console.print(f"[{c}]\\[w{index}][/{c}] {escape(line)}", highlight=False,
+                          soft_wrap=True)
             return
         target = sys.stderr if (stream == "stderr" or json_mode) else sys.stdout
         target.write(f"[w{index}] {line}\n")

@@ -7,6 +7,7 @@ Any TPU v2 REST server works through `endpoint` (the emulator among them).
 # ruff: noqa: E402  (one sys.modules line must precede the google imports)
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -80,8 +81,14 @@ def api_errors(what: str) -> Iterator[None]:
         raise
 
 
+# The REST transport's messages name the request as "GET <url>?$alt=json;enum-encoding=int:
+# ..." (percent-encoded): the query is the client's wire format, noise to a reader.
+_URL_QUERY = re.compile(r"(https?://[^\s?]+)\?[^\s:]*")
+
+
 def _msg(e: gexc.GoogleAPICallError) -> str:
-    return str(e.message or e).strip().splitlines()[0][:300]
+    line = str(e.message or e).strip().splitlines()[0]
+    return _URL_QUERY.sub(r"\1", line)[:300]
 
 
 class BearerToken(google.auth.credentials.Credentials):

@@ -73,6 +73,32 @@ def _reserve_ssh_port(requested: int, state_dir: Path) -> socket.socket:
     return _reserve_port(0)
 
 
+API_PORT_FILE = "api-port"
+
+
+async def _start_site(runner: web.AppRunner, port: int, state_dir: Path) -> None:
+    """Listen on the requested port; with none requested, on the port the previous run from
+    this state dir used when it is free (an exported TPUCTL_API_ENDPOINT stays valid across
+    `emulator stop` + `start`), else on any free port."""
+    previous = 0
+    if not port:
+        with contextlib.suppress(OSError, ValueError):
+            previous = int((state_dir / API_PORT_FILE).read_text())
+    if 0 < previous < 65536:
+        site = web.TCPSite(runner, HOST, previous)
+        try:
+            await site.start()
+            return
+        except OSError:  # taken meanwhile: any free port, as asked
+            await site.stop()
+    await web.TCPSite(runner, HOST, port).start()
+
+
+def _save_api_port(state_dir: Path, port: int) -> None:
+    with contextlib.suppress(OSError):
+        (state_dir / API_PORT_FILE).write_text(f"{port}\n")
+
+
 def _write_info(state_dir: Path, info: dict[str, Any]) -> None:
     write_private(state_dir / INFO_FILE, json.dumps(info, indent=1) + "\n")
 
@@ -140,10 +166,10 @@ async def serve(
         app = create_app(state, info, token=token)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, HOST, port)
-        await site.start()
+        await _start_site(runner, port, state_dir)
         _check_loopback(runner)
         bound = _bound_port(runner)
+        _save_api_port(state_dir, bound)
         endpoint = f"http://{HOST}:{bound}"
         info["endpoint"] = endpoint
         info["state_dir"] = str(state_dir)

@@ -51,6 +51,17 @@ def classify_failure(log_tail: str) -> str:
     return "permanent"
 
 
+def validate_python(version: str) -> str:
+    """`--python`, checked here: a typo fails before any worker is touched (exit 2)."""
+    from tpuctl.recipes.schema import check_python_version
+
+    try:
+        return check_python_version(version)
+    except ValueError:
+        raise UsageError(f"invalid --python {version[:20]!r}",
+                         hint="give a version such as 3.11 (major.minor)") from None
+
+
 class TransientBootstrapFailure(Exception):
     pass
 

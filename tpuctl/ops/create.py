@@ -80,7 +80,11 @@ def check_runtime(cloud: Cloud, runtime: str, accelerator_type: str, auto: bool)
     if runtime in available:
         return
     gen = accelerator_type.split("-")[0]
-    close = [v for v in available if gen.replace("litepod", "") in v or "base" in v][:6]
+    default = parse_accelerator(accelerator_type).default_runtime
+    close = [v for v in available if gen.replace("litepod", "") in v or "base" in v]
+    if default in available:  # v5p's own runtime (v2-alpha-tpuv5) has no "v5p" in its name
+        close = [default, *(v for v in close if v != default)]
+    close = close[:6]
     why = f"the default runtime for {accelerator_type}" if auto else "runtime"
     raise UsageError(
         f"{why} {runtime!r} is not offered in zone {cloud.zone}",

@@ -34,12 +34,11 @@ def ssh_argv(cloud: Cloud, name: str, worker: int, command: Sequence[str]) -> li
     argv = [ssh, *ssh_option_args(target, sshkeys.key_path(), sshkeys.known_hosts_path(sl))]
     if not command:
         argv.append("-t")  # a terminal for the interactive shell, even under `tpuctl` wrappers
-    # options end here: the destination is data from the API, never read as an option
-    argv += ["--", _checked(validate.ip_address, target.host)]
-    if command:
-        import shlex
-
-        argv.append(shlex.join(command))
+    # options end here: the destination is data from the API, never read as an option (ssh
+    # parses options again after the host otherwise). Then the command as OpenSSH takes it:
+    # the remote shell runs its words joined by spaces, so `-- 'echo $X; exit 4'` is shell
+    # source there, exactly as with plain `ssh` (`tpuctl exec` quotes every argument).
+    argv += ["--", _checked(validate.ip_address, target.host), *command]
     return argv
 
 

@@ -19,6 +19,7 @@ class SyncResult:
     changed: tuple[int, ...]  # workers whose checkout moved
     left_out: tuple[str, ...]  # dirty paths not synced (with --allow-dirty)
     bundle_bytes: int = 0
+    untracked: tuple[str, ...] = ()  # files git does not track: not in the commit, not synced
 
     @property
     def noop(self) -> bool:
@@ -27,16 +28,19 @@ class SyncResult:
     def to_dict(self) -> dict[str, object]:
         return {"repo": self.repo, "commit": self.sha, "via": self.via,
                 "changed_workers": list(self.changed), "noop": self.noop,
-                "left_out": list(self.left_out), "bundle_bytes": self.bundle_bytes}
+                "left_out": list(self.left_out), "untracked": list(self.untracked),
+                "bundle_bytes": self.bundle_bytes}
 
 
 def plan(repo_path: Path | None, ref: str, via: str, allow_dirty: bool) -> gitrepo.RepoState:
-    """Local checks before touching any worker."""
+    """Local checks before touching any worker. Changes to tracked files are refused (the
+    commit would not be what you are looking at); untracked files are not part of any commit
+    and are only named."""
     if via not in ("origin", "bundle"):
         raise UsageError(f"invalid --via {via!r}", hint="use --via origin or --via bundle")
     state = gitrepo.inspect(repo_path, ref)
     if state.dirty and not allow_dirty:
-        shown = ", ".join(state.dirty[:5]) + (" ..." if len(state.dirty) > 5 else "")
+        shown = _some(state.dirty)
         raise UsageError(
             f"the working tree of {state.name} has uncommitted changes ({shown})",
             hint="commit them (workers get commits, not files), or pass --allow-dirty to sync "
@@ -50,6 +54,10 @@ def plan(repo_path: Path | None, ref: str, via: str, allow_dirty: bool) -> gitre
                 hint="`git push`, or use --via bundle to stream it over SSH",
             )
     return state
+
+
+def _some(paths: tuple[str, ...], n: int = 5) -> str:
+    return ", ".join(paths[:n]) + (f" and {len(paths) - n} more" if len(paths) > n else "")
 
 
 def _parse_commits(results: list, sha: str) -> tuple[list[int], list[str]]:  # noqa: ANN001
@@ -95,4 +103,5 @@ async def sync(session: SliceSession, state: gitrepo.RepoState, via: str) -> Syn
         raise UsageError(f"workers did not reach {sha[:12]}: {', '.join(wrong)}",
                          hint="re-run `tpuctl sync`; check the workers' ~/work checkouts")
     return SyncResult(repo=state.name, sha=sha, via=via, changed=tuple(changed),
-                      left_out=state.dirty, bundle_bytes=bundle_bytes)
+                      left_out=state.dirty, bundle_bytes=bundle_bytes,
+                      untracked=state.untracked)

@@ -30,7 +30,7 @@ from tpuctl.recipes.schema import Recipe
 @dataclass(frozen=True)
 class Step:
     name: str
-    outcome: str  # done, skipped, cached, reused
+    outcome: str  # done, skipped, cached, reused, recreate, failed
     detail: str
     seconds: float
 
@@ -44,7 +44,7 @@ class UpResult:
     steps: list[Step] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
-        return {"node": self.node, "run_id": self.run_id, "exit_code": self.exit_code,
+        return {"node": self.node, "run_id": self.run_id, "exit_code": self.exit_code or 0,
                 "url": self.url,
                 "steps": [{"step": s.name, "outcome": s.outcome, "detail": s.detail,
                            "seconds": round(s.seconds, 2)} for s in self.steps]}
@@ -131,9 +131,12 @@ def up(cloud: Cloud, p: Prepared, *, replace: bool = False, follow: bool = True,
        on_state: Callable[[str], None] = lambda s: None,
        on_bootstrap: Callable[[bootstrap_op.WorkerBootstrap], None] | None = None,
        run_id: str | None = None, on_preempt: str = "fail", max_recreates: int = 3,
-       log_dir: Path | None = None, ready_timeout: float | None = None) -> UpResult:
+       log_dir: Path | None = None, ready_timeout: float | None = None,
+       on_activity: Callable[[str], None] = lambda s: None) -> UpResult:
     """The loop, with a preemption policy: `fail` (exit 6) or `recreate` (delete the node,
-    create it again, re-sync, re-bootstrap, relaunch with TPUCTL_RESTART_COUNT set)."""
+    create it again, re-sync, re-bootstrap, relaunch with TPUCTL_RESTART_COUNT set).
+    `on_state`: the node's and the run's states worth a line; `on_activity`: the step under
+    way (a spinner's text, no line of its own)."""
     if on_preempt not in ("fail", "recreate"):
         raise UsageError(f"invalid --on-preempt {on_preempt!r}", hint="use fail or recreate")
     if max_recreates < 0:
@@ -152,7 +155,7 @@ def up(cloud: Cloud, p: Prepared, *, replace: bool = False, follow: bool = True,
                 _attempt(cloud, p, result, attempt, replace=replace, follow=follow,
                          on_step=on_step, on_line=tee, on_state=on_state,
                          on_bootstrap=on_bootstrap, run_id=run_id, logs=logs,
-                         ready_timeout=ready_timeout)
+                         ready_timeout=ready_timeout, on_activity=on_activity)
                 return result
             except PreemptedError as e:
                 if on_preempt != "recreate" or attempt >= max_recreates:
@@ -180,7 +183,8 @@ def _attempt(cloud: Cloud, p: Prepared, result: UpResult, attempt: int, *, repla
              follow: bool, on_step: Callable[[Step], None], on_line: runs_op.OnLine,
              on_state: Callable[[str], None],
              on_bootstrap: Callable[[bootstrap_op.WorkerBootstrap], None] | None,
-             run_id: str | None, logs: LocalLogs, ready_timeout: float | None = None) -> None:
+             run_id: str | None, logs: LocalLogs, ready_timeout: float | None = None,
+             on_activity: Callable[[str], None] = lambda s: None) -> None:
     r = p.recipe
 
     def step(name: str, outcome: str, detail: str, t0: float) -> None:
@@ -205,22 +209,30 @@ def _attempt(cloud: Cloud, p: Prepared, result: UpResult, attempt: int, *, repla
         session = open_session(cloud, p.name)
         try:
             t = time.monotonic()
+            on_activity("syncing")
             synced = await sync_op.sync(session, p.repo, r.sync.via)
+            untracked = (f"; not synced (untracked): {', '.join(synced.untracked[:3])}"
+                         + (" ..." if len(synced.untracked) > 3 else "")
+                         if synced.untracked else "")
             step("sync", "skipped" if synced.noop else "done",
                  f"{synced.repo}@{synced.sha[:12]}" + (" already on every worker"
                                                         if synced.noop else
-                                                        f" on {len(synced.changed)} workers"), t)
+                                                        f" on {len(synced.changed)} workers")
+                 + untracked, t)
             if p.secrets is not None:
                 t = time.monotonic()
+                on_activity("pushing secrets")
                 pushed = await secrets_op.push(session, p.secrets)
                 step("secrets", "done", f"{len(pushed.keys)} keys to {pushed.workers} workers", t)
             t = time.monotonic()
+            on_activity("bootstrapping")
             spec = venv_spec(p, sl.runtime_version)
             boot = await bootstrap_op.bootstrap(session, spec, timeout=r.timeouts.bootstrap,
                                                 on_update=on_bootstrap)
             step("bootstrap", "cached" if boot.cached else "done",
                  f"venv {boot.hash}" + (" already built" if boot.cached else ""), t)
             t = time.monotonic()
+            on_activity("launching")
             per_rank = None
             launch_rid = rid
             if r.serve is not None:
@@ -254,13 +266,14 @@ def _attempt(cloud: Cloud, p: Prepared, result: UpResult, attempt: int, *, repla
                     return  # a server keeps running: `status`, `generate`, `down`
             if follow:
                 t = time.monotonic()
+                on_activity(f"running {launched.run_id}")
                 tailed = await runs_op.tail(session, launched.run_id, lines=None, follow=True,
                                             on_line=on_line)
                 result.exit_code = tailed.exit_code
                 failed = tailed.first_failed
                 detail = (f"exit {tailed.exit_code}" +
                           (f", first failure on w{failed}" if failed is not None else ""))
-                step("run", "done", detail, t)
+                step("run", "done" if tailed.exit_code == 0 else "failed", detail, t)
         except PreemptedError:
             raise
         except TpuctlError as e:

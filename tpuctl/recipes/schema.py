@@ -16,6 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tpuctl.errors import UsageError
 
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PYTHON = re.compile(r"^3\.\d{1,2}$")
+
+
+def check_python_version(v: str) -> str:
+    """A venv's Python version as tpuctl takes it (recipes' `python:`, `--python`): 3.11."""
+    if not _PYTHON.match(v):
+        raise ValueError(f"python must look like 3.11, got {v[:20]!r}")
+    return v
 _RESERVED_ENV = ("TPUCTL_", "JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 
 
@@ -89,9 +97,7 @@ class Recipe(_Strict):
     @field_validator("python")
     @classmethod
     def _python(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^3\.\d{1,2}$", v):
-            raise ValueError(f"python must look like 3.11, got {v!r}")
-        return v
+        return v if v is None else check_python_version(v)
 
     @field_validator("command")
     @classmethod
@@ -149,8 +155,9 @@ def load_recipe(path: Path) -> tuple[Recipe, str]:
     if not path.is_file():
         raise UsageError(f"recipe {str(path)!r} not found", hint="pass a path such as "
                          "recipes/quickstart.yaml")
+    text = path.read_text()
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -169,6 +176,13 @@ def load_recipe(path: Path) -> tuple[Recipe, str]:
         err = e.errors()[0]
         loc = ".".join(str(p) for p in err["loc"]) or "(top)"
         msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "string_type" and isinstance(err.get("input"), (bool, int, float)):
+            raw = _raw_scalar(text, err["loc"]) or str(err["input"])
+            kind = "boolean" if isinstance(err["input"], bool) else "number"
+            raise UsageError(
+                f"recipe {path}: field {loc!r}: YAML reads {raw} as the {kind} "
+                f"{err['input']!r}, not as text", hint=f'quote it: {err["loc"][-1]}: "{raw}"'
+            ) from None
         if err["type"] == "extra_forbidden":
             allowed = ", ".join(Recipe.model_fields)
             raise UsageError(f"recipe {path}: unknown field {loc!r}",
@@ -182,3 +196,17 @@ def load_recipe(path: Path) -> tuple[Recipe, str]:
     name = recipe.name or re.sub(r"[^a-z0-9-]+", "-", path.stem.lower()).strip("-")
     validate_node_name(name)
     return recipe, name
+
+
+def _raw_scalar(text: str, loc: tuple[int | str, ...]) -> str | None:
+    """The value at `loc` as written in the file (YAML's 3.10 is the number 3.1: a hint must
+    show what the user wrote)."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    for key in loc:
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        node = next((v for k, v in node.value if getattr(k, "value", None) == str(key)), None)
+    return node.value if isinstance(node, yaml.ScalarNode) else None

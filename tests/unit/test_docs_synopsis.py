@@ -1,0 +1,76 @@
+"""docs/commands.md's synopses name exactly the flags each command has, and every command
+has one: a flag added, renamed or removed in code without the docs fails here."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "commands.md"
+# taken by every command that talks to a cloud, documented once at the top of the page
+COMMON = {"--api-endpoint", "--project", "--zone", "--help"}
+_FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*|-[a-z])\b")
+
+
+def _synopses() -> dict[tuple[str, ...], set[str]]:
+    """command path -> flags its synopsis names (the `### ` heading and, when the heading
+    runs long, the backticked line below it)."""
+    lines = DOC.read_text().splitlines()
+    out: dict[tuple[str, ...], set[str]] = {}
+    for i, line in enumerate(lines):
+        if not line.startswith("### `tpuctl "):
+            continue
+        spans = re.findall(r"`tpuctl ([^`]*)`", line)
+        below = lines[i + 1] if i + 1 < len(lines) and lines[i + 1].startswith("`[") else ""
+        for n, span in enumerate(spans):
+            path = tuple(w for w in span.split()[:2] if re.fullmatch(r"[a-z][a-z-]*", w))
+            out[path] = set(_FLAG.findall(span + (" " + below if n == 0 else "")))
+    return out
+
+
+def _commands() -> dict[tuple[str, ...], Any]:
+    import typer.main
+
+    from tpuctl.cli.main import app
+
+    found: dict[tuple[str, ...], Any] = {}
+
+    def walk(cmd: Any, prefix: tuple[str, ...]) -> None:  # noqa: ANN401
+        subs = getattr(cmd, "commands", None)
+        if subs is None:
+            found[prefix] = cmd
+            return
+        for name, sub in subs.items():
+            walk(sub, (*prefix, name))
+
+    walk(typer.main.get_command(app), ())
+    return found
+
+
+def _options(cmd: Any) -> list[set[str]]:  # noqa: ANN401
+    """Each option's names (`{"-n", "--lines"}`), the common ones left out."""
+    return [set(p.opts) | set(p.secondary_opts) for p in cmd.params
+            if getattr(p, "param_type_name", "") == "option" and not set(p.opts) & COMMON]
+
+
+DOCUMENTED_ELSEWHERE = {"emulator", "mux"}  # their own sections, not `### tpuctl ...`
+
+
+def test_every_command_has_a_synopsis() -> None:
+    synopses = _synopses()
+    missing = [" ".join(path) for path in _commands()
+               if path[0] not in DOCUMENTED_ELSEWHERE and path not in synopses]
+    assert missing == []
+
+
+@pytest.mark.parametrize("path", sorted(_synopses()), ids=" ".join)
+def test_synopsis_names_the_real_flags(path: tuple[str, ...]) -> None:
+    options = _options(_commands()[path])
+    documented = _synopses()[path] - COMMON
+    unknown = {f for f in documented if not any(f in names for names in options)}
+    assert unknown == set(), f"documented but not a flag of `tpuctl {' '.join(path)}`"
+    missing = [sorted(names) for names in options if not names & documented]
+    assert missing == [], f"flags missing from the synopsis of `tpuctl {' '.join(path)}`"
