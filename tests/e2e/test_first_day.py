@@ -179,6 +179,14 @@ def test_up_at_a_terminal_names_each_step_and_keeps_job_lines_apart(cli, node, r
         assert text[:at].endswith(("\n", "\r", "\x1b[2K")), repr(text[at - 40:at + 10])
 
 
+def test_up_json_carries_the_process_exit_code(cli, node, repo):
+    r = in_repo(cli, repo, "up", "fail.yaml", "--json")
+    assert r.returncode == 7 and _json(r)["steps"][-1]["outcome"] == "failed"
+    r = in_repo(cli, repo, "up", "fail.yaml", "--detach", "--json")
+    assert r.returncode == 0 and _json(r)["run_id"].startswith(f"{node}-")
+    assert in_repo(cli, repo, "tail", node, "--follow").returncode == 7
+
+
 def test_status_watch_redraws_in_place_at_a_terminal(cli, node, repo):
     r = in_repo(cli, repo, "launch", node, "--run-id", "fd-watch", "--", "sleep", "2")
     assert r.returncode == 0, r.stderr
