@@ -51,11 +51,16 @@ case "$mode" in
     echo "state=started cached=0"
     ;;
   status)
+    # Is the runner alive, asked *before* its result files are read: a runner that finishes
+    # between the two looks has written its marker (or HASH.exit) by the second, so it is
+    # never taken for one that died without a word.
+    alive=0
+    if running; then alive=1; fi
     if [ -f "$venv/.tpuctl-ready" ]; then
       echo "state=done exit=0"
     elif [ -f "$base/$hash.exit" ]; then
       echo "state=failed exit=$(cat "$base/$hash.exit")"
-    elif running; then
+    elif [ "$alive" = 1 ]; then
       echo "state=running exit=-"
     elif [ -f "$base/$hash.pid" ]; then
       echo "state=failed exit=died"
