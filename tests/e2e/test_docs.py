@@ -60,6 +60,7 @@ def test_readme_demo_and_quickstart_run_as_written(tmp_path: Path) -> None:
     repo = _copy_of_this_repository(tmp_path / "tpuctl")
     home = tmp_path / "home"
     home.mkdir()
+    # the README's other block is `bash scripts/test.sh`: this very suite
     demo = [b for b in bash_blocks(ROOT / "README.md") if "tpuctl up" in b]
     quickstart = bash_blocks(ROOT / "docs" / "quickstart.md")
     assert len(demo) == 1 and len(quickstart) >= 4
