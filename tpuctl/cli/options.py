@@ -13,7 +13,6 @@ ENDPOINT_HELP = ("TPU v2 REST endpoint, e.g. the emulator's http://127.0.0.1:POR
                  "(env TPUCTL_API_ENDPOINT)")
 
 
-
 def not_an_option(ctx: typer.Context, param: typer.CallbackParam, value: str | None
                   ) -> str | None:
     """A value option must not swallow the next option: `--project --json` is a missing
