@@ -32,14 +32,10 @@ from typing import Any
 from aiohttp import web
 
 from tpuctl.emulator import catalog
+from tpuctl.emulator.errors import ApiError, invalid_argument, not_found
 from tpuctl.emulator.faults import FaultError, parse_seed
-from tpuctl.emulator.state import (
-    ApiError,
-    EmulatorState,
-    check_location,
-    invalid_argument,
-    not_found,
-)
+from tpuctl.emulator.resources import check_location
+from tpuctl.emulator.state import EmulatorState
 
 STATE_KEY: web.AppKey[EmulatorState] = web.AppKey("tpuctl_emulator_state", EmulatorState)
 INFO_KEY = web.AppKey("tpuctl_emulator_info", dict[str, Any])
