@@ -122,7 +122,7 @@ def _free_port() -> int:
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Env]:
     pytest.importorskip("asyncssh")
     from tpuctl import sshkeys
-    from tpuctl.emulator.workers import WorkerHost
+    from tpuctl.emulator.hosts import WorkerHost
 
     tmp = tmp_path_factory.mktemp("structure")
     home = tmp / "home"

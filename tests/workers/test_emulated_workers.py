@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tpuctl.emulator.workers import worker_ip
+from tpuctl.emulator.vms import worker_ip
 from tpuctl.workers.base import SshTarget
 from tpuctl.workers.ssh import SshWorkers, known_hosts_line, ssh_option_args
 
