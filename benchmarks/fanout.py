@@ -17,7 +17,7 @@
   tpuctl-reuse  a second step on a SliceSession whose connections are already open
 
 Every OpenSSH/fabric run uses tpuctl's key and pinned known_hosts with the options
-`tpuctl ssh` uses (tpuctl.workers.ssh.ssh_option_args); every connection does a real key
+`tpuctl ssh` uses (tpuctl.workers.openssh.ssh_option_args); every connection does a real key
 exchange with the emulator's asyncssh server. Repetitions are interleaved (one of each method,
 then the next round) so that background load hits every method alike; the table reports the
 median and the best of the runs, and ratios of medians.
@@ -86,7 +86,7 @@ class Slice:
     def __init__(self, bench: Bench, size: int) -> None:
         from tpuctl import sshkeys
         from tpuctl.ops.access import ensure_access, ssh_targets
-        from tpuctl.workers.ssh import ssh_option_args
+        from tpuctl.workers.openssh import ssh_option_args
 
         self.name = f"fan{size}"
         self.size = size

@@ -89,7 +89,7 @@ def write_known_hosts(sl: Slice) -> Path:
     across nodes, so a shared known_hosts would mix up keys of a deleted and a new node.
     """
     from tpuctl.workers.base import SshTarget
-    from tpuctl.workers.ssh import known_hosts_line
+    from tpuctl.workers.openssh import known_hosts_line
 
     path = known_hosts_path(sl)
     private_dir(path.parent)

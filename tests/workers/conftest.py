@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 import asyncssh
 import pytest
 
-from tpuctl.emulator.workers import EmulatedWorker, WorkerHost
+from tpuctl.emulator.hosts import WorkerHost
+from tpuctl.emulator.vms import EmulatedWorker
 from tpuctl.workers.base import SshTarget
 
 T = TypeVar("T")

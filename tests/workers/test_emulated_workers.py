@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tpuctl.emulator.workers import worker_ip
+from tpuctl.emulator.vms import worker_ip
 from tpuctl.workers.base import SshTarget
-from tpuctl.workers.ssh import SshWorkers, known_hosts_line, ssh_option_args
+from tpuctl.workers.openssh import known_hosts_line, ssh_option_args
+from tpuctl.workers.ssh import SshWorkers
 
 from .conftest import USER, Env
 from .test_ssh_workers import _alive, _run, _wait_dead

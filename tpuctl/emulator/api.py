@@ -16,104 +16,33 @@ Deliberate differences from GCP (kept small, each for a reason):
   local user's;
 - `/emulator/v1/status` (GET), `/emulator/v1/<node name>:preempt[?after=SECONDS]`,
   `/emulator/v1/<node name>:dropConnections[?worker=I]` (POST) and `/emulator/v1/faults`
-  (GET, POST, DELETE) are admin calls; faults never apply to them.
+  (GET, POST, DELETE) are admin calls (admin.py); faults never apply to them.
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from tpuctl.emulator import catalog
-from tpuctl.emulator.faults import FaultError, parse_seed
-from tpuctl.emulator.state import (
-    ApiError,
-    EmulatorState,
-    check_location,
-    invalid_argument,
-    not_found,
+from tpuctl.emulator.admin import (
+    admin_clear_faults,
+    admin_drop_connections,
+    admin_get_faults,
+    admin_preempt,
+    admin_set_faults,
+    admin_status,
 )
-
-STATE_KEY: web.AppKey[EmulatorState] = web.AppKey("tpuctl_emulator_state", EmulatorState)
-INFO_KEY = web.AppKey("tpuctl_emulator_info", dict[str, Any])
-
-DEFAULT_PAGE_SIZE = 500
+from tpuctl.emulator.calls import INFO_KEY, STATE_KEY, Call, Handler, Reply, page
+from tpuctl.emulator.errors import ApiError, invalid_argument, not_found
+from tpuctl.emulator.resources import check_location
+from tpuctl.emulator.state import EmulatorState
 
 _SEG = r"[^/:]+"
 _LOC = rf"projects/{_SEG}/locations/{_SEG}"
-
-Handler = Callable[["Call"], Awaitable[Any]]
-
-
-@dataclass
-class Call:
-    """One matched request: the regex groups, the query, the JSON body."""
-
-    request: web.Request
-    match: re.Match[str]
-    state: EmulatorState
-
-    @property
-    def query(self) -> Any:
-        return self.request.query
-
-    async def body(self) -> dict[str, Any]:
-        raw = await self.request.read()
-        if not raw.strip():
-            return {}
-        try:
-            data = json.loads(raw)
-        except ValueError as e:
-            raise invalid_argument(f"Invalid JSON payload received: {e}") from e
-        if not isinstance(data, dict):
-            raise invalid_argument("Invalid JSON payload received: expected an object")
-        return data
-
-    def group(self, name: str) -> str:
-        return self.match.group(name)
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A response body plus the message type it holds (to re-encode its enums)."""
-
-    message: str
-    body: Any
-
-
-def _page(call: Call, items: list[Any], field: str, message: str) -> Reply:
-    """Offset-based pages behind an opaque token, as the API's pageSize/pageToken expect."""
-    try:
-        size = int(call.query.get("pageSize") or 0)
-    except ValueError as e:
-        raise invalid_argument("pageSize must be an integer") from e
-    if size < 0:
-        raise invalid_argument("pageSize must not be negative")
-    size = size or DEFAULT_PAGE_SIZE
-    token = call.query.get("pageToken") or ""
-    start = 0
-    if token:
-        try:
-            start = int(base64.urlsafe_b64decode(token.encode()).decode().removeprefix("o:"))
-        except ValueError as e:
-            raise invalid_argument(f"invalid pageToken {token!r}") from e
-        if start < 0 or start > len(items):
-            raise invalid_argument(f"invalid pageToken {token!r}")
-    page = items[start : start + size]
-    out: dict[str, Any] = {}
-    if page:
-        out[field] = page
-    if start + size < len(items):
-        out["nextPageToken"] = base64.urlsafe_b64encode(f"o:{start + size}".encode()).decode()
-    return Reply(message, out)
-
 
 # ------------------------------------------------------------------ nodes
 
@@ -126,7 +55,7 @@ async def create_node(call: Call) -> Reply:
 
 
 async def list_nodes(call: Call) -> Reply:
-    return _page(call, call.state.list_nodes(call.group("parent")), "nodes", "ListNodesResponse")
+    return page(call, call.state.list_nodes(call.group("parent")), "nodes", "ListNodesResponse")
 
 
 async def get_node(call: Call) -> Reply:
@@ -174,7 +103,7 @@ async def generate_service_identity(call: Call) -> Reply:
 
 async def list_operations(call: Call) -> Reply:
     ops = call.state.list_operations(call.group("parent"))
-    return _page(call, ops, "operations", "ListOperationsResponse")
+    return page(call, ops, "operations", "ListOperationsResponse")
 
 
 async def get_operation(call: Call) -> Reply:
@@ -202,7 +131,7 @@ async def list_runtime_versions(call: Call) -> Reply:
     parent = call.group("parent")
     _, zone = check_location(parent)
     items = [_runtime(parent, v) for v in catalog.runtime_versions(zone)]
-    return _page(call, items, "runtimeVersions", "ListRuntimeVersionsResponse")
+    return page(call, items, "runtimeVersions", "ListRuntimeVersionsResponse")
 
 
 async def get_runtime_version(call: Call) -> Reply:
@@ -225,7 +154,7 @@ async def list_accelerator_types(call: Call) -> Reply:
     parent = call.group("parent")
     _, zone = check_location(parent)
     items = [_accelerator(parent, a) for a in catalog.accelerator_types(zone)]
-    return _page(call, items, "acceleratorTypes", "ListAcceleratorTypesResponse")
+    return page(call, items, "acceleratorTypes", "ListAcceleratorTypesResponse")
 
 
 async def get_accelerator_type(call: Call) -> Reply:
@@ -244,7 +173,7 @@ def _location(project: str, zone: str) -> dict[str, Any]:
 async def list_locations(call: Call) -> Reply:
     project = call.group("project")
     items = [_location(project, z) for z in catalog.ZONES]
-    return _page(call, items, "locations", "ListLocationsResponse")
+    return page(call, items, "locations", "ListLocationsResponse")
 
 
 async def get_location(call: Call) -> Reply:
@@ -264,7 +193,7 @@ async def create_queued_resource(call: Call) -> Reply:
 
 async def list_queued_resources(call: Call) -> Reply:
     items = call.state.list_queued_resources(call.group("parent"))
-    return _page(call, items, "queuedResources", "ListQueuedResourcesResponse")
+    return page(call, items, "queuedResources", "ListQueuedResourcesResponse")
 
 
 async def get_queued_resource(call: Call) -> Reply:
@@ -279,72 +208,6 @@ async def delete_queued_resource(call: Call) -> Reply:
 async def reset_queued_resource(call: Call) -> Reply:
     await call.body()
     return Reply("Operation", call.state.reset_queued_resource(call.group("name")))
-
-
-# ------------------------------------------------------------------ emulator admin
-
-
-async def admin_status(call: Call) -> Reply:
-    state = call.state
-    nodes = [
-        {
-            "name": rec.name,
-            "state": rec.state,
-            "slot": rec.slot,
-            "workers": [
-                {"index": w["index"], "ip": w["ip"], "ssh_port": w["ssh_port"]} for w in rec.workers
-            ],
-        }
-        for rec in state.nodes.values()
-    ]
-    stored: dict[str, Any] = call.request.app[INFO_KEY]
-    info = dict(stored)
-    info.setdefault("pid", os.getpid())
-    return Reply("", {**info, "ssh_port": state.ssh_port, "nodes": nodes})
-
-
-async def admin_drop_connections(call: Call) -> Reply:
-    worker = call.request.query.get("worker")
-    return Reply("", call.state.drop_connections(call.group("name"),
-                                                 int(worker) if worker else None))
-
-
-async def admin_preempt(call: Call) -> Reply:
-    after = call.query.get("after")
-    if after is None or after == "":
-        return Reply("Node", await call.state.preempt_node(call.group("name")))
-    try:
-        seconds = float(after)
-    except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds < 1e7:  # also rejects nan and inf
-        raise invalid_argument(f"after must be a number of seconds >= 0, got {after!r}")
-    return Reply("", call.state.schedule_preempt(call.group("name"), seconds))
-
-
-async def admin_get_faults(call: Call) -> Reply:
-    return Reply("", call.state.faults.to_json())
-
-
-async def admin_set_faults(call: Call) -> Reply:
-    """Merge the faults of the JSON body (`null` clears one); `seed` restarts the streams."""
-    body = await call.body()
-    faults = call.state.faults
-    try:
-        seed = parse_seed(body.pop("seed")) if "seed" in body else None
-        faults.update(body)
-    except FaultError as e:
-        raise invalid_argument(str(e)) from e
-    if seed is not None:
-        faults.reseed(seed)
-    await call.state.apply_unreachable_workers()
-    return Reply("", faults.to_json())
-
-
-async def admin_clear_faults(call: Call) -> Reply:
-    call.state.faults.clear()
-    await call.state.apply_unreachable_workers()
-    return Reply("", call.state.faults.to_json())
 
 
 _NODE = rf"(?P<name>{_LOC}/nodes/{_SEG})"

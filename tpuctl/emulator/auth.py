@@ -17,7 +17,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from tpuctl.emulator.state import ApiError
+from tpuctl.emulator.errors import ApiError
 from tpuctl.paths import private_dir
 
 __all__ = ["TOKEN_FILE", "new_token", "private_dir", "require_token", "write_private"]

@@ -116,7 +116,7 @@ def _remove_info(state_dir: Path) -> None:
 
 
 def _default_worker_host(state_dir: Path, ssh_port: int) -> WorkerHostLike:
-    from tpuctl.emulator.workers import WorkerHost
+    from tpuctl.emulator.hosts import WorkerHost
 
     return WorkerHost(state_dir, ssh_port)
 

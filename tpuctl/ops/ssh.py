@@ -28,7 +28,7 @@ def ssh_argv(cloud: Cloud, name: str, worker: int, command: Sequence[str]) -> li
     if worker >= len(sl.workers):
         raise UsageError(f"worker {worker} does not exist: {name!r} has {len(sl.workers)} "
                          f"worker(s)", hint=f"use --worker 0..{len(sl.workers) - 1}")
-    from tpuctl.workers.ssh import ssh_option_args
+    from tpuctl.workers.openssh import ssh_option_args
 
     target = ssh_targets(sl, [worker])[0]
     argv = [ssh, *ssh_option_args(target, sshkeys.key_path(), sshkeys.known_hosts_path(sl))]

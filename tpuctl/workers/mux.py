@@ -47,7 +47,9 @@ _CANCEL_CONFIRM_S = 3.0
 # a late daemon cannot run a command the client has given up on (same host, same clock).
 ACK_TIMEOUT_S = 5.0
 STALE_REQUEST_S = 4.0
-_DAEMON_FILES = ("mux.py", "muxd.py", "ssh.py", "base.py")
+# the daemon's code: SshWorkers and what it is made of
+_DAEMON_FILES = ("mux.py", "muxd.py", "ssh.py", "sshfailures.py", "lines.py", "openssh.py",
+                 "base.py")
 
 
 def mux_dir() -> Path:

@@ -26,14 +26,20 @@ from tenacity import (
 
 from tpuctl.errors import ConfigError, UsageError
 from tpuctl.workers.base import OnOutput, SshTarget, WorkerResult
+from tpuctl.workers.lines import LineSplitter
+from tpuctl.workers.openssh import KEEPALIVE_COUNT_MAX, KEEPALIVE_INTERVAL
+from tpuctl.workers.sshfailures import (
+    MaybeStartedError,
+    NotStartedError,
+    PermanentSshError,
+    failure_result,
+    is_transport_failure,
+    one_line,
+)
 from tpuctl.workers.sshlib import asyncssh
 
 Drain = Callable[[], Awaitable[None]]
 _READ_CHUNK = 64 * 1024
-# A "line" longer than this is delivered in pieces rather than buffered without bound.
-_MAX_LINE = 1024 * 1024
-_KEEPALIVE_INTERVAL = 15.0
-_KEEPALIVE_COUNT_MAX = 4
 # Algorithm preferences (the server picks the first of ours it supports). Key exchange keeps
 # the post-quantum hybrid first (OpenSSH 10's default) with classical fallbacks for the
 # OpenSSH 8.x/9.x sshd of TPU VM images. Ciphers prefer AES-GCM: one AEAD call per packet,
@@ -44,123 +50,6 @@ _KEX_ALGS = ("mlkem768x25519-sha256", "curve25519-sha256", "curve25519-sha256@li
              "diffie-hellman-group16-sha512", "diffie-hellman-group14-sha256")
 _CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
             "aes128-ctr", "aes256-ctr")
-
-
-class _PermanentSshError(Exception):
-    """A failure retrying cannot fix (auth, host key, refused request); message is user-facing."""
-
-
-class _MaybeStartedError(_PermanentSshError):
-    """The connection broke after the exec request may have reached the server."""
-
-
-class _NotStartedError(Exception):
-    """Wraps any failure before the command started (connect, auth, channel refused)."""
-
-    def __init__(self, cause: BaseException) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
-
-
-def _is_transport_failure(exc: BaseException) -> bool:
-    """Retry only what a flaky network explains; never anything about identity or auth."""
-    if isinstance(exc, _PermanentSshError):
-        return False
-    if isinstance(exc, asyncssh.ChannelOpenError):
-        # The channel never opened, so the command cannot have started.
-        return exc.code == asyncssh.OPEN_CONNECT_FAILED
-    return isinstance(exc, (OSError, asyncio.TimeoutError, TimeoutError, asyncssh.ConnectionLost))
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return " ".join(text.split())
-
-
-def known_hosts_line(target: SshTarget) -> str:
-    """A known_hosts entry pinning the target's host key (`[host]:port type blob`)."""
-    if not target.host_key:
-        raise ValueError(f"worker {target.index} has no published host key to pin")
-    parts = target.host_key.split()
-    if len(parts) < 2:
-        raise ValueError(f"worker {target.index}: malformed host key {target.host_key!r}")
-    host = target.host if target.port == 22 else f"[{target.host}]:{target.port}"
-    return f"{host} {parts[0]} {parts[1]}"
-
-
-def ssh_option_args(target: SshTarget, key_path: Path, known_hosts: Path) -> list[str]:
-    """OpenSSH client options that reach `target` exactly as SshWorkers does (for `tpuctl ssh`).
-
-    `known_hosts` should hold `known_hosts_line(target)` when the target has a host key.
-    """
-    strict = "yes" if target.host_key else "accept-new"
-    return [
-        # the worker's SSH port (the emulator serves all workers on one non-22 port)
-        "-p", str(target.port),
-        # the login user whose key is in the node's ssh-keys metadata
-        "-l", target.username,
-        # tpuctl's own key, the one it put into the metadata
-        "-i", str(key_path),
-        # offer only that key: agent/default keys could exhaust the server's MaxAuthTries
-        "-o", "IdentitiesOnly=yes",
-        # never consult (or forward to) the user's agent
-        "-o", "IdentityAgent=none",
-        # public key only: no password or keyboard-interactive prompt can appear
-        "-o", "PreferredAuthentications=publickey",
-        "-o", "PasswordAuthentication=no",
-        "-o", "KbdInteractiveAuthentication=no",
-        # host keys come from the API's guest attributes, pinned in tpuctl's own file; the
-        # user's ~/.ssh/known_hosts is neither read nor modified
-        "-o", f"UserKnownHostsFile={known_hosts}",
-        "-o", "GlobalKnownHostsFile=/dev/null",
-        # a key that differs from the pinned one is refused; with no published key (only
-        # then) the first key seen is recorded in that file and pinned from then on
-        "-o", f"StrictHostKeyChecking={strict}",
-        # don't let the server rewrite the pinned file with extra keys
-        "-o", "UpdateHostKeys=no",
-        # TPU VM IPs get reused across nodes; identity is the pinned key, not the address
-        "-o", "CheckHostIP=no",
-        # fail fast on an unreachable worker instead of the TCP default (minutes)
-        "-o", "ConnectTimeout=20",
-        # notice a dead worker (preempted VM) within a minute instead of hanging forever
-        "-o", f"ServerAliveInterval={int(_KEEPALIVE_INTERVAL)}",
-        "-o", f"ServerAliveCountMax={_KEEPALIVE_COUNT_MAX}",
-    ]
-
-
-class _LineSplitter:
-    """Bytes in, complete UTF-8 lines out (without "\\n"); a trailing partial line on flush."""
-
-    def __init__(self, index: int, stream: str, on_output: OnOutput | None) -> None:
-        self._index = index
-        self._stream = stream
-        self._on_output = on_output
-        self._buf = bytearray()
-
-    def feed(self, data: bytes) -> None:
-        if self._on_output is None:
-            return
-        self._buf += data
-        start = 0
-        while True:
-            nl = self._buf.find(b"\n", start)
-            if nl < 0:
-                break
-            self._emit(bytes(self._buf[start:nl]))
-            start = nl + 1
-        del self._buf[:start]
-        while len(self._buf) >= _MAX_LINE:
-            self._emit(bytes(self._buf[:_MAX_LINE]))
-            del self._buf[:_MAX_LINE]
-
-    def flush(self) -> None:
-        if self._buf:
-            self._emit(bytes(self._buf))
-            self._buf.clear()
-
-    def _emit(self, line: bytes) -> None:
-        assert self._on_output is not None
-        self._on_output(self._index, self._stream, line.decode("utf-8", errors="replace"))
 
 
 class SshWorkers:
@@ -194,7 +83,7 @@ class SshWorkers:
                 self._client_key = asyncssh.read_private_key(str(self._key_path))
             except (OSError, asyncssh.KeyImportError) as exc:
                 raise ConfigError(
-                    f"cannot read SSH key {self._key_path}: {_one_line(exc)}",
+                    f"cannot read SSH key {self._key_path}: {one_line(exc)}",
                     hint="create it with `ssh-keygen -t ed25519 -N '' -f PATH` or pass --ssh-key",
                 ) from exc
         return self._client_key
@@ -204,7 +93,7 @@ class SshWorkers:
             try:
                 pinned = asyncssh.import_public_key(target.host_key)
             except asyncssh.KeyImportError as exc:
-                raise _PermanentSshError(
+                raise PermanentSshError(
                     f"worker {target.index}: malformed host key {target.host_key!r}"
                 ) from exc
             # Trust exactly this key, for whatever address the worker has. Any other key
@@ -226,8 +115,8 @@ class SshWorkers:
                 kbdint_auth=False,
                 preferred_auth="publickey",
                 connect_timeout=self._connect_timeout,
-                keepalive_interval=_KEEPALIVE_INTERVAL,
-                keepalive_count_max=_KEEPALIVE_COUNT_MAX,
+                keepalive_interval=KEEPALIVE_INTERVAL,
+                keepalive_count_max=KEEPALIVE_COUNT_MAX,
                 config=None,  # ~/.ssh/config must not redirect or re-key workers
                 encoding=None,
                 kex_algs=list(_KEX_ALGS),
@@ -240,23 +129,23 @@ class SshWorkers:
                 # so small command/exit-status packets are not delayed by Nagle.
             )
         except asyncssh.HostKeyNotVerifiable as exc:
-            raise _PermanentSshError(
+            raise PermanentSshError(
                 f"worker {target.index} ({where}): host key mismatch: the server did not present "
                 f"the key the TPU API publishes for it (...{(target.host_key or '')[-12:]}); "
                 "refusing to connect. A mismatch against a cached key list is re-checked "
                 "against the API before you see this: if the node was just recreated, retry "
-                f"in a minute; if it persists, treat it as an attack ({_one_line(exc)})"
+                f"in a minute; if it persists, treat it as an attack ({one_line(exc)})"
             ) from exc
         except asyncssh.PermissionDenied as exc:
-            raise _PermanentSshError(
+            raise PermanentSshError(
                 f"worker {target.index} ({where}): permission denied (publickey): "
                 f"{self._key_path} is not authorized for user {target.username!r}"
             ) from exc
         except asyncssh.DisconnectError as exc:
             if isinstance(exc, asyncssh.ConnectionLost):
                 raise
-            raise _PermanentSshError(
-                f"worker {target.index} ({where}): SSH failed: {_one_line(exc)}"
+            raise PermanentSshError(
+                f"worker {target.index} ({where}): SSH failed: {one_line(exc)}"
             ) from exc
         self.connections_opened += 1
         return conn
@@ -289,7 +178,7 @@ class SshWorkers:
             # 0.2 s, 0.4 s, 0.8 s ... capped, plus up to 0.5 s of jitter so a slice's workers
             # don't retry in lockstep
             wait=wait_exponential(multiplier=0.2, max=5.0) + wait_random(0, 0.5),
-            retry=retry_if_exception(_is_transport_failure),
+            retry=retry_if_exception(is_transport_failure),
             reraise=True,
         )
         async for attempt in retrying:
@@ -304,7 +193,7 @@ class SshWorkers:
                         conn.create_process(command, encoding=None), self._connect_timeout)
                 except (asyncio.TimeoutError, TimeoutError) as exc:
                     self._forget(index, conn)
-                    raise _MaybeStartedError(
+                    raise MaybeStartedError(
                         f"worker {index}: no answer within {self._connect_timeout:g}s on its "
                         "open connection (not retried: the command may have started)"
                     ) from exc
@@ -312,16 +201,16 @@ class SshWorkers:
                     if exc.code == asyncssh.OPEN_CONNECT_FAILED:
                         self._forget(index, conn)  # stale connection: reconnect and retry
                         raise
-                    raise _PermanentSshError(
-                        f"worker {index}: session refused: {_one_line(exc)}"
+                    raise PermanentSshError(
+                        f"worker {index}: session refused: {one_line(exc)}"
                     ) from exc
                 except (OSError, asyncssh.Error) as exc:
                     # The channel was open and the exec request may have reached the server:
                     # the command may have started, so this is never retried.
                     self._forget(index, conn)
-                    raise _MaybeStartedError(
+                    raise MaybeStartedError(
                         f"worker {index}: connection lost while starting the command "
-                        f"(not retried: it may have started): {_one_line(exc)}"
+                        f"(not retried: it may have started): {one_line(exc)}"
                     ) from exc
         raise AssertionError("unreachable")  # AsyncRetrying either returns or raises
 
@@ -329,7 +218,7 @@ class SshWorkers:
     async def _pump(
         self,
         reader: asyncssh.SSHReader[bytes],
-        splitter: _LineSplitter,
+        splitter: LineSplitter,
         sink: bytearray | None,
         drain: Drain | None,
     ) -> None:
@@ -357,19 +246,19 @@ class SshWorkers:
     ) -> WorkerResult:
         try:
             proc = await self._start(index, command)
-        except _MaybeStartedError:
+        except MaybeStartedError:
             raise
-        except (_PermanentSshError, OSError, asyncio.TimeoutError, TimeoutError,
+        except (PermanentSshError, OSError, asyncio.TimeoutError, TimeoutError,
                 asyncssh.Error) as exc:
-            raise _NotStartedError(exc) from exc
+            raise NotStartedError(exc) from exc
         try:
             if stdin:
                 proc.stdin.write(stdin)
             proc.stdin.write_eof()  # no stdin means EOF at once, like `ssh host cmd </dev/null`
             await asyncio.gather(
-                self._pump(proc.stdout, _LineSplitter(index, "stdout", on_output),
+                self._pump(proc.stdout, LineSplitter(index, "stdout", on_output),
                            captured if capture else None, drain),
-                self._pump(proc.stderr, _LineSplitter(index, "stderr", on_output), None,
+                self._pump(proc.stderr, LineSplitter(index, "stderr", on_output), None,
                            drain),
                 proc.stdin.drain(),
             )
@@ -423,11 +312,11 @@ class SshWorkers:
         else:
             try:
                 result = task.result()
-            except _NotStartedError as exc:
-                result = self._failure(index, exc.cause, unreached=True)
-            except (_PermanentSshError, OSError, asyncio.TimeoutError, TimeoutError,
+            except NotStartedError as exc:
+                result = failure_result(self._targets[index], exc.cause, unreached=True)
+            except (PermanentSshError, OSError, asyncio.TimeoutError, TimeoutError,
                     asyncssh.Error) as exc:
-                result = self._failure(index, exc, unreached=False)
+                result = failure_result(self._targets[index], exc, unreached=False)
         return WorkerResult(
             index=result.index,
             exit_code=result.exit_code,
@@ -437,17 +326,6 @@ class SshWorkers:
             stdout=captured.decode("utf-8", errors="replace") if capture else "",
             unreached=result.unreached,
         )
-
-    def _failure(self, index: int, exc: BaseException, *, unreached: bool) -> WorkerResult:
-        """One worker's transport failure as its result, in one line."""
-        if isinstance(exc, _PermanentSshError):
-            return WorkerResult(index, None, error=str(exc), unreached=unreached)
-        target = self._targets[index]
-        where = f"{target.host}:{target.port}"
-        what = "connect timed out" if isinstance(exc, TimeoutError | asyncio.TimeoutError) \
-            else _one_line(exc)
-        return WorkerResult(index, None, error=f"worker {index} ({where}): {what}",
-                            unreached=unreached)
 
     async def run(
         self,

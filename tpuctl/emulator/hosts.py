@@ -1,0 +1,138 @@
+"""The worker host: all emulated workers of all nodes, in this process, sharing one SSH port;
+nodes started (host keys kept across restarts), faults applied to listeners, nodes stopped
+with every process they started."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+from tpuctl.emulator.processes import kill_node_processes
+from tpuctl.emulator.sshserver import HOST_KEY_FILE, load_or_create_host_key, public_line
+from tpuctl.emulator.vms import (
+    AuthorizedKeys,
+    EmulatedWorker,
+    SshFaults,
+    VmNode,
+    VmWorker,
+    worker_ip,
+)
+
+
+class WorkerHost:
+    """All emulated workers of all nodes, in this process, sharing one SSH port."""
+
+    def __init__(self, state_dir: Path, ssh_port: int, *, kill_grace: float = 2.0) -> None:
+        self._state_dir = Path(state_dir)
+        self._port = ssh_port
+        self._kill_grace = kill_grace
+        self._nodes: dict[str, VmNode] = {}
+        self._uv_cache = self._state_dir / "uv-cache"
+        self.faults: SshFaults | None = None  # set by the emulator: refused and cut connections
+
+    @property
+    def ssh_port(self) -> int:
+        return self._port
+
+    def _node_dir(self, node_id: str) -> Path:
+        if not node_id or node_id in (".", "..") or "/" in node_id or "\0" in node_id:
+            raise ValueError(f"node id must be a single path component, got {node_id!r}")
+        return self._state_dir / "nodes" / node_id
+
+    async def start_node(
+        self,
+        node_id: str,
+        slot: int,
+        num_workers: int,
+        chips_per_host: int,
+        authorized_keys: AuthorizedKeys,
+    ) -> list[EmulatedWorker]:
+        """Bring up a node's workers (idempotent while running); host keys survive restarts."""
+        running = self._nodes.get(node_id)
+        if running is not None and not running.stopping:
+            return [w.public() for w in running.workers]
+        if num_workers < 1:
+            raise ValueError(f"num_workers must be >= 1, got {num_workers}")
+        node_dir = self._node_dir(node_id)
+        node = VmNode(
+            node_id, slot, chips_per_host, authorized_keys, self._kill_grace, lambda: self.faults
+        )
+        self._uv_cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+        def prepare() -> None:  # file I/O off the event loop
+            for i in range(num_workers):
+                wdir = node_dir / f"w{i}"
+                home = wdir / "home"
+                home.mkdir(parents=True, exist_ok=True)
+                for d in (node_dir, wdir, home):  # like a VM's home: its user's only
+                    d.chmod(0o700)
+                key = load_or_create_host_key(wdir / HOST_KEY_FILE)
+                node.workers.append(
+                    VmWorker(
+                        node, i, worker_ip(slot, i), self._port, home, key, public_line(key),
+                        self._uv_cache,
+                    )
+                )
+
+        await asyncio.to_thread(prepare)
+        self._nodes[node_id] = node
+        results = await asyncio.gather(
+            *(w.open_listener() for w in node.workers), return_exceptions=True
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            for w in node.workers:
+                w.close_listener()
+            del self._nodes[node_id]
+            raise errors[0]
+        return [w.public() for w in node.workers]
+
+    def node_workers(self, node_id: str) -> list[EmulatedWorker]:
+        return [w.public() for w in self._nodes[node_id].workers]
+
+    def connections_accepted(self, node_id: str, index: int) -> int:
+        """How many TCP connections worker `index` has accepted (tests count reuse with it)."""
+        return self._nodes[node_id].workers[index].accepted
+
+    async def set_reachable(
+        self, node_id: str, index: int, reachable: bool, *, drop_connections: bool = True
+    ) -> None:
+        """Fault injection: close (and drop) or reopen one worker's SSH listener."""
+        worker = self._nodes[node_id].workers[index]
+        worker.reachable = reachable
+        if not reachable:
+            worker.close_listener()
+            if drop_connections:
+                worker.drop_connections()
+        elif worker.listener is None:
+            await worker.open_listener()
+
+    def drop_connections(self, node_id: str, index: int) -> None:
+        """Fault injection: abort a worker's live SSH connections (its commands get killed)."""
+        self._nodes[node_id].workers[index].drop_connections()
+
+    async def stop_node(self, node_id: str) -> None:
+        """Close the node's listeners and connections and kill every process it started."""
+        node = self._nodes.get(node_id)
+        if node is not None:
+            node.stopping = True
+            for w in node.workers:
+                w.close_listener()
+                w.drop_connections()
+        await kill_node_processes(node_id, node.pgids if node is not None else None,
+                                  self._kill_grace)
+        if node is not None:
+            for w in node.workers:
+                if w.listener is not None:  # reopened by a racing set_reachable
+                    w.close_listener()
+            self._nodes.pop(node_id, None)
+
+    def remove_node(self, node_id: str) -> None:
+        """Delete a (stopped) node's directories, host keys included."""
+        if node_id in self._nodes:
+            raise RuntimeError(f"node {node_id} is running; stop_node first")
+        shutil.rmtree(self._node_dir(node_id), ignore_errors=True)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(self.stop_node(n) for n in list(self._nodes)))

@@ -1,0 +1,233 @@
+"""A node create or update request checked as GCP checks it, before anything is stored:
+ids, known fields, accelerator, runtime version, string maps, update masks."""
+
+from __future__ import annotations
+
+import copy
+import random
+import re
+from collections.abc import Container
+from typing import Any
+
+from tpuctl.accelerators import AcceleratorType
+from tpuctl.emulator import catalog
+from tpuctl.emulator.errors import already_exists, invalid_argument
+from tpuctl.emulator.resources import NodePlan, check_location, now_rfc3339
+
+# TPU node and queued resource ids, as GCP enforces them.
+RESOURCE_ID_RE = re.compile(r"^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
+
+# Fields a create request may carry (Node in the discovery doc); output-only ones are ignored.
+NODE_INPUT_FIELDS = frozenset(
+    {
+        "acceleratorConfig",
+        "acceleratorType",
+        "bootDiskConfig",
+        "cidrBlock",
+        "dataDisks",
+        "description",
+        "labels",
+        "metadata",
+        "networkConfig",
+        "networkConfigs",
+        "runtimeVersion",
+        "schedulingConfig",
+        "serviceAccount",
+        "shieldedInstanceConfig",
+        "tags",
+    }
+)
+NODE_OUTPUT_FIELDS = frozenset(
+    {
+        "apiVersion",
+        "createTime",
+        "health",
+        "healthDescription",
+        "id",
+        "multisliceNode",
+        "name",
+        "networkEndpoints",
+        "protectionTier",
+        "queuedResource",
+        "state",
+        "symptoms",
+        "upcomingMaintenance",
+    }
+)
+# Fields that google-cloud-tpu 1.28 does not know: accepted on input, never echoed back.
+NODE_UNKNOWN_TO_CLIENT = frozenset({"bootDiskConfig", "protectionTier", "upcomingMaintenance"})
+# update_mask paths UpdateNode accepts.
+UPDATABLE_PATHS = frozenset(
+    {
+        "description",
+        "labels",
+        "metadata",
+        "tags",
+        "dataDisks",
+        "shieldedInstanceConfig",
+        "networkConfig",
+        "networkConfig.enableExternalIps",
+        "schedulingConfig",
+    }
+)
+
+
+def plan_node(
+    parent: str, node_id: str, body: dict[str, Any], existing: Container[str]
+) -> NodePlan:
+    """Validate a create request like GCP does, without storing anything; `existing` holds
+    the names of the nodes there are."""
+    project, zone = check_location(parent)
+    if not node_id:
+        raise invalid_argument("nodeId is required")
+    if not RESOURCE_ID_RE.match(node_id):
+        raise invalid_argument(
+            f"Invalid node id {node_id!r}: it must be 1-63 lowercase letters, digits or "
+            "hyphens, start with a letter and not end with a hyphen"
+        )
+    if not isinstance(body, dict):
+        raise invalid_argument("the node must be a JSON object")
+    unknown = sorted(set(body) - NODE_INPUT_FIELDS - NODE_OUTPUT_FIELDS)
+    if unknown:
+        raise invalid_argument(
+            f"Invalid JSON payload received. Unknown name \"{unknown[0]}\" at 'node': "
+            "Cannot find field."
+        )
+    name = f"{parent}/nodes/{node_id}"
+    if name in existing:
+        raise already_exists(name)
+
+    acc = accelerator_of(zone, body)
+    runtime = body.get("runtimeVersion")
+    if not runtime:
+        raise invalid_argument("runtimeVersion is required")
+    if runtime not in catalog.runtime_versions(zone):
+        raise invalid_argument(f"Runtime version {runtime!r} is not supported in zone {zone}")
+    labels = string_map(body.get("labels", {}), "labels")
+    metadata = string_map(body.get("metadata", {}), "metadata")
+    sched_in = body.get("schedulingConfig") or {}
+    if not isinstance(sched_in, dict):
+        raise invalid_argument("schedulingConfig must be an object")
+    sched = {k: bool(sched_in.get(k, False)) for k in ("preemptible", "spot", "reserved")}
+    if sched["spot"] and sched["preemptible"]:
+        raise invalid_argument("a node cannot be both spot and preemptible")
+    network = dict(body.get("networkConfig") or {})
+    network.setdefault("network", f"projects/{project}/global/networks/default")
+    network.setdefault(
+        "subnetwork",
+        f"projects/{project}/regions/{catalog.region_of(zone)}/subnetworks/default",
+    )
+    network.setdefault("enableExternalIps", False)
+    resource: dict[str, Any] = {
+        "name": name,
+        "id": str(random.randrange(10**18, 9 * 10**18)),
+        "acceleratorType": acc.name,
+        "acceleratorConfig": {"type": acc.generation.api_type, "topology": acc.topology},
+        "runtimeVersion": runtime,
+        "state": "CREATING",
+        "createTime": now_rfc3339(),
+        "networkConfig": network,
+        "cidrBlock": str(body.get("cidrBlock") or "10.128.0.0/20"),
+        "serviceAccount": body.get("serviceAccount")
+        or {
+            "email": "default",
+            "scope": ["https://www.googleapis.com/auth/cloud-platform"],
+        },
+        "schedulingConfig": sched,
+        "apiVersion": "V2",
+    }
+    for key in ("description",):
+        if body.get(key):
+            resource[key] = str(body[key])
+    if labels:
+        resource["labels"] = labels
+    if metadata:
+        resource["metadata"] = metadata
+    for key in ("tags", "dataDisks", "shieldedInstanceConfig", "networkConfigs"):
+        if body.get(key):
+            resource[key] = copy.deepcopy(body[key])
+    return NodePlan(project, zone, node_id, acc, resource)
+
+
+def accelerator_of(zone: str, body: dict[str, Any]) -> AcceleratorType:
+    name = body.get("acceleratorType")
+    config = body.get("acceleratorConfig")
+    acc: AcceleratorType | None = None
+    if name:
+        acc = catalog.find_accelerator(zone, str(name))
+        if acc is None:
+            raise invalid_argument(f"Accelerator type {name!r} is not available in zone {zone}")
+    if config:
+        if not isinstance(config, dict):
+            raise invalid_argument("acceleratorConfig must be an object")
+        api_type = catalog.decode_enum(catalog.ACCELERATOR_CONFIG_TYPE, config.get("type"))
+        topology = str(config.get("topology", ""))
+        from_config = (
+            catalog.accelerator_from_config(zone, api_type, topology) if api_type else None
+        )
+        if from_config is None:
+            raise invalid_argument(
+                f"Accelerator config {config!r} is not available in zone {zone}"
+            )
+        if acc is not None and acc.name != from_config.name:
+            raise invalid_argument(
+                "acceleratorType and acceleratorConfig describe different accelerators"
+            )
+        acc = from_config
+    if acc is None:
+        raise invalid_argument("acceleratorType or acceleratorConfig is required")
+    return acc
+
+
+def update_paths(body: dict[str, Any], update_mask: str) -> list[str]:
+    """The camelCase paths of an UpdateNode mask, each one GCP lets you update."""
+    if not isinstance(body, dict):
+        raise invalid_argument("the node must be a JSON object")
+    paths = [_camel(p.strip()) for p in update_mask.split(",") if p.strip()]
+    if not paths:
+        raise invalid_argument("updateMask is required")
+    bad = [p for p in paths if p not in UPDATABLE_PATHS]
+    if bad:
+        raise invalid_argument(f"field {bad[0]!r} cannot be updated")
+    return paths
+
+
+def updated(resource: dict[str, Any], body: dict[str, Any], paths: list[str]) -> dict[str, Any]:
+    """A copy of `resource` with only the masked fields taken from `body`."""
+    new = copy.deepcopy(resource)
+    for path in paths:
+        if path == "networkConfig.enableExternalIps":
+            value = bool((body.get("networkConfig") or {}).get("enableExternalIps", False))
+            new.setdefault("networkConfig", {})["enableExternalIps"] = value
+            continue
+        if path in ("labels", "metadata"):
+            value_map = string_map(body.get(path, {}), path)
+            if value_map:
+                new[path] = value_map
+            else:
+                new.pop(path, None)
+            continue
+        if path in body and body[path] not in (None, "", [], {}):
+            new[path] = copy.deepcopy(body[path])
+        else:
+            new.pop(path, None)
+    return new
+
+
+def _camel(path: str) -> str:
+    parts = path.split(".")
+    out = []
+    for part in parts:
+        head, *rest = part.split("_")
+        out.append(head + "".join(r[:1].upper() + r[1:] for r in rest))
+    return ".".join(out)
+
+
+def string_map(value: Any, field_name: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise invalid_argument(f"{field_name} must map strings to strings")
+    return dict(value)

@@ -1,0 +1,92 @@
+"""The processes an emulated node started, found and killed by their marker.
+
+Every process a node starts carries `TPUCTL_EMULATOR_NODE=<id>` in its environment, which is
+how `kill_node_processes` finds the ones that daemonized (never by name: all emulated workers
+share one kernel).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+
+log = logging.getLogger(__name__)
+
+NODE_ENV = "TPUCTL_EMULATOR_NODE"
+
+
+def find_marked_pids(marker: bytes) -> list[int]:
+    """Pids whose exec-time environment holds exactly `marker` (e.g. b"TPUCTL_EMULATOR_NODE=x").
+
+    Zombies and processes of other users have unreadable/empty environ and are skipped.
+    """
+    me = os.getpid()
+    uid = os.getuid()
+    found: list[int] = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return found
+    for name in names:
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            if os.stat(f"/proc/{name}").st_uid != uid:
+                continue
+            with open(f"/proc/{name}/environ", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        if marker in data.split(b"\0"):
+            found.append(int(name))
+    return found
+
+
+def group_is_marked(pgid: int, marker: bytes) -> bool:
+    """Does a live member of process group `pgid` carry `marker` in its environment?"""
+    for pid in find_marked_pids(marker):
+        with contextlib.suppress(OSError):
+            if os.getpgid(pid) == pgid:
+                return True
+    return False
+
+
+def send_signal(pid: int, sig: int, *, group: bool = False) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if group:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+
+
+async def kill_node_processes(node_id: str, pgids: set[int] | None, grace: float) -> None:
+    """SIGTERM everything marked with the node's id (and the live process groups `pgids` of
+    its sessions, a set the caller keeps current), SIGKILL what remains after `grace`.
+
+    Rescans each round, so children forked meanwhile are caught too.
+    """
+    marker = f"{NODE_ENV}={node_id}".encode()
+    deadline = time.monotonic() + grace
+    sig = signal.SIGTERM
+    while True:
+        if pgids is not None:
+            for pgid in list(pgids):
+                send_signal(pgid, sig, group=True)
+        pids = await asyncio.to_thread(find_marked_pids, marker)
+        if not pids and not pgids:
+            return
+        for pid in pids:
+            send_signal(pid, sig)
+            if sig == signal.SIGTERM:
+                send_signal(pid, signal.SIGCONT)
+        if sig == signal.SIGTERM and time.monotonic() >= deadline:
+            sig = signal.SIGKILL
+            continue
+        if sig == signal.SIGKILL and time.monotonic() >= deadline + 5.0:
+            log.warning("node %s: processes survive SIGKILL: %s", node_id, pids)
+            return
+        await asyncio.sleep(0.05)
