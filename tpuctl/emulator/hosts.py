@@ -9,13 +9,16 @@ import shutil
 from pathlib import Path
 
 from tpuctl.emulator.processes import kill_node_processes
+from tpuctl.emulator.pythons import offer_interpreters
 from tpuctl.emulator.sshserver import HOST_KEY_FILE, load_or_create_host_key, public_line
 from tpuctl.emulator.vms import (
+    PYTHONS_DIR,
     AuthorizedKeys,
     EmulatedWorker,
     SshFaults,
     VmNode,
     VmWorker,
+    image_path,
     worker_ip,
 )
 
@@ -59,6 +62,7 @@ class WorkerHost:
             node_id, slot, chips_per_host, authorized_keys, self._kill_grace, lambda: self.faults
         )
         self._uv_cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+        await asyncio.to_thread(offer_interpreters, self._state_dir / PYTHONS_DIR, image_path())
 
         def prepare() -> None:  # file I/O off the event loop
             for i in range(num_workers):

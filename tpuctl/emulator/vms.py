@@ -24,9 +24,10 @@ _HOST_NETWORK_ENV = (
     "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO",
     "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_CERT", "PIP_DEFAULT_TIMEOUT",
     "UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX", "UV_NATIVE_TLS",
-    "UV_HTTP_TIMEOUT",
+    "UV_HTTP_TIMEOUT", "UV_FIND_LINKS",
 )
 _CLIENT_ENV_PREFIXES = ("LC_",)
+PYTHONS_DIR = "python-bin"  # under the state dir: python3.N links offered to every worker
 
 AuthorizedKeys = Callable[[str], list[str]]
 
@@ -119,7 +120,10 @@ class VmWorker:
             USER=username,
             LOGNAME=username,
             SHELL="/bin/bash",
-            PATH=image_path(),
+            # the interpreters `uv python install` would give a real image, from this machine
+            # (tpuctl/emulator/pythons.py); uv never downloads one here
+            PATH=os.pathsep.join((str(self.uv_cache.parent / PYTHONS_DIR), image_path())),
+            UV_PYTHON_DOWNLOADS="never",
             LANG=client_env.get("LANG", "C.UTF-8"),
             JAX_PLATFORMS="cpu",
             XLA_FLAGS=f"--xla_force_host_platform_device_count={self.node.chips_per_host}",
