@@ -20,6 +20,8 @@ from tpuctl.ops.session import SliceSession, parse_kv, raise_on_failure
 from tpuctl.remote import frame
 
 LOG = "$HOME/.tpuctl/logs/bootstrap.log"
+# bootstrap.sh's exit when the requested Python is missing and `uv python install` failed
+PYTHON_MISSING_EXIT = "41"
 
 _PERMANENT = re.compile(
     r"No solution found|unsatisfiable|not found in the package registry|"
@@ -60,6 +62,21 @@ def validate_python(version: str) -> str:
     except ValueError:
         raise UsageError(f"invalid --python {version[:20]!r}",
                          hint="give a version such as 3.11 (major.minor)") from None
+
+
+def python_missing(python: str, index: int, log_tail: str) -> RemoteCommandError:
+    """A missing interpreter fails at once, named as such: not retried, not blamed on the
+    package index (uv's own error and its last cause say why the install failed)."""
+    uv = [ln.strip() for ln in log_tail.splitlines() if ln.strip()
+          and not ln.startswith("[tpuctl-bootstrap]")]
+    errors = [ln for ln in uv if ln.startswith("error:")]
+    why = " | ".join(dict.fromkeys(errors[:1] + uv[-1:])) or "no output from uv"
+    return RemoteCommandError(
+        f"Python {python} is not on w{index} and `uv python install {python}` failed: {why}",
+        hint=f"use an image with Python {python}, let the workers reach uv's Python downloads "
+        "(github.com), or set the recipe's `python:` to a version the image has (none: the "
+        "image's python3); the emulator offers only this machine's interpreters "
+        "(docs/emulator.md)", returncode=1)
 
 
 class TransientBootstrapFailure(Exception):
@@ -174,6 +191,10 @@ async def bootstrap(
                 return
             if state in ("failed", "none"):
                 log_tail = await _tail(session, w.index, 20)
+                if kv.get("exit") == PYTHON_MISSING_EXIT:
+                    w.state, w.last_line = "failed", (log_tail.splitlines() or [""])[-1]
+                    update(w)
+                    raise python_missing(spec.python or "?", w.index, log_tail)
                 kind = classify_failure(log_tail)
                 w.last_line = (log_tail.splitlines() or [""])[-1]
                 if kind == "transient":

@@ -93,9 +93,16 @@ case "$mode" in
 
     rm -rf "$venv"
     if [ "$python" != - ]; then
-      # uv finds a matching interpreter, or installs a managed one when the image's is too old
+      # uv finds a matching interpreter, or installs a managed one when the image's is too old.
+      # If it cannot (no network to its download host, downloads disabled, no such version),
+      # stop here with exit 41: a missing interpreter is not a package-index problem, and
+      # retrying the whole bootstrap would only repeat the same download failure.
       if ! uv python find "$python" >/dev/null 2>&1; then
-        step "no Python $python on this worker: uv will try to install a managed one"
+        step "no Python $python on this worker: uv python install $python"
+        if ! uv python install "$python"; then
+          step "python-missing: Python $python is not on this worker and uv could not install it"
+          exit 41
+        fi
       fi
       step "creating venv with Python $python"
       uv venv --quiet --python "$python" "$venv"
