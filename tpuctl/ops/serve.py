@@ -3,6 +3,9 @@
 Each rank binds its own worker's address (not 0.0.0.0): on GCP that is the internal IP that
 `tpuctl forward` reaches over SSH; on the emulator, where ranks share one kernel, it keeps
 the ranks' ports apart.
+
+What real sglang-jax refuses only after minutes of startup is refused here, locally, before
+anything is created (docs/serving.md, "Upstream behaviour tpuctl works around").
 """
 
 from __future__ import annotations
@@ -12,8 +15,17 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from tpuctl.errors import UsageError
 from tpuctl.model import Slice
 from tpuctl.recipes.schema import Recipe, ServeSpec
+
+# flags the planner writes for every rank: a copy in extra_args would silently win (argparse
+# keeps the last value) and break the layout on some ranks only
+PLANNED_FLAGS = ("--model-path", "--tp-size", "--dp-size", "--nnodes", "--node-rank",
+                 "--dist-init-addr", "--host", "--port", "--device", "--load-format")
+# ports rank 0 binds from the dist-init port P: P (JAX coordinator, all interfaces), and
+# sglang-jax's fixed ZMQ publisher/sync ports P+5 and P+6 (`PortArgs.init_new`)
+DIST_PORT_SPAN = 7
 
 
 def plan_for(recipe: Recipe, repo_root: Path) -> Any:  # noqa: ANN401 - a ServePlan
@@ -27,19 +39,67 @@ def plan_for(recipe: Recipe, repo_root: Path) -> Any:  # noqa: ANN401 - a ServeP
     cfg = load_model_config(str(local) if local.exists() else serve.model)
     plan = plan_serve(cfg, recipe.accelerator, dp=serve.dp,
                       sglang_version=serve.sglang_version, port=serve.port)
+    check_extra_args(serve.extra_args, plan)
     # the argv names the model as the recipe does (relative paths resolve in the checkout)
     return dataclasses.replace(plan, model=serve.model)
 
 
-def rank_commands(serve: ServeSpec, plan: Any, sl: Slice, dist_port: int  # noqa: ANN401
+def _flag_value(args: list[str], flag: str) -> str | None:
+    """The value the server's argparse would see for `flag` (the last one wins)."""
+    value = None
+    for i, a in enumerate(args):
+        if a == flag and i + 1 < len(args):
+            value = args[i + 1]
+        elif a.startswith(flag + "="):
+            value = a.split("=", 1)[1]
+    return value
+
+
+def check_extra_args(extra: list[str], plan: Any) -> None:  # noqa: ANN401 - a ServePlan
+    """Refuse extra flags that the real server would reject (or that would undo the plan)."""
+    for flag in PLANNED_FLAGS:
+        if any(a == flag or a.startswith(flag + "=") for a in extra):
+            raise UsageError(f"serve.extra_args sets {flag}, which the planner sets for every "
+                             "rank", hint="remove it; use serve.dp / serve.port / serve.model "
+                             "/ serve.cpu / serve.load_format instead")
+    mrr = _flag_value(extra, "--max-running-requests")
+    if mrr is not None and plan.semantics == "new":
+        try:
+            n = int(mrr)
+        except ValueError:
+            raise UsageError(f"serve.extra_args: --max-running-requests {mrr!r} is not a "
+                             "number", hint="give a whole number") from None
+        if n < plan.dp:
+            raise UsageError(
+                f"serve.extra_args: --max-running-requests {n} is less than the plan's dp "
+                f"({plan.dp}); sglang-jax refuses that at startup",
+                hint=f"raise it to at least {plan.dp} (a multiple of {plan.dp}), or set serve.dp")
+    if (plan.nnodes > 1 and "--enable-single-process" in extra
+            and _flag_value(extra, "--mem-fraction-static") is None):
+        raise UsageError(
+            "serve.extra_args: --enable-single-process on several nodes fails at startup "
+            "unless --mem-fraction-static is given (sglang-jax computes it from "
+            "jax.process_count() before jax.distributed.initialize)",
+            hint="add --mem-fraction-static (e.g. 0.1 on CPU), or drop --enable-single-process")
+
+
+def dist_port(base: int, http_port: int) -> int:
+    """The run's dist-init port, moved past the server's HTTP port when one of the ports rank
+    0 binds (P..P+6) would be it."""
+    if base <= http_port < base + DIST_PORT_SPAN:
+        base = http_port + 1
+    if base + DIST_PORT_SPAN > 65536:
+        base = http_port - DIST_PORT_SPAN
+    return base
+
+
+def rank_commands(serve: ServeSpec, plan: Any, sl: Slice, dist_port_base: int  # noqa: ANN401
                   ) -> dict[int, str]:
     if plan.nnodes != len(sl.workers):
-        from tpuctl.errors import UsageError
-
         raise UsageError(f"the plan has {plan.nnodes} node(s) but {sl.name} has "
                          f"{len(sl.workers)} worker(s)",
                          hint="the recipe's accelerator and the node's type differ")
-    plan = dataclasses.replace(plan, dist_port=dist_port)
+    plan = dataclasses.replace(plan, dist_port=dist_port(dist_port_base, plan.port))
     w0 = sl.workers[0].ip
     out = {}
     for w in sl.workers:
