@@ -73,10 +73,11 @@ def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
-def start_emulator(state: Path, home: Path, *faults: str, seed: int | None = None
-                   ) -> tuple[subprocess.Popen[str], str]:
+def start_emulator(state: Path, home: Path, *faults: str, seed: int | None = None,
+                   env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
     """A real `tpuctl emulator serve` process (its own session) and its endpoint. Output goes
-    to a file beside the state dir, never to an undrained pipe."""
+    to a file beside the state dir, never to an undrained pipe. `env` adds to its environment
+    (e.g. UV_FIND_LINKS, which it passes on to its workers)."""
     args = [sys.executable, "-m", "tpuctl", "emulator", "serve", "--state-dir", str(state),
             "--port", "0", "--create-delay", "0.3"]
     if seed is not None:
@@ -86,7 +87,8 @@ def start_emulator(state: Path, home: Path, *faults: str, seed: int | None = Non
     log_path = state.parent / f"{state.name}.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, text=True, env=_clean_env(home),
+                                stdin=subprocess.DEVNULL, text=True,
+                                env={**_clean_env(home), **(env or {})},
                                 start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:

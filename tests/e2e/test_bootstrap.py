@@ -247,6 +247,45 @@ def test_unsatisfiable_requirement_fails_fast_with_log_tail(cli, node, index, tm
     assert elapsed < 60, f"a permanent failure took {elapsed:.1f}s"
 
 
+def test_a_python_the_worker_lacks_fails_at_once_naming_it(cli, node, index, tmp_path):
+    """Not retried, not blamed on the package index: uv cannot install it (the emulator, like
+    an image without network, has no Python downloads)."""
+    from tpuctl.emulator.pythons import local_interpreters
+
+    have = local_interpreters()
+    missing = next(f"3.{m}" for m in range(14, 60) if f"3.{m}" not in have)
+    req = write_req(tmp_path, "requirements.txt", f"--index-url {index.url}\ntinypkg==1.0\n")
+    t = time.monotonic()
+    r = cli("bootstrap", node, "--requirements", str(req), "--python", missing, timeout=300)
+    elapsed = time.monotonic() - t
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert re.search(rf"Python {missing} is not on w[0-3] and `uv python install {missing}` "
+                     r"failed: Python downloads are not allowed", r.stderr), r.stderr
+    assert "package index" not in r.stderr and "attempts" not in r.stderr, r.stderr
+    assert elapsed < 30, f"a missing interpreter took {elapsed:.1f}s to report"
+
+
+def test_a_python_other_than_the_images_comes_from_this_machine(cli, node, index, tmp_path):
+    """What `uv python install` gives a real image, the emulator offers from local files."""
+    from tpuctl.emulator.pythons import local_interpreters
+
+    image = subprocess.run(["python3", "-c", "import sys; print(sys.version_info[1])"],
+                           capture_output=True, text=True).stdout.strip()
+    other = next((v for v in sorted(local_interpreters(), reverse=True)
+                  if v != f"3.{image}" and v >= "3.10"), None)
+    if other is None:
+        pytest.skip("this machine has one Python only")
+    req = write_req(tmp_path, "requirements.txt", f"--index-url {index.url}\ntinypkg==1.0\n")
+    r = cli("bootstrap", node, "--requirements", str(req), "--python", other, "--json",
+            timeout=300)
+    assert r.returncode == 0, r.stderr
+    h = json.loads(r.stdout)["hash"]
+    r = cli("exec", node, "--", "bash", "-c", f"~/.tpuctl/venvs/{h}/bin/python -c "
+            "'import sys, tinypkg; print(\"%d.%d\" % sys.version_info[:2], tinypkg.VALUE)'")
+    assert r.returncode == 0, r.stderr
+    assert set(re.findall(r"^\[w\d\] (.*)$", r.stdout, re.MULTILINE)) == {f"{other} 42"}
+
+
 @pytest.fixture(scope="module")
 def built(cli, node, index, tmp_path_factory) -> tuple[Path, dict]:  # noqa: ANN001
     req = tmp_path_factory.mktemp("req") / "requirements.txt"

@@ -119,3 +119,45 @@ def test_own_step_lines_do_not_make_a_failure_transient(step: str) -> None:
     # evidence of a network error: the unknown failure after it stays permanent
     tail = step + "\nerror: Failed to build `study @ file:///w`\n  cause: exit status: 1\n"
     assert classify_failure(tail) == "permanent"
+
+
+# A missing interpreter (bootstrap.sh exit 41): uv 0.13.9's texts, as the worker logs them.
+PY_HEAD = """\
+[tpuctl-bootstrap] start 2026-11-30T15:50:02Z hash=9d1c2b4e5f6a7b8c python=3.14 torch=-
+[tpuctl-bootstrap] uv 0.13.9
+[tpuctl-bootstrap] no Python 3.14 on this worker: uv python install 3.14
+"""
+PY_TAIL = ("[tpuctl-bootstrap] python-missing: Python 3.14 is not on this worker and uv could "
+           "not install it\n")
+NO_NETWORK = PY_HEAD + """\
+error: Failed to install cpython-3.14.10-linux-x86_64-gnu
+  cause: Request failed after 3 retries in 8.8s
+  cause: Failed to download `https://github.com/astral-sh/python-build-standalone/releases/\
+download/20261110/cpython-3.14.10%2B20261110-x86_64-unknown-linux-gnu-install_only_stripped.tar.gz`
+  cause: client error (Connect)
+  cause: dns error
+  cause: failed to lookup address information: Name or service not known
+""" + PY_TAIL
+DOWNLOADS_OFF = PY_HEAD + """\
+Python downloads are not allowed (`python-downloads = "never"`). Change to \
+`python-downloads = "manual"` to allow explicit installs.
+""" + PY_TAIL
+
+
+def test_a_missing_python_names_the_version_and_uvs_reason_not_the_index() -> None:
+    from tpuctl.ops.bootstrap import python_missing
+
+    err = python_missing("3.14", 2, NO_NETWORK)
+    assert err.exit_code == 1
+    assert err.message.startswith("Python 3.14 is not on w2 and `uv python install 3.14` "
+                                  "failed: error: Failed to install cpython-3.14.10")
+    assert err.message.endswith("failed to lookup address information: Name or service not "
+                                "known")
+    assert "package index" not in err.message + (err.hint or "")
+    assert "python:" in (err.hint or "") and "github.com" in (err.hint or "")
+    # downloads turned off (the emulator): uv's one line is the reason
+    err = python_missing("3.14", 0, DOWNLOADS_OFF)
+    assert err.message.endswith("failed: Python downloads are not allowed "
+                                "(`python-downloads = \"never\"`). Change to "
+                                "`python-downloads = \"manual\"` to allow explicit installs.")
+    assert "no output from uv" in python_missing("3.14", 0, PY_HEAD + PY_TAIL).message
