@@ -7,6 +7,7 @@ known_hosts and config are isolated), no stdin, and the emulator's endpoint in t
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -108,10 +109,33 @@ def stop_emulator(proc: subprocess.Popen[str]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+ROOT = Path(__file__).resolve().parents[1]
+SGLANG_REQUIREMENTS = ROOT / "recipes" / "requirements-sglang-cpu.txt"
+
+
+def sglang_wheel_name() -> str:
+    """The sglang-jax wheel the CPU serving recipe pins (`sglang-jax[cpu]==VERSION`)."""
+    m = re.search(r"^sglang-jax\[cpu\]==(\S+)$", SGLANG_REQUIREMENTS.read_text(), re.MULTILINE)
+    assert m, f"{SGLANG_REQUIREMENTS} pins no sglang-jax version"
+    return f"sglang_jax-{m.group(1)}-py3-none-any.whl"
+
+
+def sglang_wheels_dir() -> Path | None:
+    """Where that wheel is: TPUCTL_TEST_SGLANG_WHEELS, or ../shared/wheels beside the clone
+    (CI's layout). PyPI has only 0.0.2, so the real-server tests need this directory."""
+    name = sglang_wheel_name()
+    for d in (os.environ.get("TPUCTL_TEST_SGLANG_WHEELS"), ROOT.parent / "shared" / "wheels"):
+        if d and (Path(d) / name).is_file():
+            return Path(d).resolve()
+    return None
+
+
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory: pytest.TempPathFactory, session_home: Path) -> Iterator[Emulator]:
     state = tmp_path_factory.mktemp("emulator")
-    proc, endpoint = start_emulator(state, session_home)
+    wheels = sglang_wheels_dir()  # workers find the real sglang-jax wheel there (find-links)
+    proc, endpoint = start_emulator(state, session_home,
+                                    env={"UV_FIND_LINKS": str(wheels)} if wheels else None)
     yield Emulator(endpoint, state, proc)
     stop_emulator(proc)
 

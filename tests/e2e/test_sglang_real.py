@@ -1,10 +1,10 @@
 """The REAL current sglang-jax (the shared wheel, not the stand-in), multi-host on the emulator.
 
-One module emulator whose workers see the wheel's directory through UV_FIND_LINKS; one local
-venv of the same requirements, built once, for checking the planner's argv against the real
-server's own parser (it also fills the emulator's shared uv cache, so the workers' installs
-are local copies); one node, `serve-sglang-cpu` (a v4-16: 2 hosts x 4 CPU devices), whose
-venv the second `up` finds cached.
+The session emulator's workers see the wheel's directory through UV_FIND_LINKS (conftest);
+one local venv of the same requirements, built once, checks the planner's argv against the
+real server's own parser (it also fills the emulator's shared uv cache, so the workers'
+installs are local copies); one node, `serve-sglang-cpu` (a v4-16: 2 hosts x 4 CPU devices),
+whose venv the second `up` finds cached.
 
 The wheel comes from TPUCTL_TEST_SGLANG_WHEELS or `../shared/wheels` beside the clone (where
 CI has it); without it these tests skip, except in CI (CI=true), where they fail.
@@ -26,50 +26,43 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import Cli, Emulator, start_emulator, stop_emulator, wait_until
+from tests.conftest import (
+    SGLANG_REQUIREMENTS,
+    Cli,
+    Emulator,
+    sglang_wheel_name,
+    sglang_wheels_dir,
+    wait_until,
+)
 from tests.e2e.test_loop import git
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 NODE = "serve-sglang-cpu"
 NODE_ID = f"local-project.local-a.{NODE}"
-REQUIREMENTS = ROOT / "recipes" / "requirements-sglang-cpu.txt"
 MODEL = "recipes/models/tiny-qwen2-cpu"
 _BUILT: dict[str, str] = {}  # the venv hash once an `up` has built it on the node
 
 
-def _wheel_name() -> str:
-    """The wheel file the requirements pin (sglang-jax[cpu]==VERSION)."""
-    m = re.search(r"^sglang-jax\[cpu\]==(\S+)$", REQUIREMENTS.read_text(), re.MULTILINE)
-    assert m, "recipes/requirements-sglang-cpu.txt pins no sglang-jax version"
-    return f"sglang_jax-{m.group(1)}-py3-none-any.whl"
-
-
 @pytest.fixture(scope="module")
 def wheels() -> Path:
-    name = _wheel_name()
-    for d in (os.environ.get("TPUCTL_TEST_SGLANG_WHEELS"), ROOT.parent / "shared" / "wheels"):
-        if d and (Path(d) / name).is_file():
-            return Path(d)
-    msg = (f"no {name}: set TPUCTL_TEST_SGLANG_WHEELS to the directory holding it "
-           "(CI finds it in ../shared/wheels beside the clone)")
-    if os.environ.get("CI"):
-        pytest.fail(msg)
-    pytest.skip(msg)
+    d = sglang_wheels_dir()
+    if d is None:
+        msg = (f"no {sglang_wheel_name()}: set TPUCTL_TEST_SGLANG_WHEELS to the directory "
+               "holding it (CI finds it in ../shared/wheels beside the clone)")
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return d
 
 
 @pytest.fixture(scope="module")
-def sgl(tmp_path_factory: pytest.TempPathFactory, wheels: Path
-        ) -> Iterator[tuple[Emulator, Cli]]:
-    home = tmp_path_factory.mktemp("sgl-home")
-    state = tmp_path_factory.mktemp("sgl-emulator")
-    proc, endpoint = start_emulator(state, home, env={"UV_FIND_LINKS": str(wheels)})
-    cli = Cli(home=home, endpoint=endpoint)
+def sgl(emulator: Emulator, cli: Cli, wheels: Path) -> Iterator[tuple[Emulator, Cli]]:
+    """The session emulator (started with UV_FIND_LINKS=wheels); the node is gone after."""
     try:
-        yield Emulator(endpoint, state, proc), cli
+        yield emulator, cli
     finally:
         _tpuctl(cli, ROOT, "down", NODE, "--yes")
-        stop_emulator(proc)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +79,7 @@ def sglang_python(sgl: tuple[Emulator, Cli], wheels: Path,
     uv = [sys.executable, "-m", "uv"]
     for args in (["venv", "-q", "--python", str(interp), str(venv)],
                  ["pip", "install", "-q", "--python", str(venv / "bin" / "python"),
-                  "-r", str(REQUIREMENTS)]):
+                  "-r", str(SGLANG_REQUIREMENTS)]):
         r = subprocess.run([*uv, *args], env=env, capture_output=True, text=True, timeout=900)
         assert r.returncode == 0, r.stderr
     return venv / "bin" / "python"
@@ -145,7 +138,9 @@ def _tpuctl(cli: Cli, proj: Path, *args: str, timeout: float = 300
 
 
 def _processes(marker: str) -> list[int]:
-    """Live (non-zombie) processes whose environment holds `marker` (KEY=VALUE)."""
+    """Live (non-zombie) processes whose environment holds `marker` (KEY=VALUE). sglang-jax's
+    schedulers retitle themselves (setproctitle), which overwrites what /proc shows of their
+    environment: `_run_processes` also finds them by process group."""
     found = []
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
@@ -157,6 +152,35 @@ def _processes(marker: str) -> list[int]:
             continue
         if marker.encode() in env and state != "Z":
             found.append(int(d.name))
+    return found
+
+
+def _group_members(pgids: set[int]) -> dict[int, str]:
+    """{pid: command name} of the live (non-zombie) processes in these process groups."""
+    found = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            comm = (d / "comm").read_text().strip()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) in pgids:
+            found[int(d.name)] = comm
+    return found
+
+
+def _run_pgids(emu: Emulator, run: str) -> set[int]:
+    return {int((_worker_home(emu, i) / ".tpuctl" / "runs" / run / "pgid").read_text())
+            for i in (0, 1)}
+
+
+def _run_processes(emu: Emulator, run: str, pgids: set[int] | None = None) -> dict[int, str]:
+    """Every live process of the run on both workers: by its process groups and its env."""
+    found = _group_members(pgids if pgids is not None else _run_pgids(emu, run))
+    for pid in _processes(f"TPUCTL_RUN_ID={run}"):
+        found.setdefault(pid, "?")
     return found
 
 
@@ -262,7 +286,7 @@ def test_a_rank_that_never_starts_is_named_at_the_startup_deadline(sgl, project)
     assert time.monotonic() - t0 < 600
     # the run was stopped on every worker: rank 0 is not left waiting forever
     run = _latest_run(emu)
-    assert _processes(f"TPUCTL_RUN_ID={run}") == []
+    assert _run_processes(emu, run) == {}
     venvs = _worker_home(emu, 0) / ".tpuctl" / "venvs"
     _BUILT["venv"] = (venvs / "current").read_text().strip()
 
@@ -305,7 +329,9 @@ def test_up_serves_generates_forwards_then_degrades_when_a_rank_dies(sgl, projec
 
     # kill rank 1: the real rank 0 keeps answering /health 200, tpuctl says degraded
     run = _latest_run(emu)
-    assert len(_processes(f"TPUCTL_RUN_ID={run}")) >= 4  # 2 ranks: servers and schedulers
+    pgids = _run_pgids(emu, run)
+    names = sorted(_run_processes(emu, run, pgids).values())
+    assert names.count("sglang::schedul") == 2, names  # one scheduler per rank, seen
     pgid = int((_worker_home(emu, 1) / ".tpuctl" / "runs" / run / "pgid").read_text())
     os.killpg(pgid, signal.SIGKILL)
     st = wait_until(lambda: json.loads(_tpuctl(cli, project, "status", NODE, "--json").stdout),
@@ -314,9 +340,10 @@ def test_up_serves_generates_forwards_then_degrades_when_a_rank_dies(sgl, projec
 
     r = _tpuctl(cli, project, "stop", NODE)
     assert r.returncode == 0, r.stderr
-    assert _processes(f"TPUCTL_RUN_ID={run}") == []
+    assert _run_processes(emu, run, pgids) == {}
     r = _tpuctl(cli, project, "down", NODE, "--yes")
     assert r.returncode == 0, r.stderr
+    assert _run_processes(emu, run, pgids) == {}
     assert _processes(f"TPUCTL_EMULATOR_NODE={NODE_ID}") == []
 
 

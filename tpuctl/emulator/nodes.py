@@ -134,7 +134,10 @@ class Nodes:
         return plan_node(parent, node_id, body, self._store.nodes)
 
     def _allocate_slot(self) -> int:
-        used = {r.slot for r in self._store.nodes.values()}
+        from tpuctl.emulator.addresses import slots_in_use
+
+        # not the address block of another emulator's live workers either
+        used = {r.slot for r in self._store.nodes.values()} | slots_in_use()
         for slot in range(1, MAX_SLOTS + 1):
             if slot not in used:
                 return slot
