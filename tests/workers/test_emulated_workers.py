@@ -71,6 +71,30 @@ def test_stop_node_kills_detached_processes_of_that_node_only(env: Env) -> None:
         env.lt.call(bystander_client.close())
 
 
+def test_stop_node_kills_a_group_member_whose_environment_hides_the_marker(env: Env) -> None:
+    """sglang-jax's schedulers retitle themselves (setproctitle), which overwrites what /proc
+    shows of their environment: such a process goes with its marked process group."""
+    workers = env.lt.call(env.host.start_node("retitled", 204, 1, 1, env.authorized))
+    client = SshWorkers(env.targets(workers), key_path=env.key.path)
+    hidden = 0
+    try:
+        cmd = ("setsid nohup sh -c 'env -i sleep 1000 & echo $! > \"$HOME/hidden.pid\"; "
+               "exec sleep 1000' >/dev/null 2>&1 </dev/null & "
+               'for _ in $(seq 100); do [ -s "$HOME/hidden.pid" ] && break; sleep 0.05; done; '
+               'cat "$HOME/hidden.pid"')
+        [r] = _run(env, client, cmd, capture=True)
+        assert r.ok, r
+        hidden = int(r.stdout)
+        assert _alive(hidden)
+        assert b"TPUCTL_EMULATOR_NODE" not in Path(f"/proc/{hidden}/environ").read_bytes()
+        env.lt.call(env.host.stop_node("retitled"))
+        assert _wait_dead(hidden)
+    finally:
+        if hidden and _alive(hidden):
+            os.kill(hidden, 9)
+        env.lt.call(client.close())
+
+
 def test_stop_start_keeps_host_keys_and_home_remove_deletes(env: Env) -> None:
     first = env.lt.call(env.host.start_node("cycle", 203, 2, 2, env.authorized))
     client = SshWorkers(env.targets(first), key_path=env.key.path)

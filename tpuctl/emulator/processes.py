@@ -55,6 +55,33 @@ def group_is_marked(pgid: int, marker: bytes) -> bool:
     return False
 
 
+def groups_of(pids: list[int]) -> set[int]:
+    """The process groups of `pids`, never the emulator's own."""
+    groups = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            groups.add(os.getpgid(pid))
+    groups.discard(os.getpgid(0))
+    return groups
+
+
+def live_groups(groups: set[int]) -> set[int]:
+    """Those of `groups` that still have a live (non-zombie) member."""
+    live: set[int] = set()
+    if not groups:
+        return live
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if fields[0] != "Z" and int(fields[2]) in groups:
+                live.add(int(fields[2]))
+    return live
+
+
 def send_signal(pid: int, sig: int, *, group: bool = False) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         if group:
@@ -72,13 +99,19 @@ async def kill_node_processes(node_id: str, pgids: set[int] | None, grace: float
     marker = f"{NODE_ENV}={node_id}".encode()
     deadline = time.monotonic() + grace
     sig = signal.SIGTERM
+    groups: set[int] = set()  # process groups of marked processes, remembered
     while True:
         if pgids is not None:
             for pgid in list(pgids):
                 send_signal(pgid, sig, group=True)
         pids = await asyncio.to_thread(find_marked_pids, marker)
-        if not pids and not pgids:
+        # a member whose environment no longer shows the marker (a process that retitles
+        # itself with setproctitle, as sglang-jax's schedulers do) goes with its group
+        groups = await asyncio.to_thread(live_groups, groups | groups_of(pids))
+        if not pids and not pgids and not groups:
             return
+        for pgid in groups:
+            send_signal(pgid, sig, group=True)
         for pid in pids:
             send_signal(pid, sig)
             if sig == signal.SIGTERM:
