@@ -123,7 +123,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                        "sgl_jax.launch_server"], timeouts__ready=40)
     variant("heads", name="sgl-heads", serve__dp=1)  # tp/dp 8 vs 2 attention heads
     variant("few-requests", name="sgl-few", serve__extra_args=[
-        "--max-running-requests", "4", "--max-total-tokens", "4096"])
+        "--max-running-requests", "2", "--max-total-tokens", "4096"])
     git(proj, "init", "-q")
     git(proj, "add", "-A")
     git(proj, "commit", "-qm", "serving")
@@ -267,7 +267,7 @@ def test_impossible_plans_are_refused_before_anything_is_created(sgl, project):
     assert "valid --dp values on v4-16: 4, 8" in r.stderr, r.stderr
     r = _tpuctl(cli, project, "up", "recipes/few-requests.yaml")
     assert r.returncode == 2, r.stderr
-    assert "--max-running-requests 4 is less than the plan's dp (8)" in r.stderr, r.stderr
+    assert "--max-running-requests 2 is less than the plan's dp (4)" in r.stderr, r.stderr
     for node in ("sgl-heads", "sgl-few"):
         assert _tpuctl(cli, project, "describe", node).returncode == 3
 
@@ -312,7 +312,7 @@ def test_up_serves_generates_forwards_then_degrades_when_a_rank_dies(sgl, projec
         argv = cmds[str(i)].split()
         flag = {argv[k]: argv[k + 1] for k in range(len(argv) - 1) if argv[k].startswith("--")}
         assert argv[:3] == ["python", "-m", "sgl_jax.launch_server"]
-        assert (flag["--tp-size"], flag["--dp-size"], flag["--nnodes"]) == ("8", "8", "2")
+        assert (flag["--tp-size"], flag["--dp-size"], flag["--nnodes"]) == ("8", "4", "2")
         assert (flag["--node-rank"], flag["--host"]) == (str(i), ip)
         assert flag["--dist-init-addr"].startswith(f"{ips[0]}:")
         assert (flag["--device"], flag["--load-format"]) == ("cpu", "dummy")
