@@ -96,3 +96,22 @@ def test_a_recipe_with_refused_extra_args_is_refused_while_planning():
         "model": "recipes/models/tiny-qwen2-cpu", "extra_args": ["--tp-size", "2"]}})
     with pytest.raises(UsageError, match="sets --tp-size"):
         plan_for(recipe, ROOT)
+
+
+@pytest.mark.parametrize(("recipe", "layout"), [
+    ("serve-sglang-cpu", ("new", "v4-16", 2, 8, 4)),
+    ("serve-sglang-tpu", ("new", "v6e-16", 4, 16, 8)),
+    ("serve-sglang-0.0.2-cpu", ("old", "v5litepod-1", 1, 1, 1)),
+    ("serve-standin", ("new", "v6e-16", 4, 16, 16)),
+])
+def test_the_shipped_serving_recipes_plan_as_documented(recipe, layout, monkeypatch):
+    from tpuctl.recipes.schema import load_recipe
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # no hub: built-in configs
+    r, _ = load_recipe(ROOT / "recipes" / f"{recipe}.yaml")
+    plan = plan_for(r, ROOT)
+    assert (plan.semantics, plan.accelerator, plan.nnodes, plan.tp, plan.dp) == layout
+    argv = plan.argv_for(0, "10.0.0.2")
+    assert ("--dp-size" in argv) == (plan.semantics == "new")  # 0.0.2 gets no --dp-size
+    assert (ROOT / r.requirements).is_file() if r.requirements else r.serve.server != [
+        "python", "-m", "sgl_jax.launch_server"]
