@@ -34,7 +34,7 @@ from tests.conftest import (
     sglang_wheels_dir,
     wait_until,
 )
-from tests.e2e.test_loop import git
+from tests.e2e.test_loop import _listening_sockets, git
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -316,6 +316,17 @@ def test_up_serves_generates_forwards_then_degrades_when_a_rank_dies(sgl, projec
         assert (flag["--node-rank"], flag["--host"]) == (str(i), ip)
         assert flag["--dist-init-addr"].startswith(f"{ips[0]}:")
         assert (flag["--device"], flag["--load-format"]) == ("cpu", "dummy")
+
+    # the ranks meet at worker 0: the JAX coordinator (bound there through the run's
+    # JAX_COORDINATOR_BIND_ADDRESS, not on every interface) and sglang-jax's ZMQ ports P+5, P+6
+    dist = cmds["0"].split("--dist-init-addr ")[1].split()[0]
+    port = int(dist.rsplit(":", 1)[1])
+    env0 = (_worker_home(emu, 0) / ".tpuctl" / "runs" / _latest_run(emu) / "env").read_text()
+    assert re.search(rf"^export JAX_COORDINATOR_BIND_ADDRESS='?{re.escape(dist)}'?$", env0,
+                     re.MULTILINE), env0
+    listening = _listening_sockets()
+    for p in (port, port + 5, port + 6):
+        assert {a for a, q in listening if q == p} == {ips[0]}, (p, sorted(listening))
 
     r = _tpuctl(cli, project, "generate", NODE, "Hello TPU", "--max-tokens", "4", "--json")
     assert r.returncode == 0, r.stderr

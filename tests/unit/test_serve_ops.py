@@ -91,6 +91,21 @@ def test_each_rank_binds_its_own_worker_and_meets_at_worker_0():
                                          workers=(Worker(0, "10.0.0.2"),)), 20000)
 
 
+def test_the_jax_coordinator_uses_the_serving_dist_port_when_given():
+    """JAX's coordinator env (its bind address too) must name the --dist-init-addr port, or a
+    moved port would leave the ranks knocking where nothing listens."""
+    from tpuctl.ops.launch import LaunchSpec, coordinator_port
+
+    sl = Slice("s", "p", "z", "v4-16", "r", "READY",
+               workers=(Worker(0, "10.0.0.2"), Worker(1, "10.0.0.3")))
+    rid = "s-20261130-000000-abcd"
+    plain = LaunchSpec(command="true", env={}, workdir="work/x")
+    assert plain.coordinator(sl, rid) == f"10.0.0.2:{coordinator_port(rid)}"
+    port = dist_port(29995, 30000)
+    serving = LaunchSpec(command="", env={}, workdir="work/x", coordinator_port=port)
+    assert serving.coordinator(sl, rid) == "10.0.0.2:30001"
+
+
 def test_a_recipe_with_refused_extra_args_is_refused_while_planning():
     recipe = Recipe.model_validate({"accelerator": "v4-16", "serve": {
         "model": "recipes/models/tiny-qwen2-cpu", "extra_args": ["--tp-size", "2"]}})

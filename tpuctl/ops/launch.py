@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tpuctl.errors import NotFoundError, RemoteCommandError, TpuctlError, UsageError
+from tpuctl.model import Slice
 from tpuctl.ops.outcome import fanout_exit_code
 from tpuctl.ops.secrets import render_env
 from tpuctl.ops.session import (
@@ -64,6 +65,13 @@ class LaunchSpec:
     # per-worker command overrides (serving: each rank's argv differs by its node rank)
     per_worker_command: Mapping[int, str] | None = None
     serve_port: int | None = None  # rank 0's HTTP port, recorded for `status` health checks
+    # the coordinator's port when the caller chose it (serving: the --dist-init-addr port,
+    # so JAX's coordinator binds where the ranks meet); default: from the run id
+    coordinator_port: int | None = None
+
+    def coordinator(self, sl: Slice, run_id: str) -> str:
+        """worker 0's address and the coordinator's port (`JAX_COORDINATOR_ADDRESS`)."""
+        return f"{sl.workers[0].ip}:{self.coordinator_port or coordinator_port(run_id)}"
 
 
 @dataclass(frozen=True)
@@ -81,7 +89,7 @@ class LaunchResult:
 def worker_env(session: SliceSession, spec: LaunchSpec, run_id: str, index: int
                ) -> dict[str, str]:
     workers = session.slice.workers
-    coord = f"{workers[0].ip}:{coordinator_port(run_id)}"
+    coord = spec.coordinator(session.slice, run_id)
     env = dict(spec.env)
     # JAX's coordinator listens on worker 0's own (internal) address, not on every interface
     # (its default, `[::]:port`): never on a VM's external IP, and on the emulator, whose
@@ -139,7 +147,7 @@ async def launch(session: SliceSession, spec: LaunchSpec) -> LaunchResult:
     if any(not r.ok for r in started):
         await stop_run(session, run_id, grace=5)  # nothing half-started is left running
         _refusal(started, "launch")
-    coord = f"{session.slice.workers[0].ip}:{coordinator_port(run_id)}"
+    coord = spec.coordinator(session.slice, run_id)
     return LaunchResult(run_id=run_id, node=session.slice.name, workers=len(started),
                         coordinator=coord)
 

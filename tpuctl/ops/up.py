@@ -235,17 +235,19 @@ def _attempt(cloud: Cloud, p: Prepared, result: UpResult, attempt: int, *, repla
             on_activity("launching")
             per_rank = None
             launch_rid = rid
+            coord_port = None
             if r.serve is not None:
-                from tpuctl.ops.serve import rank_commands
+                from tpuctl.ops.serve import dist_port, rank_commands
 
                 launch_rid = rid or launch_op.new_run_id(p.name)
-                per_rank = rank_commands(r.serve, p.serve_plan, session.slice,
-                                         launch_op.coordinator_port(launch_rid))
+                # one port for --dist-init-addr and JAX's coordinator env (its bind address)
+                coord_port = dist_port(launch_op.coordinator_port(launch_rid), r.serve.port)
+                per_rank = rank_commands(r.serve, p.serve_plan, session.slice, coord_port)
             launched = await launch_op.launch(session, launch_op.LaunchSpec(
                 command=r.command_line(), env=env, workdir=workdir(p), venv_hash=spec.hash,
                 commit=p.repo.sha, replace=replace, run_id=launch_rid,
                 timeout=r.timeouts.run,
-                per_worker_command=per_rank,
+                per_worker_command=per_rank, coordinator_port=coord_port,
                 serve_port=r.serve.port if r.serve is not None else None))
             result.run_id = logs.run_id = launched.run_id
             step("launch", "done", f"run {launched.run_id} on {launched.workers} workers", t)
