@@ -362,9 +362,12 @@ def _openai_completion_through_forward(cli: Cli, project: Path) -> None:
     """A stock OpenAI client, pointed at `tpuctl forward`'s local URL, gets a completion."""
     import openai
 
+    # Ctrl-C must reach it even when this suite runs as a background job (whose children
+    # inherit SIGINT ignored, and Python then keeps ignoring it)
     fwd = subprocess.Popen([sys.executable, "-m", "tpuctl", "forward", NODE, "--local-port", "0"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           cwd=project, env=cli.env(), stdin=subprocess.DEVNULL)
+                           cwd=project, env=cli.env(), stdin=subprocess.DEVNULL,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert fwd.stdout is not None
         url = fwd.stdout.readline().strip()
