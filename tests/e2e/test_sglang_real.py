@@ -347,7 +347,10 @@ def test_up_serves_generates_forwards_then_degrades_when_a_rank_dies(sgl, projec
     os.killpg(pgid, signal.SIGKILL)
     st = wait_until(lambda: json.loads(_tpuctl(cli, project, "status", NODE, "--json").stdout),
                     lambda s: s["serve"] != "serving", timeout=60)
-    assert st["serve"] == "degraded" and st["degraded_workers"] == [1], st
+    # rank 0 lives on (/health 200) unless the death caught its scheduler mid-step: then it
+    # takes itself down moments later, and status says `down` but still names the cause
+    assert st["first_down"] == 1, st
+    assert (st["serve"], st["degraded_workers"]) in (("degraded", [1]), ("down", [0, 1])), st
 
     r = _tpuctl(cli, project, "stop", NODE)
     assert r.returncode == 0, r.stderr

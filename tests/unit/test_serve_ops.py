@@ -130,3 +130,22 @@ def test_the_shipped_serving_recipes_plan_as_documented(recipe, layout, monkeypa
     assert ("--dp-size" in argv) == (plan.semantics == "new")  # 0.0.2 gets no --dp-size
     assert (ROOT / r.requirements).is_file() if r.requirements else r.serve.server != [
         "python", "-m", "sgl_jax.launch_server"]
+
+
+def test_status_names_the_rank_that_went_down_first():
+    """The real rank 0 may take itself down moments after a peer died: `down`, both ranks
+    listed, and the first to go (by exit time, or a killed supervisor's last heartbeat)."""
+    from tpuctl.ops.runs import RunStatus, parse_status_line
+
+    url = "serve_url=http://10.0.0.2:30000"
+    w0 = parse_status_line(0, f"run=r state=exited exit_code=137 ended_at=1000.8 {url}")
+    w1 = parse_status_line(1, f"run=r state=dead exit_code=- ended_at=1000 {url}")
+    st = RunStatus("s", "READY", (w0, w1), health_code=None)
+    assert (st.serve_state, st.degraded_workers, st.first_down) == ("down", [0, 1], 1)
+    assert st.to_dict()["first_down"] == 1
+    alive = parse_status_line(0, f"run=r state=running exit_code=- ended_at=- {url}")
+    st = RunStatus("s", "READY", (alive, w1), health_code="000")
+    assert (st.serve_state, st.degraded_workers, st.first_down) == ("degraded", [1], 1)
+    st = RunStatus("s", "READY", (alive, parse_status_line(1, f"run=r state=running {url}")),
+                   health_code="200")
+    assert (st.serve_state, st.first_down) == ("serving", None)

@@ -14,6 +14,8 @@ def header_lines(st: Any) -> list[str]:  # noqa: ANN401 - an ops.runs.RunStatus
     lines = [f"node {st.node} {st.node_state}; run {st.run_id}: {st.state}"]
     if st.serve_url is not None:
         bad = ", ".join(f"w{i}" for i in st.degraded_workers)
+        if st.first_down is not None and len(st.degraded_workers) > 1:
+            bad += f", first down: w{st.first_down}"
         lines.append(f"serving: {st.serve_state} (health {st.health_code or '-'}"
                      f"{'; not serving: ' + bad if bad else ''}) at {st.serve_url}")
     return lines

@@ -30,6 +30,7 @@ class WorkerRunStatus:
     timed_out: bool = False
     started_at: str | None = None
     error: str | None = None  # why an unreachable worker could not be asked
+    ended_at: float | None = None  # unix time the job ended (or its last heartbeat, if dead)
 
     def to_dict(self) -> dict[str, object]:
         return {"worker": self.index, "run_id": self.run_id, "state": self.state,
@@ -66,6 +67,14 @@ class RunStatus:
         if not bad and self.health_code not in (None, "200"):
             bad = [0]
         return bad
+
+    @property
+    def first_down(self) -> int | None:
+        """The rank that went down first: when a peer dies, the real sglang-jax rank 0 may
+        take itself down moments later, and then this names the cause."""
+        ended = [(w.ended_at, w.index) for w in self.workers
+                 if w.state in ("exited", "dead") and w.ended_at is not None]
+        return min(ended)[1] if ended else None
 
     @property
     def run_id(self) -> str:
@@ -124,7 +133,8 @@ class RunStatus:
             "workers": [w.to_dict() for w in self.workers]}
         if self.serve_url is not None:
             d.update(serve=self.serve_state, serve_url=self.serve_url,
-                     health=self.health_code, degraded_workers=self.degraded_workers)
+                     health=self.health_code, degraded_workers=self.degraded_workers,
+                     first_down=self.first_down)
         return d
 
     @property
@@ -135,6 +145,13 @@ class RunStatus:
 def _int(v: str | None) -> int | None:
     try:
         return int(v) if v not in (None, "-") else None
+    except ValueError:
+        return None
+
+
+def _float(v: str | None) -> float | None:
+    try:
+        return float(v) if v not in (None, "-") else None
     except ValueError:
         return None
 
@@ -152,6 +169,7 @@ def parse_status_line(index: int, line: str) -> WorkerRunStatus:
                            pid=_int(kv.get("pid")), log_lines=_int(kv.get("log_lines")) or 0,
                            stopped=kv.get("stopped") == "1",
                            timed_out=kv.get("timed_out") == "1",
+                           ended_at=_float(kv.get("ended_at")),
                            serve_url=None if serve in ("", "-") else serve,
                            started_at=None if started in ("", "-") else started)
 

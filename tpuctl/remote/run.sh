@@ -87,5 +87,7 @@ while kill -0 "$child" 2>/dev/null; do
 done
 set -e
 kill "$beat" ${watchdog:+"$watchdog"} 2>/dev/null || true
+# when the job ended: `status` orders ranks by it (which went down first)
+write_atomic "$run_dir/ended_at" "$(date +%s.%N)"
 write_atomic "$run_dir/exit_code" "$code"
 exit 0
