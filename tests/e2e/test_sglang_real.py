@@ -382,5 +382,10 @@ def _openai_completion_through_forward(cli: Cli, project: Path) -> None:
         assert done.choices[0].finish_reason == "length"
     finally:
         fwd.send_signal(signal.SIGINT)
-        _, err = fwd.communicate(timeout=30)
+        try:
+            _, err = fwd.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            fwd.kill()  # never left behind
+            _, err = fwd.communicate()
+            pytest.fail(f"forward ignored Ctrl-C: {err}")
     assert fwd.returncode == 0, err
