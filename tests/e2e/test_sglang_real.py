@@ -34,7 +34,7 @@ from tests.conftest import (
     sglang_wheels_dir,
     wait_until,
 )
-from tests.e2e.test_loop import _listening_sockets, git
+from tests.e2e.test_loop import git, listening_sockets
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -324,7 +324,7 @@ def test_up_serves_generates_forwards_then_degrades_when_a_rank_dies(sgl, projec
     env0 = (_worker_home(emu, 0) / ".tpuctl" / "runs" / _latest_run(emu) / "env").read_text()
     assert re.search(rf"^export JAX_COORDINATOR_BIND_ADDRESS='?{re.escape(dist)}'?$", env0,
                      re.MULTILINE), env0
-    listening = _listening_sockets()
+    listening = listening_sockets()
     for p in (port, port + 5, port + 6):
         assert {a for a, q in listening if q == p} == {ips[0]}, (p, sorted(listening))
 
