@@ -26,4 +26,4 @@ PY=${PYTHON:-python3}
 
 .venv/bin/ruff check .
 .venv/bin/mypy tpuctl
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+.venv/bin/python -m pytest -q -rs -p no:cacheprovider "$@"

@@ -121,10 +121,15 @@ def sglang_wheel_name() -> str:
 
 
 def sglang_wheels_dir() -> Path | None:
-    """Where that wheel is: TPUCTL_TEST_SGLANG_WHEELS, or ../shared/wheels beside the clone
-    (CI's layout). PyPI has only 0.0.2, so the real-server tests need this directory."""
+    """Where that wheel is: TPUCTL_TEST_SGLANG_WHEELS, else `shared/wheels` beside the clone or
+    beside any folder above it, else the workspace's /work/shared/wheels (where a clone in a
+    temporary folder on this machine finds it). PyPI has only 0.0.2, so the real-server tests
+    need this directory."""
     name = sglang_wheel_name()
-    for d in (os.environ.get("TPUCTL_TEST_SGLANG_WHEELS"), ROOT.parent / "shared" / "wheels"):
+    places = [os.environ.get("TPUCTL_TEST_SGLANG_WHEELS")]
+    places += [str(p / "shared" / "wheels") for p in ROOT.parents]
+    places.append("/work/shared/wheels")
+    for d in places:
         if d and (Path(d) / name).is_file():
             return Path(d).resolve()
     return None
