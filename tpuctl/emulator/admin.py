@@ -64,11 +64,11 @@ async def admin_set_faults(call: Call) -> Reply:
         raise invalid_argument(str(e)) from e
     if seed is not None:
         faults.reseed(seed)
-    await call.state.apply_unreachable_workers()
+    await call.state.apply_faults()
     return Reply("", faults.to_json())
 
 
 async def admin_clear_faults(call: Call) -> Reply:
     call.state.faults.clear()
-    await call.state.apply_unreachable_workers()
+    await call.state.apply_faults()
     return Reply("", call.state.faults.to_json())

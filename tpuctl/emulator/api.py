@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tpuctl.emulator import catalog
+from tpuctl.emulator import catalog, gceapi
 from tpuctl.emulator.admin import (
     admin_clear_faults,
     admin_drop_connections,
@@ -248,8 +248,23 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         ("GET", r"/emulator/v1/faults", admin_get_faults),
         ("POST", r"/emulator/v1/faults", admin_set_faults),
         ("DELETE", r"/emulator/v1/faults", admin_clear_faults),
+        *gceapi.ROUTES,
     ]
 ]
+
+# Paths of the Google APIs (not admin calls) and the service each stands for: faults apply.
+_SERVICES = (("/v2/", "tpu.googleapis.com"), ("/v1/", "oslogin.googleapis.com"),
+             ("/compute/v1/", "compute.googleapis.com"))
+
+
+def _service(path: str) -> tuple[str, str | None] | None:
+    """(service, project) of an API path, None for admin calls and unknown paths."""
+    for prefix, service in _SERVICES:
+        if path.startswith(prefix):
+            rest = path[len(prefix):].split("/")
+            project = rest[1] if len(rest) > 1 and rest[0] == "projects" else None
+            return service, project
+    return None
 
 
 def _wants_int_enums(request: web.Request) -> bool:
@@ -266,10 +281,10 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     path = request.path
     try:
-        if path.startswith("/v2/"):
+        api = _service(path)
+        if api is not None:
             # before routing, reading the body or touching state: a failed call has no effect
-            project = path.split("/")[3] if path.startswith("/v2/projects/") else None
-            injected = state.faults.api_error(project)
+            injected = state.faults.api_error(api[1], api[0])
             if injected is not None:
                 raise ApiError(
                     injected.http_code, injected.status, injected.message, injected.details

@@ -159,6 +159,8 @@ async def serve(
         state = EmulatorState(
             state_dir, host, create_delay=create_delay, ssh_port=ssh_port, faults=fault_state
         )
+        if hasattr(host, "world"):
+            host.world = state.fabric
         state.load()
         await state.resume()
 
