@@ -9,6 +9,7 @@ Every change of a profile or of project metadata reaches the nodes' guest agents
 from __future__ import annotations
 
 import urllib.parse
+from typing import Any
 
 from tpuctl.emulator.calls import Call, Reply
 
@@ -24,13 +25,27 @@ def _project_id(call: Call) -> str | None:
     return call.query.get("projectId") or None
 
 
+# PosixAccount.operatingSystemType as proto numbers, for clients that ask for them
+_OS_TYPES = {"OPERATING_SYSTEM_TYPE_UNSPECIFIED": 0, "LINUX": 1, "WINDOWS": 2}
+
+
+def _profile(call: Call, profile: dict[str, Any]) -> dict[str, Any]:
+    """A LoginProfile with enums as the client asked (`$alt=json;enum-encoding=int`)."""
+    alt = call.query.get("$alt", "") + ";" + call.query.get("alt", "")
+    if "enum-encoding=int" in alt:
+        for account in profile.get("posixAccounts", []):
+            account["operatingSystemType"] = _OS_TYPES[account["operatingSystemType"]]
+    return profile
+
+
 async def get_login_profile(call: Call) -> Reply:
-    return Reply("", call.state.oslogin.profile(_user(call), _project_id(call)))
+    return Reply("", _profile(call, call.state.oslogin.profile(_user(call), _project_id(call))))
 
 
 async def import_ssh_public_key(call: Call) -> Reply:
     result = call.state.oslogin.import_key(_user(call), await call.body(), _project_id(call))
     call.state.refresh_logins()
+    _profile(call, result["loginProfile"])
     return Reply("", result)
 
 

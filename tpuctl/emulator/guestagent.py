@@ -6,8 +6,9 @@ project's unless `block-project-ssh-keys` is TRUE) become `user`'s authorized ke
 through the OS Login API count, under the account's POSIX username. It does so seconds after
 a change, so a fresh key is refused ("Permission denied (publickey)") for a while. Here every
 change of what a node should accept is a new version, applied `lag x guest-agent-delay`
-seconds later (lag drawn from the seeded faults, 0.5..1); until then the previous version
-holds, so a removed key also keeps working that long, as on GCP.
+seconds later (the delay as set at the change; lag drawn from the seeded faults, 0.5..1);
+until then the previous version holds, so a removed key also keeps working that long, as on
+GCP.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def desired(node_md: Mapping[str, str], project_md: Mapping[str, str],
 
 @dataclass(frozen=True)
 class Version:
-    at: float  # time.time() of the change
+    due: float  # time.time() from which it applies
     lag: float  # its share of the delay (0.5..1)
     oslogin: bool
     logins: frozenset[Login]
@@ -90,20 +91,23 @@ class GuestAgents:
         if name in self._versions:
             self.change(name, want)
             return
+        self._versions[name] = [self._version(want, applied=applied)]
+
+    def _version(self, want: tuple[bool, frozenset[Login]], *,
+                 applied: bool = False) -> Version:
         oslogin, logins = want
-        at = 0.0 if applied else self._now()
-        self._versions[name] = [Version(at, self._faults.guest_agent_lag(), oslogin, logins)]
+        lag = self._faults.guest_agent_lag()
+        due = 0.0 if applied else self._now() + lag * self._faults.guest_agent_delay
+        return Version(due, lag, oslogin, logins)
 
     def change(self, name: str, want: tuple[bool, frozenset[Login]]) -> None:
         """Metadata, project metadata or an OS Login profile changed."""
         versions = self._versions.get(name)
         if versions is None:
             return  # not booted yet: boot() takes the metadata as it will be then
-        oslogin, logins = want
         last = versions[-1]
-        if (last.oslogin, last.logins) != (oslogin, logins):
-            versions.append(Version(self._now(), self._faults.guest_agent_lag(), oslogin,
-                                    logins))
+        if (last.oslogin, last.logins) != want:
+            versions.append(self._version(want))
 
     def forget(self, name: str) -> None:
         self._versions.pop(name, None)
@@ -113,11 +117,10 @@ class GuestAgents:
         versions = self._versions.get(name)
         if not versions:
             return None
-        delay = self._faults.guest_agent_delay
         now = self._now()
         for i in range(len(versions) - 1, -1, -1):
             v = versions[i]
-            if now >= v.at + v.lag * delay:
+            if now >= v.due:
                 del versions[:i]  # superseded by an applied one: never current again
                 return v
         return None
