@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -171,3 +172,87 @@ def _try(host: str, net: Net) -> str:
         return ssh(host, net.port, net.key, "echo $TPU_WORKER_ID", timeout=2).strip()
     except (asyncssh.Error, OSError, asyncio.TimeoutError):
         return ""
+
+
+# ------------------------------------------------------------------ bastion
+
+
+def _bastion(net: Net, **body: Any) -> tuple[int, Any]:
+    pub = net.key.export_public_key("openssh").decode().strip()
+    return _admin(net.endpoint, "POST", "bastion", {"authorizedKeys": [pub], **body})
+
+
+def test_a_bastion_forwards_only_into_its_vpc(net: Net) -> None:
+    status, b = _bastion(net)
+    assert status == 200 and b["port"] == net.port and b["host"] != b["internalIp"]
+    try:
+        target = net.node("int").network_endpoints[0].ip_address
+        r = openssh(net, "-J", f"anyone@{b['host']}:{b['port']}", target, "echo $TPU_WORKER_ID")
+        assert r.returncode == 0 and r.stdout.strip() == "0", r.stderr
+        assert ssh(target, net.port, net.key, "hostname -I >/dev/null; echo ok",
+                   tunnel=(b["host"], b["port"])).strip() == "ok"
+        # no shell on it, no forwarding outside the VPC (the API, an external address)
+        assert openssh(net, "-p", str(b["port"]), b["host"], "true").returncode == 255
+        api_port = net.endpoint.rsplit(":", 1)[1]
+        ext = net.node("ext").network_endpoints[0].access_config.external_ip
+        for host, port in (("127.0.0.1", api_port), (ext, net.port)):
+            r = openssh(net, "-J", f"x@{b['host']}:{b['port']}", "-p", str(port), host, "true")
+            assert r.returncode == 255 and "stdio forwarding failed" in r.stderr, (host, r.stderr)
+        # a bastion on another network reaches none of these nodes; a stranger's key nothing
+        status, b = _bastion(net, network="projects/net/global/networks/isolated")
+        assert status == 200 and b["network"] == "projects/net/global/networks/isolated"
+        r = openssh(net, "-J", f"x@{b['host']}:{b['port']}", target, "true")
+        assert r.returncode == 255 and "stdio forwarding failed" in r.stderr, r.stderr
+        other = net.node("other").network_endpoints[0].ip_address
+        r = openssh(net, "-J", f"x@{b['host']}:{b['port']}", other, "echo in")
+        assert r.returncode == 0 and r.stdout.strip() == "in", r.stderr
+        stranger = asyncssh.generate_private_key("ssh-ed25519")
+        with pytest.raises(asyncssh.PermissionDenied):
+            ssh(b["host"], b["port"], stranger, "true")
+    finally:
+        assert _admin(net.endpoint, "DELETE", "bastion")[0] == 200
+    assert _admin(net.endpoint, "GET", "bastion")[0] == 404
+    status, err = _admin(net.endpoint, "POST", "bastion", {"authorizedKeys": ["nonsense"]})
+    assert status == 400 and "public key" in err["error"]["message"]
+
+
+# ------------------------------------------------------------------ IAP
+
+
+def _hostname(net: Net, node_id: str, worker: int) -> str:
+    attrs = net.client.get_guest_attributes(
+        request={"name": f"{PARENT}/nodes/{node_id}"}).guest_attributes
+    return next(i.value for i in attrs[worker].query_value.items if i.key == "hostname")
+
+
+def test_the_iap_stand_in_reaches_an_internal_only_worker_as_gcloud_would(
+        net: Net, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tpuctl.emulator.iap import install
+
+    bin_dir = net.tmp / "bin"
+    install(bin_dir)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("TPUCTL_API_ENDPOINT", net.endpoint)
+    monkeypatch.setenv("TPUCTL_API_TOKEN_FILE", str(net.tmp / "state" / "token"))
+    instance = _hostname(net, "int", 1)
+    assert instance.startswith("t1v-n-") and instance.endswith("-w-1")
+    target = net.node("int").network_endpoints[1].ip_address
+    proxy = (f"ProxyCommand gcloud compute start-iap-tunnel {instance} %p --listen-on-stdin "
+             "--project=net --zone=local-a --verbosity=warning")
+    r = openssh(net, "-o", proxy, "-o", "ProxyUseFdpass=no", target, "echo $TPU_WORKER_ID")
+    assert r.returncode == 0 and r.stdout.strip() == "1", r.stderr
+    # asyncssh runs the same command as its proxy
+    cmd = ["gcloud", "compute", "start-iap-tunnel", instance, str(net.port),
+           "--listen-on-stdin", "--project=net", "--zone=local-a"]
+
+    async def through_iap() -> str:
+        async with asyncssh.connect(target, net.port, username=USER, client_keys=[net.key],
+                                    known_hosts=None, proxy_command=cmd) as conn:
+            return str((await conn.run("echo $TPU_WORKER_ID", check=True)).stdout)
+
+    assert asyncio.run(through_iap()).strip() == "1"
+    # an instance IAP cannot find: gcloud's error, exit 1
+    r = subprocess.run(["gcloud", "compute", "start-iap-tunnel", "t1v-n-nope-w-0", "22",
+                        "--listen-on-stdin", "--project=net", "--zone=local-a"],
+                       capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30)
+    assert r.returncode == 1 and "4047" in r.stderr and "start-iap-tunnel" in r.stderr

@@ -30,9 +30,13 @@ from aiohttp import web
 from tpuctl.emulator import catalog, gceapi
 from tpuctl.emulator.admin import (
     admin_clear_faults,
+    admin_delete_bastion,
     admin_drop_connections,
+    admin_get_bastion,
     admin_get_faults,
+    admin_iap_instance,
     admin_preempt,
+    admin_set_bastion,
     admin_set_faults,
     admin_status,
 )
@@ -248,6 +252,11 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         ("GET", r"/emulator/v1/faults", admin_get_faults),
         ("POST", r"/emulator/v1/faults", admin_set_faults),
         ("DELETE", r"/emulator/v1/faults", admin_clear_faults),
+        ("GET", r"/emulator/v1/bastion", admin_get_bastion),
+        ("POST", r"/emulator/v1/bastion", admin_set_bastion),
+        ("DELETE", r"/emulator/v1/bastion", admin_delete_bastion),
+        ("GET", rf"/emulator/v1/iap/(?P<project>{_SEG})/(?P<zone>{_SEG})/(?P<instance>{_SEG})",
+         admin_iap_instance),
         *gceapi.ROUTES,
     ]
 ]

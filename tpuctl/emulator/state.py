@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tpuctl.emulator import persistence
+from tpuctl.emulator.bastion import Bastion
 from tpuctl.emulator.chaos import Chaos
 from tpuctl.emulator.core import Core, WorkerHostLike
 from tpuctl.emulator.errors import CODE_ABORTED
@@ -57,6 +58,7 @@ class EmulatorState:
         self._nodes = Nodes(self._core, self._reconciler)
         self._chaos = Chaos(self._core, self._nodes)
         self._queued = QueuedResources(self._core, self._nodes)
+        self._bastion = Bastion(self._core, ssh_port)
 
     # ---------------------------------------------------------------- what others read
 
@@ -101,6 +103,10 @@ class EmulatorState:
         """What workers ask while they run (vms.World): the server hands it to the host."""
         return self._core.fabric
 
+    @property
+    def bastion(self) -> Bastion:
+        return self._bastion
+
     def refresh_logins(self) -> None:
         """Project metadata or OS Login profiles changed: the guest agents follow."""
         self._nodes.refresh_logins()
@@ -142,12 +148,14 @@ class EmulatorState:
                         op["name"], error=(CODE_ABORTED, "the emulator restarted meanwhile")
                     )
         self._queued.resume()
+        await self._bastion.start()
         self.save()
 
     async def close(self) -> None:
         """Cancel transitions (they resume on the next start), stop every worker."""
         await self._core.tasks.cancel_all()
         self.save()
+        await self._bastion.stop()
         await self.workers.close()
 
     # ---------------------------------------------------------------- operations
