@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 from google.cloud import tpu_v2
 
 from tests.conftest import tpu_client
-from tests.emulator.conftest import TOKEN
+from tests.emulator.conftest import TOKEN, FakeWorkerHost
 from tests.emulator.test_faults import _admin
 from tests.emulator.test_network import POLL
 from tests.workers.test_doctor import parse
@@ -85,6 +86,49 @@ async def _doctor(ip: str, port: int, key: asyncssh.SSHKey, target: str) -> dict
         return parse(str(r.stdout))
 
 
+async def _jax_metadata(ip: str, port: int, key: asyncssh.SSHKey) -> str:
+    code = ("from jax._src.clusters.cloud_tpu_cluster import get_metadata as g; "
+            "print(g('agent-worker-number')[0], g('worker-network-endpoints')[0])")
+    async with asyncssh.connect(ip, port, username="wf", client_keys=[key], known_hosts=None,
+                                connect_timeout=10) as conn:
+        r = await conn.run(f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}", check=True)
+        return str(r.stdout)
+
+
+def test_the_metadata_server_is_the_workers_own(tmp_path: Path) -> None:
+    """Signed per worker, served without the API token, with GCE's header rule."""
+    import urllib.error
+    import urllib.request
+
+    from tpuctl.emulator.metadata import address
+
+    with run_in_thread(tmp_path, create_delay=0.02, token=TOKEN,
+                       worker_host=FakeWorkerHost) as endpoint:
+        client = tpu_client(endpoint, TOKEN)
+        client.create_node(parent=PARENT, node_id="md", node=tpu_v2.Node(
+            accelerator_type="v4-16", runtime_version="tpu-ubuntu2204-base",
+            metadata={"startup-script": "echo hi"})).result(timeout=30, polling=POLL)
+        base = address(endpoint.removeprefix("http://"), TOKEN, "wf.local-a.md", 1)
+
+        def get(path: str, flavor: bool = True, at: str = base) -> tuple[int, str]:
+            req = urllib.request.Request(f"http://{at}/computeMetadata/v1/{path}",
+                                         headers={"Metadata-Flavor": "Google"} if flavor else {})
+            try:
+                with urllib.request.urlopen(req, timeout=5) as r:  # noqa: S310 (loopback)
+                    return r.status, r.read().decode()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read().decode()
+
+        assert get("instance/attributes/agent-worker-number") == (200, "1")
+        assert get("instance/attributes/startup-script") == (200, "echo hi")
+        assert "ZONE: 'local-a'" in get("instance/attributes/tpu-env")[1]
+        assert get("instance/network-interfaces/0/ip")[1].startswith("127.")
+        assert get("instance/attributes/agent-worker-number", flavor=False)[0] == 403
+        assert get("instance/nothing")[0] == 404
+        forged = address(endpoint.removeprefix("http://"), "guess", "wf.local-a.md", 1)
+        assert get("instance/attributes/agent-worker-number", at=forged)[0] == 404
+
+
 @pytest.mark.timeout(120)
 def test_worker_faults_set_at_run_time_and_cleared(tmp_path: Path) -> None:
     key = asyncssh.generate_private_key("ssh-ed25519")
@@ -102,6 +146,10 @@ def test_worker_faults_set_at_run_time_and_cleared(tmp_path: Path) -> None:
         def doctor(i: int) -> dict[str, Any]:
             return asyncio.run(_doctor(ips[i], port, key, f"{ips[0]}:18476"))
 
+        # JAX's own reader of the TPU metadata finds the worker's metadata server
+        jax_reads = asyncio.run(_jax_metadata(ips[1], port, key))
+        assert jax_reads.split() == ["1", f"unknown:unknown:{ips[0]},unknown:unknown:{ips[1]}"]
+
         status, _ = _admin(endpoint, "POST", "faults", {
             "full-disk": "wf:1", "held-tpu": "wf:0", "stale-lockfile": "wf:1",
             "blocked-ports": "wf:18476", "no-ensurepip": "wf"})
@@ -116,3 +164,11 @@ def test_worker_faults_set_at_run_time_and_cleared(tmp_path: Path) -> None:
         w0, w1 = doctor(0), doctor(1)
         assert w0["tpu"].status == "ok" and w1["disk-home"].status != "fail"
         assert w1["port"].fields["result"] == "closed" and w1["venv"].status == "ok"
+        assert w1["metadata"].status == "ok" and w1["metadata"].fields == {"worker": "1",
+                                                                           "workers": "2"}
+        # a host that never registered: listed by the API, its TPU metadata blank
+        _admin(endpoint, "POST", "faults", {"missing-workers": "wf:1:blank"})
+        assert len(client.get_node(name=f"{PARENT}/nodes/wf").network_endpoints) == 2
+        w0, w1 = doctor(0), doctor(1)
+        assert w0["metadata"].status == "ok" and w1["metadata"].status == "fail"
+        assert "did not register" in w1["metadata"].detail

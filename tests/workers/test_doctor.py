@@ -62,6 +62,9 @@ class FakeWorld:
     def oslogin_user(self, node_id: str, username: str) -> bool:
         return False
 
+    def metadata_host(self, node_id: str, index: int) -> str | None:
+        return None
+
     def stuck(self, node_id: str, index: int) -> bool:
         return node_id == NODE and index in self.stuck_workers
 
@@ -83,7 +86,9 @@ class Doc:
     def doctor(self, index: int, venv: str = "-", target: str = "-",
                timeout: str = "1") -> dict[str, Check]:
         args = " ".join(shlex.quote(a) for a in (venv, target, timeout))
-        r = self.run(f"bash {self.scripts}/doctor.sh {args}", index)
+        # no emulator here, so no metadata server: one that refuses at once, not a DNS wait
+        r = self.run(f"GCE_METADATA_HOST=127.0.0.1:1 bash {self.scripts}/doctor.sh {args}",
+                     index)
         assert r.exit_code == 0, r
         return parse(r.stdout)
 
@@ -109,7 +114,7 @@ def doc(env: Env) -> Iterator[Doc]:
 def test_a_healthy_worker(doc: Doc) -> None:
     checks = doc.doctor(0, target=f"{doc.ips[1]}:1")
     assert list(checks) == ["disk-home", "disk-tmp", "tpu", "lockfile", "python", "venv",
-                            "packages", "clock", "port"]
+                            "packages", "clock", "metadata", "port"]
     assert all(c.status in ("ok", "skip", "warn") for c in checks.values()), checks
     assert checks["tpu"].status == checks["lockfile"].status == checks["venv"].status == "ok"
     assert checks["port"].fields["result"] == "closed"  # refused: reachable, nothing listens

@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tpuctl.emulator import catalog, gceapi
+from tpuctl.emulator import catalog, gceapi, metadata
 from tpuctl.emulator.admin import (
     admin_clear_faults,
     admin_delete_bastion,
@@ -327,5 +327,6 @@ def create_app(state: EmulatorState, info: dict[str, Any] | None = None, *,
     app = web.Application(middlewares=[require_token(token)])
     app[STATE_KEY] = state
     app[INFO_KEY] = dict(info or {})
+    app.router.add_route("GET", "/metadata/{tail:.*}", metadata.handle)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app

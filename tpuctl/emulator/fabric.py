@@ -37,6 +37,8 @@ class Fabric:
         self._faults = faults
         self._agents = agents
         self.bastion: Peer | None = None
+        # (127.0.0.1:API_PORT, this run's token): the metadata servers' base and HMAC key
+        self.metadata: tuple[str, str] | None = None
 
     def record(self, node_id: str) -> NodeRecord | None:
         """The node whose worker-host id (project.zone.node) this is."""
@@ -94,6 +96,12 @@ class Fabric:
         """Is this login an OS Login account's (the node's guest agent applies OS Login)?"""
         rec = self.record(node_id)
         return rec is not None and self._agents.oslogin(rec.name)
+
+    def metadata_host(self, node_id: str, index: int) -> str | None:
+        """GCE_METADATA_HOST of a worker (metadata.py), once the API listens."""
+        from tpuctl.emulator.metadata import address
+
+        return None if self.metadata is None else address(*self.metadata, node_id, index)
 
     def stuck(self, node_id: str, index: int) -> bool:
         rec = self.record(node_id)

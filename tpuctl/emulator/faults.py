@@ -299,11 +299,12 @@ class Faults:
         """Does a NODE list fault (no-ensurepip) name this node?"""
         return any(node_matches(str(spec), node_name) for spec in self._values.get(key, ()))
 
-    def missing_workers(self, node_name: str) -> int:
-        """How many of the node's last workers the API does not list."""
+    def missing_workers(self, node_name: str, *, blank: bool = False) -> int:
+        """How many of the node's last workers never registered: absent from the API, or
+        (`blank`) listed with blank TPU metadata."""
         for item in self._values.get(MISSING_WORKERS, ()):
-            spec, _, count = str(item).rpartition(":")
-            if node_matches(spec, node_name):
+            spec, count, *form = str(item).split(":")
+            if node_matches(spec, node_name) and bool(form) == blank:
                 return int(count)
         return 0
 

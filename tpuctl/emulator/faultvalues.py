@@ -100,17 +100,22 @@ def node_workers(key: str, value: Any) -> list[str]:
 
 
 def node_counts(key: str, value: Any) -> list[str]:
-    """`NODE:N[,NODE:N]`: a number (>= 1) of a node's last workers."""
-    out: dict[str, int] = {}
+    """`NODE:N[:blank][,...]`: a number (>= 1) of a node's last workers, and how they are
+    missing (absent from the API, or there with blank metadata)."""
+    out: dict[str, str] = {}
     for item in items(key, value):
-        node, sep, count = item.rpartition(":")
-        n = _number(count, 1, 999_999)
-        if not sep or not _NODE_RE.match(node) or n is None:
-            raise FaultError(f"fault {key}: {item!r} is not NODE:COUNT (e.g. my-node:1, >= 1)")
-        if out.get(node, n) != n:
-            raise FaultError(f"fault {key}: node {node} is given twice")
-        out[node] = n
-    return _sorted({f"{node}:{n}" for node, n in out.items()})
+        parts = item.split(":")
+        blank = len(parts) == 3 and parts[2] == "blank"
+        if blank:
+            parts.pop()
+        n = _number(parts[1], 1, 999_999) if len(parts) == 2 else None
+        if n is None or not _NODE_RE.match(parts[0]):
+            raise FaultError(
+                f"fault {key}: {item!r} is not NODE:COUNT[:blank] (e.g. my-node:1, >= 1)")
+        if parts[0] in out:
+            raise FaultError(f"fault {key}: node {parts[0]} is given twice")
+        out[parts[0]] = f"{parts[0]}:{n}" + (":blank" if blank else "")
+    return _sorted(set(out.values()))
 
 
 def node_ports(key: str, value: Any) -> list[str]:

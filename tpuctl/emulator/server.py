@@ -173,6 +173,7 @@ async def serve(
         bound = _bound_port(runner)
         _save_api_port(state_dir, bound)
         endpoint = f"http://{HOST}:{bound}"
+        state.fabric.metadata = (f"{HOST}:{bound}", token)  # workers' metadata servers
         info["endpoint"] = endpoint
         info["state_dir"] = str(state_dir)
         write_private(state_dir / TOKEN_FILE, token + "\n")

@@ -66,6 +66,8 @@ class World(Protocol):
 
     def oslogin_user(self, node_id: str, username: str) -> bool: ...
 
+    def metadata_host(self, node_id: str, index: int) -> str | None: ...
+
     def stuck(self, node_id: str, index: int) -> bool: ...
 
     def skew(self, node_id: str, index: int) -> list[str]: ...
@@ -186,6 +188,10 @@ class VmWorker:
             TPUCTL_TPU_DEVICES=str(self.home.parent / "dev" / "accel*"),
             TPUCTL_LIBTPU_LOCKFILE=str(self.home.parent / "tmp" / "libtpu_lockfile"),
         )
+        world = self.node.world()
+        metadata = world.metadata_host(self.node.node_id, self.index) if world else None
+        if metadata:  # the worker's metadata server (metadata.py), where JAX and google-auth look
+            env.update(GCE_METADATA_HOST=metadata, GCE_METADATA_IP=metadata)
         self.ensure_image()
         env[NODE_ENV] = self.node.node_id  # last: a client can never override the kill marker
         return env

@@ -5,7 +5,8 @@
 # (worker 0's internal one) and port (the coordinator's) to try from here within TIMEOUT
 # seconds (default 3; "-": skip). Each line is
 #   check=NAME status=ok|warn|fail|skip [KEY=VALUE...] [detail=free text to the end]
-# in this order: disk-home, disk-tmp, tpu, lockfile, python, venv, packages, clock, port.
+# in this order: disk-home, disk-tmp, tpu, lockfile, python, venv, packages, clock, metadata,
+# port.
 # Reads only; changes nothing (a stale lockfile is reported, not removed).
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -103,6 +104,26 @@ fi
 
 # the clock, for the client to compute this worker's offset
 echo "check=clock status=ok epoch=$(date +%s.%N)"
+
+# the TPU metadata this host registered with: its worker number and the slice's workers
+# (GCE_METADATA_HOST where the emulator serves it, else GCE's own metadata server)
+md=$(timeout "$timeout" python3 - "${GCE_METADATA_HOST:-metadata.google.internal}" 2>/dev/null <<'PY' || echo error
+import sys, urllib.request
+base = f"http://{sys.argv[1]}/computeMetadata/v1/instance/attributes/"
+def get(key):
+    req = urllib.request.Request(base + key, headers={"Metadata-Flavor": "Google"})
+    with urllib.request.urlopen(req, timeout=2) as r:
+        return r.read().decode().strip()
+worker, endpoints = get("agent-worker-number"), get("worker-network-endpoints")
+print(f"worker={worker or '-'} workers={len([e for e in endpoints.split(',') if e])}")
+PY
+)
+case "$md" in
+  error) echo "check=metadata status=warn detail=no metadata server answers (not on a TPU VM?)" ;;
+  worker=-*|*workers=0)
+    echo "check=metadata status=fail $md detail=blank TPU metadata (agent-worker-number, worker-network-endpoints): this host did not register; recreate the node" ;;
+  *) echo "check=metadata status=ok $md" ;;
+esac
 
 # can this worker reach ADDR:PORT? refused (nothing listens, but the network lets it
 # through) and open are fine; no answer within TIMEOUT is a firewall dropping it
