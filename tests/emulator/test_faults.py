@@ -170,9 +170,12 @@ def test_admin_faults_round_trip(fake_emulator_with: Callable[..., Any],
         # the same through the CLI, which finds the emulator by --api-endpoint (and its
         # token through TPUCTL_API_TOKEN_FILE)
         assert cli(["emulator", "faults", "--api-endpoint", ep, "create-delay=2",
-                    "ssh-refuse-rate=0.5", "--json"]) == 0
+                    "ssh-refuse-rate=0.5", "network=cloud", "--json"]) == 0
         shown = json.loads(capsys.readouterr().out)
-        assert shown["faults"] == {"create-delay": 2.0, "ssh-refuse-rate": 0.5}
+        assert shown["faults"] == {"create-delay": 2.0, "ssh-refuse-rate": 0.5,
+                                   "network": "cloud"}
+        assert shown["settings"]["network"] == "cloud"
+        assert shown["settings"]["account"] == default_account()
         assert cli(["emulator", "faults", "--api-endpoint", ep, "--clear"]) == 0
         assert "no faults" in capsys.readouterr().out
         assert cli(["emulator", "faults", "--api-endpoint", ep, "bogus=1"]) == 2
