@@ -250,3 +250,38 @@ def test_guest_agent_lags_are_seeded_and_bounded_by_the_delay() -> None:
     a.boot("fresh-after-restart", (False, frozenset({("u", "ssh-ed25519 B", 0)})),
            applied=True)
     assert a.authorized("fresh-after-restart", "u") == ["ssh-ed25519 B"]
+
+
+def test_profiles_project_metadata_and_the_bastion_survive_a_restart(tmp_path: Path) -> None:
+    key, public = new_key()
+    with run_in_thread(tmp_path, create_delay=0.02, token=TOKEN,
+                       faults={"account": ACCOUNT}) as endpoint:
+        osl = Osl(endpoint, tmp_path)
+        osl.import_key(public)
+        call(endpoint, "POST", "emulator/v1/projects/osl/metadata", {"enable-oslogin": "TRUE"})
+        ip = osl.create("kept", {})
+        status, bastion = _admin(endpoint, "POST", "bastion", {"authorizedKeys": [public]})
+        assert status == 200
+        assert can_login(ip, ssh_port(osl), POSIX, key)
+    with run_in_thread(tmp_path, create_delay=0.02, token=TOKEN,
+                       faults={"account": ACCOUNT}) as endpoint:
+        osl = Osl(endpoint, tmp_path)
+        profile = call(endpoint, "GET", f"v1/users/{ACCOUNT}/loginProfile")[1]
+        assert fingerprint(public) in profile["sshPublicKeys"]
+        items = call(endpoint, "GET", "compute/v1/projects/osl")[1]["commonInstanceMetadata"]
+        assert items["items"] == [{"key": "enable-oslogin", "value": "TRUE"}]
+        assert _admin(endpoint, "GET", "bastion")[1] == bastion  # same address, same host key
+        # a node READY before the restart has its accounts already, whatever the delay
+        _admin(endpoint, "POST", "faults", {"guest-agent-delay": 30})
+        assert can_login(ip, ssh_port(osl), POSIX, key)
+        assert asyncio.run(_through(bastion, ip, key)).strip() == POSIX
+        status, _ = _admin(endpoint, "DELETE", "bastion")
+        assert status == 200
+
+
+async def _through(bastion: dict[str, Any], ip: str, key: asyncssh.SSHKey) -> str:
+    opts: dict[str, Any] = dict(client_keys=[key], known_hosts=None, connect_timeout=5)
+    async with asyncssh.connect(bastion["host"], bastion["port"], username="me",
+                                **opts) as jump, \
+            jump.connect_ssh(ip, bastion["port"], username=POSIX, **opts) as conn:
+        return str((await conn.run("whoami", check=True)).stdout)
