@@ -188,7 +188,9 @@ def test_responses_conform_to_discovery_and_protos(fake_emulator: Any, ints: boo
         {
             "acceleratorConfig": {"type": "V5LITE_POD", "topology": "2x2"},
             "runtimeVersion": "v2-alpha-tpuv5-lite",
-            "networkConfig": {"enableExternalIps": True},
+            "networkConfig": {"enableExternalIps": True, "network": "default",
+                              "canIpForward": True, "queueCount": 2},
+            "tags": ["tpu-vm", "allow-ssh"],
         },
         ints=ints,
     )
@@ -206,6 +208,11 @@ def test_responses_conform_to_discovery_and_protos(fake_emulator: Any, ints: boo
     check_response(ext, "Node")
     assert ext["acceleratorType"] == "v5litepod-4"
     assert ext["networkEndpoints"][0]["accessConfig"]["externalIp"]
+    assert ext["networkConfig"] == {
+        "network": "projects/schema/global/networks/default",
+        "subnetwork": "projects/schema/regions/us-central2/subnetworks/default",
+        "enableExternalIps": True, "canIpForward": True, "queueCount": 2}
+    assert ext["tags"] == ["tpu-vm", "allow-ssh"]
 
     check_response(call(ep, "GET", f"{PARENT}/nodes?pageSize=1", ints=ints), "ListNodesResponse")
     check_response(
