@@ -63,18 +63,21 @@ PROTO_TYPES: dict[str, Any] = {
 }
 
 
-def check(value: Any, schema: dict[str, Any], path: str, owner: str = "", prop: str = "") -> None:
-    """Recursively check `value` against a discovery schema; raise AssertionError with a path."""
+def check(value: Any, schema: dict[str, Any], path: str, owner: str = "", prop: str = "",
+          schemas: dict[str, Any] | None = None) -> None:
+    """Recursively check `value` against a discovery schema; raise AssertionError with a path.
+    `schemas`: the document's schemas ($ref targets), the TPU API's by default."""
+    schemas = SCHEMAS if schemas is None else schemas
     if "$ref" in schema:
         name = schema["$ref"]
-        check(value, SCHEMAS[name], path, name)
+        check(value, schemas[name], path, name, schemas=schemas)
         return
     kind = schema.get("type")
     if kind == "object" and "properties" in schema:
         assert isinstance(value, dict), f"{path}: expected object, got {value!r}"
         for key, sub in value.items():
             assert key in schema["properties"], f"{path}.{key}: not in schema {owner}"
-            check(sub, schema["properties"][key], f"{path}.{key}", owner, key)
+            check(sub, schema["properties"][key], f"{path}.{key}", owner, key, schemas)
     elif kind == "object" and "additionalProperties" in schema:
         assert isinstance(value, dict), f"{path}: expected object"
         extra = schema["additionalProperties"]
@@ -85,13 +88,13 @@ def check(value: Any, schema: dict[str, Any], path: str, owner: str = "", prop: 
             check(body, SCHEMAS[ANY_SCHEMAS[type_url]], path, ANY_SCHEMAS[type_url])
         else:
             for key, sub in value.items():
-                check(sub, extra, f"{path}[{key}]", owner)
+                check(sub, extra, f"{path}[{key}]", owner, schemas=schemas)
     elif kind == "object":  # e.g. Empty
         assert value == {}, f"{path}: expected empty object"
     elif kind == "array":
         assert isinstance(value, list), f"{path}: expected array"
         for i, item in enumerate(value):
-            check(item, schema["items"], f"{path}[{i}]", owner)
+            check(item, schema["items"], f"{path}[{i}]", owner, schemas=schemas)
     elif "enum" in schema:
         if isinstance(value, int):
             proto_enum = PROTO_ENUMS[(owner, prop)]
@@ -185,7 +188,9 @@ def test_responses_conform_to_discovery_and_protos(fake_emulator: Any, ints: boo
         {
             "acceleratorConfig": {"type": "V5LITE_POD", "topology": "2x2"},
             "runtimeVersion": "v2-alpha-tpuv5-lite",
-            "networkConfig": {"enableExternalIps": True},
+            "networkConfig": {"enableExternalIps": True, "network": "default",
+                              "canIpForward": True, "queueCount": 2},
+            "tags": ["tpu-vm", "allow-ssh"],
         },
         ints=ints,
     )
@@ -203,6 +208,11 @@ def test_responses_conform_to_discovery_and_protos(fake_emulator: Any, ints: boo
     check_response(ext, "Node")
     assert ext["acceleratorType"] == "v5litepod-4"
     assert ext["networkEndpoints"][0]["accessConfig"]["externalIp"]
+    assert ext["networkConfig"] == {
+        "network": "projects/schema/global/networks/default",
+        "subnetwork": "projects/schema/regions/us-central2/subnetworks/default",
+        "enableExternalIps": True, "canIpForward": True, "queueCount": 2}
+    assert ext["tags"] == ["tpu-vm", "allow-ssh"]
 
     check_response(call(ep, "GET", f"{PARENT}/nodes?pageSize=1", ints=ints), "ListNodesResponse")
     check_response(

@@ -28,7 +28,13 @@ from tests.conftest import create_keyed_node, tpu_client, wait_until
 from tests.emulator.conftest import FAST_DELAY, TOKEN, FakeWorkerHost
 from tpuctl.cli.main import run as cli
 from tpuctl.cloud.retry import is_capacity_error, is_transient_api_error
-from tpuctl.emulator.faults import FaultError, Faults, parse_assignments, validate
+from tpuctl.emulator.faults import (
+    FaultError,
+    Faults,
+    default_account,
+    parse_assignments,
+    validate,
+)
 from tpuctl.emulator.server import run_in_thread
 
 PROJECT = "faults"
@@ -136,18 +142,18 @@ def test_admin_faults_round_trip(fake_emulator_with: Callable[..., Any],
     with fake_emulator_with(faults={"api-error-rate": 0.25}, seed=7) as ep:
         # the CLI below finds the token as `eval "$(tpuctl emulator start)"` would let it
         monkeypatch.setenv("TPUCTL_API_TOKEN_FILE", str(tmp_path / "emu0" / "token"))
-        assert _admin(ep, "GET", "faults") == (200, {"seed": 7, "faults": {"api-error-rate": 0.25}})
+        status, body = _admin(ep, "GET", "faults")
+        assert status == 200 and body["seed"] == 7 and body["faults"] == {"api-error-rate": 0.25}
+        assert body["settings"] == {"network": "flat", "guest-agent-delay": 0.0,
+                                    "account": default_account()}
         status, body = _admin(
             ep, "POST", "faults",
             {"stockout-zones": "local-b", "unreachable-workers": ["n:1"], "seed": 9},
         )
-        assert status == 200 and body == {
-            "seed": 9,
-            "faults": {
-                "api-error-rate": 0.25,
-                "stockout-zones": ["local-b"],
-                "unreachable-workers": ["n:1"],
-            },
+        assert status == 200 and body["seed"] == 9 and body["faults"] == {
+            "api-error-rate": 0.25,
+            "stockout-zones": ["local-b"],
+            "unreachable-workers": ["n:1"],
         }
         assert _admin(ep, "POST", "faults", {"api-error-rate": None})[1]["faults"] == {
             "stockout-zones": ["local-b"],
@@ -158,14 +164,18 @@ def test_admin_faults_round_trip(fake_emulator_with: Callable[..., Any],
         assert "ssh-drop-rat" in err["error"]["message"]
         status, err = _admin(ep, "POST", "faults", {"ssh-drop-rate": 3})
         assert status == 400 and "ssh-drop-rate" in err["error"]["message"]
-        assert _admin(ep, "DELETE", "faults") == (200, {"seed": 9, "faults": {}})
+        status, body = _admin(ep, "DELETE", "faults")
+        assert (status, body["seed"], body["faults"]) == (200, 9, {})
 
         # the same through the CLI, which finds the emulator by --api-endpoint (and its
         # token through TPUCTL_API_TOKEN_FILE)
         assert cli(["emulator", "faults", "--api-endpoint", ep, "create-delay=2",
-                    "ssh-refuse-rate=0.5", "--json"]) == 0
+                    "ssh-refuse-rate=0.5", "network=cloud", "--json"]) == 0
         shown = json.loads(capsys.readouterr().out)
-        assert shown["faults"] == {"create-delay": 2.0, "ssh-refuse-rate": 0.5}
+        assert shown["faults"] == {"create-delay": 2.0, "ssh-refuse-rate": 0.5,
+                                   "network": "cloud"}
+        assert shown["settings"]["network"] == "cloud"
+        assert shown["settings"]["account"] == default_account()
         assert cli(["emulator", "faults", "--api-endpoint", ep, "--clear"]) == 0
         assert "no faults" in capsys.readouterr().out
         assert cli(["emulator", "faults", "--api-endpoint", ep, "bogus=1"]) == 2

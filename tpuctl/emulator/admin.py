@@ -1,14 +1,17 @@
 """The emulator's own admin calls under `/emulator/v1/` (status, preemption, dropped
-connections, faults): not part of the TPU API, and faults never apply to them."""
+connections, faults, the bastion): not part of the TPU API, and faults never apply to
+them."""
 
 from __future__ import annotations
 
 import os
 from typing import Any
 
+from tpuctl.emulator import addressing
 from tpuctl.emulator.calls import INFO_KEY, Call, Reply
-from tpuctl.emulator.errors import invalid_argument
+from tpuctl.emulator.errors import invalid_argument, not_found
 from tpuctl.emulator.faults import FaultError, parse_seed
+from tpuctl.emulator.nodeviews import hostname
 
 
 async def admin_status(call: Call) -> Reply:
@@ -19,7 +22,10 @@ async def admin_status(call: Call) -> Reply:
             "state": rec.state,
             "slot": rec.slot,
             "workers": [
-                {"index": w["index"], "ip": w["ip"], "ssh_port": w["ssh_port"]} for w in rec.workers
+                {"index": w["index"], "ip": w["ip"], "ssh_port": w["ssh_port"],
+                 "external_ip": addressing.external_ip(rec.slot, int(w["index"]))
+                 if state.faults.cloud_network else w["ip"]}
+                for w in rec.workers
             ],
         }
         for rec in state.nodes.values()
@@ -64,11 +70,41 @@ async def admin_set_faults(call: Call) -> Reply:
         raise invalid_argument(str(e)) from e
     if seed is not None:
         faults.reseed(seed)
-    await call.state.apply_unreachable_workers()
+    await call.state.apply_faults()
     return Reply("", faults.to_json())
 
 
 async def admin_clear_faults(call: Call) -> Reply:
     call.state.faults.clear()
-    await call.state.apply_unreachable_workers()
+    await call.state.apply_faults()
     return Reply("", call.state.faults.to_json())
+
+
+async def admin_get_bastion(call: Call) -> Reply:
+    return Reply("", call.state.bastion.info())
+
+
+async def admin_set_bastion(call: Call) -> Reply:
+    """Start the bastion (or give it new keys or a new network); answers where it listens."""
+    return Reply("", await call.state.bastion.configure(await call.body()))
+
+
+async def admin_delete_bastion(call: Call) -> Reply:
+    await call.state.bastion.stop(forget=True)
+    return Reply("", {})
+
+
+async def admin_iap_instance(call: Call) -> Reply:
+    """What the IAP stand-in (iap.py) asks: which worker a GCE instance name is. 404 unless
+    a running worker of a node in that project and zone has that hostname."""
+    parent = f"projects/{call.group('project')}/locations/{call.group('zone')}/nodes/"
+    wanted = call.group("instance")
+    for rec in call.state.nodes.values():
+        if not rec.name.startswith(parent) or rec.state != "READY":
+            continue
+        for w in rec.workers:
+            if hostname(rec, int(w["index"])) == wanted:
+                return Reply("", {"node": rec.name, "worker": w["index"],
+                                  "internalIp": w["ip"]})
+    raise not_found(f"projects/{call.group('project')}/zones/{call.group('zone')}"
+                    f"/instances/{wanted}")

@@ -27,12 +27,16 @@ from typing import Any
 
 from aiohttp import web
 
-from tpuctl.emulator import catalog
+from tpuctl.emulator import catalog, gceapi, metadata
 from tpuctl.emulator.admin import (
     admin_clear_faults,
+    admin_delete_bastion,
     admin_drop_connections,
+    admin_get_bastion,
     admin_get_faults,
+    admin_iap_instance,
     admin_preempt,
+    admin_set_bastion,
     admin_set_faults,
     admin_status,
 )
@@ -248,8 +252,28 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         ("GET", r"/emulator/v1/faults", admin_get_faults),
         ("POST", r"/emulator/v1/faults", admin_set_faults),
         ("DELETE", r"/emulator/v1/faults", admin_clear_faults),
+        ("GET", r"/emulator/v1/bastion", admin_get_bastion),
+        ("POST", r"/emulator/v1/bastion", admin_set_bastion),
+        ("DELETE", r"/emulator/v1/bastion", admin_delete_bastion),
+        ("GET", rf"/emulator/v1/iap/(?P<project>{_SEG})/(?P<zone>{_SEG})/(?P<instance>{_SEG})",
+         admin_iap_instance),
+        *gceapi.ROUTES,
     ]
 ]
+
+# Paths of the Google APIs (not admin calls) and the service each stands for: faults apply.
+_SERVICES = (("/v2/", "tpu.googleapis.com"), ("/v1/", "oslogin.googleapis.com"),
+             ("/compute/v1/", "compute.googleapis.com"))
+
+
+def _service(path: str) -> tuple[str, str | None] | None:
+    """(service, project) of an API path, None for admin calls and unknown paths."""
+    for prefix, service in _SERVICES:
+        if path.startswith(prefix):
+            rest = path[len(prefix):].split("/")
+            project = rest[1] if len(rest) > 1 and rest[0] == "projects" else None
+            return service, project
+    return None
 
 
 def _wants_int_enums(request: web.Request) -> bool:
@@ -266,10 +290,10 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     path = request.path
     try:
-        if path.startswith("/v2/"):
+        api = _service(path)
+        if api is not None:
             # before routing, reading the body or touching state: a failed call has no effect
-            project = path.split("/")[3] if path.startswith("/v2/projects/") else None
-            injected = state.faults.api_error(project)
+            injected = state.faults.api_error(api[1], api[0])
             if injected is not None:
                 raise ApiError(
                     injected.http_code, injected.status, injected.message, injected.details
@@ -303,5 +327,6 @@ def create_app(state: EmulatorState, info: dict[str, Any] | None = None, *,
     app = web.Application(middlewares=[require_token(token)])
     app[STATE_KEY] = state
     app[INFO_KEY] = dict(info or {})
+    app.router.add_route("GET", "/metadata/{tail:.*}", metadata.handle)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app

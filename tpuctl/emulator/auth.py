@@ -23,6 +23,7 @@ from tpuctl.paths import private_dir
 __all__ = ["TOKEN_FILE", "new_token", "private_dir", "require_token", "write_private"]
 
 TOKEN_FILE = "token"
+METADATA_PREFIX = "/metadata/"  # metadata.py: signed per worker instead
 # GCP's own texts for a call without credentials and one with bad credentials
 _MISSING = ("Request is missing required authentication credential. Expected OAuth 2 access "
             "token, login cookie or other valid authentication credential.")
@@ -61,6 +62,8 @@ def require_token(token: str) -> Middleware:
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(METADATA_PREFIX):
+            return await handler(request)  # workers' metadata servers check their signature
         header = request.headers.get("Authorization", "")
         if not header:
             return _refuse(_MISSING)

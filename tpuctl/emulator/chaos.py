@@ -1,5 +1,6 @@
-"""Faults acted out on nodes: preemption (now or on a timer), workers made unreachable, SSH
-connections cut. The decisions themselves (rates, seeds, zones) live in faults.py."""
+"""Faults acted out on nodes by admin calls: preemption (now or on a timer), SSH connections
+cut. Faults that follow their setting (unreachable workers, full disks...) are kept in step
+by reconcile.py; the decisions themselves (rates, seeds, zones) live in faults.py."""
 
 from __future__ import annotations
 
@@ -14,53 +15,9 @@ from tpuctl.emulator.errors import (
     failed_precondition,
     invalid_argument,
 )
-from tpuctl.emulator.nodes import Nodes, render_node
+from tpuctl.emulator.nodes import Nodes
 
 log = logging.getLogger(__name__)
-
-
-class Reachability:
-    """Which workers the `unreachable-workers` fault has made unreachable, kept in step with
-    the fault's current value."""
-
-    def __init__(self, core: Core) -> None:
-        self._core = core
-        self._unreachable: dict[str, set[int]] = {}  # node key -> workers made unreachable
-        self._lock = asyncio.Lock()
-
-    async def restarted(self, key: str) -> None:
-        """A node's workers listen afresh (all reachable): apply the fault to them again."""
-        self._unreachable.pop(key, None)
-        await self.apply()
-
-    async def apply(self) -> None:
-        """Make the workers named by the `unreachable-workers` fault unreachable (listener
-        closed, connections dropped) and every other worker reachable again."""
-        set_reachable = getattr(self._core.workers, "set_reachable", None)
-        if set_reachable is None:  # a fake worker host
-            return
-        async with self._lock:
-            for rec in list(self._core.store.nodes.values()):
-                if not rec.workers or rec.state not in ("READY", "CREATING", "STARTING"):
-                    continue
-                want = self._core.faults.unreachable(rec.name, len(rec.workers))
-                have = self._unreachable.get(rec.key, set())
-                for index in sorted(want ^ have):
-                    try:
-                        await set_reachable(rec.key, index, index not in want)
-                    except (KeyError, IndexError):  # its workers are not running (any more)
-                        continue
-                    except OSError as e:
-                        log.warning("worker %d of %s: cannot reopen: %s", index, rec.name, e)
-                        continue
-                    if index in want:
-                        have.add(index)
-                    else:
-                        have.discard(index)
-                if have:
-                    self._unreachable[rec.key] = have
-                else:
-                    self._unreachable.pop(rec.key, None)
 
 
 class Chaos:
@@ -86,7 +43,7 @@ class Chaos:
         if qr is not None and qr.state in ("ACTIVE", "PROVISIONING"):
             qr.set_state("SUSPENDED", stateInitiator="SERVICE")
         self._core.save()
-        return render_node(rec)
+        return self._nodes.get_node(name)
 
     def schedule_preempt(self, name: str, after: float) -> dict[str, Any]:
         """Fault injection: preempt the node `after` seconds from now (a server-side timer);

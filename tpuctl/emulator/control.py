@@ -259,13 +259,15 @@ def status(state_dir: Path) -> Status:
 
 @dataclass(frozen=True)
 class FaultState:
-    """A running emulator's active faults and the seed of their random decisions."""
+    """A running emulator's active faults, the seed of their random decisions, and its
+    settings' effective values (network mode, guest-agent delay, OS Login account)."""
 
     seed: Any
     faults: dict[str, Any]
+    settings: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed, "faults": self.faults}
+        return {"seed": self.seed, "faults": self.faults, "settings": self.settings or {}}
 
 
 def set_faults(target: AdminTarget, values: dict[str, Any], *, clear: bool = False,
@@ -282,7 +284,8 @@ def set_faults(target: AdminTarget, values: dict[str, Any], *, clear: bool = Fal
         result = admin(target, "POST", "faults", body)
     elif not clear:
         result = admin(target, "GET", "faults")
-    return FaultState(result.get("seed"), dict(result.get("faults") or {}))
+    return FaultState(result.get("seed"), dict(result.get("faults") or {}),
+                      dict(result.get("settings") or {}))
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from tpuctl.emulator.fabric import Fabric
 from tpuctl.emulator.faults import Faults
+from tpuctl.emulator.guestagent import GuestAgents
 from tpuctl.emulator.operations import Operations
+from tpuctl.emulator.oslogin import OsLogin
 from tpuctl.emulator.persistence import Store
+from tpuctl.emulator.projects import Projects
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +113,17 @@ class Core:
     op_delay: float
     tasks: Tasks = field(default_factory=Tasks)
     ops: Operations = field(init=False)
+    agents: GuestAgents = field(init=False)  # which keys each node's workers accept
+    oslogin: OsLogin = field(init=False)
+    projects: Projects = field(init=False)
+    fabric: Fabric = field(init=False)  # what workers ask while they run
 
     def __post_init__(self) -> None:
         self.ops = Operations(self.store)
+        self.agents = GuestAgents(self.faults)
+        self.oslogin = OsLogin(self.store, self.faults)
+        self.projects = Projects(self.store)
+        self.fabric = Fabric(self.store, self.faults, self.agents)
 
     @property
     def current_create_delay(self) -> float:

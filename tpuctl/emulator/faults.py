@@ -1,26 +1,24 @@
-"""Fault injection: which failures the emulator produces on purpose, and when.
+"""Fault injection and the emulator's settings: which failures and which GCP behaviours it
+produces, and when.
 
-Faults are set by `tpuctl emulator serve --fault KEY=VALUE` (repeatable; also `start`) and at
-run time by the admin endpoint `/emulator/v1/faults` (GET reads, POST merges, DELETE clears).
-Every random decision comes from one `random.Random` per fault kind, seeded from the
-emulator's seed, so a given seed and request order always yield the same failures.
+Both are set by `tpuctl emulator serve --fault KEY=VALUE` (repeatable; also `start`) and at
+run time by the admin endpoint `/emulator/v1/faults` (GET reads, POST merges, DELETE clears:
+every key back to its default). Every random decision comes from one `random.Random` per
+kind, seeded from the emulator's seed, so a given seed and request order always yield the
+same failures. Keys are validated strictly (faultvalues.py); docs/emulator.md has the table.
 
-Keys (validated strictly; an unknown key or a bad value raises `FaultError` naming it):
-- `api-error-rate=R` (0..1): that fraction of `/v2/` requests answer 429, 503 or 500, decided
-  before the request has any effect;
-- `stockout-zones=Z1,Z2`: creates there fail with RESOURCE_EXHAUSTED, queued resources wait;
-- `stockout-mode=operation|request`: a stockout fails the create operation (as GCP does) or
-  the create call itself (HTTP 429);
-- `create-delay=S`: how long a node stays CREATING (overrides `--create-delay`);
-- `ssh-refuse-rate=R`: that fraction of SSH connections is closed before the handshake;
-- `ssh-drop-rate=R`: that fraction of SSH sessions is cut while its command runs, after a
-  random delay up to `ssh-drop-after=S` (default 1 s);
-- `unreachable-workers=NODE:I,NODE:I`: those workers' SSH listeners are closed.
+Settings (GCP behaviours with a default): `network=flat|cloud` (one address per worker, or
+distinct internal and external ones), `guest-agent-delay=S` (seconds before a changed key
+works), `account=EMAIL` (the signed-in account of the OS Login API).
+API faults: `api-error-rate`, `stockout-zones`, `stockout-mode`, `create-delay`.
+SSH faults: `ssh-refuse-rate`, `ssh-drop-rate`, `ssh-drop-after`, `unreachable-workers`,
+`stuck-workers`. Slice faults: `missing-workers`. What `doctor` checks: `full-disk`,
+`held-tpu`, `stale-lockfile`, `blocked-ports`, `package-skew`, `no-ensurepip`.
 """
 
 from __future__ import annotations
 
-import math
+import getpass
 import random
 import re
 import secrets
@@ -28,7 +26,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tpuctl.emulator import catalog
+from tpuctl.emulator import faultvalues as fv
+from tpuctl.emulator.faultvalues import FaultError, node_matches
+
+__all__ = ["FaultError", "Faults", "InjectedError", "parse_assignments", "parse_seed",
+           "validate"]
 
 API_ERROR_RATE = "api-error-rate"
 STOCKOUT_ZONES = "stockout-zones"
@@ -38,22 +40,42 @@ SSH_REFUSE_RATE = "ssh-refuse-rate"
 SSH_DROP_RATE = "ssh-drop-rate"
 SSH_DROP_AFTER = "ssh-drop-after"
 UNREACHABLE_WORKERS = "unreachable-workers"
+STUCK_WORKERS = "stuck-workers"
+MISSING_WORKERS = "missing-workers"
+FULL_DISK = "full-disk"
+HELD_TPU = "held-tpu"
+STALE_LOCKFILE = "stale-lockfile"
+BLOCKED_PORTS = "blocked-ports"
+PACKAGE_SKEW = "package-skew"
+NO_ENSUREPIP = "no-ensurepip"
+NETWORK = "network"
+GUEST_AGENT_DELAY = "guest-agent-delay"
+ACCOUNT = "account"
+
+NETWORK_MODES = ("flat", "cloud")
+# Defaults of the settings. Part B of issue 15 flips network to "cloud" and the delay to a
+# few seconds once tpuctl connects to external addresses and retries a fresh key.
+DEFAULT_NETWORK = "flat"
+DEFAULT_GUEST_AGENT_DELAY = 0.0
 
 STOCKOUT_MODES = ("operation", "request")
 DEFAULT_SSH_DROP_AFTER = 1.0
 MIN_SSH_DROP_DELAY = 0.05
 
 # Keys whose values are lists: repeated `--fault KEY=...` options accumulate.
-LIST_KEYS = frozenset({STOCKOUT_ZONES, UNREACHABLE_WORKERS})
-
-# Node ids as GCP enforces them (also accepted: a full node name).
-_NODE_ID = r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?"
-_NODE_RE = re.compile(rf"^(?:projects/[^/:]+/locations/[^/:]+/nodes/)?{_NODE_ID}$")
+LIST_KEYS = frozenset({
+    STOCKOUT_ZONES, UNREACHABLE_WORKERS, STUCK_WORKERS, MISSING_WORKERS, FULL_DISK, HELD_TPU,
+    STALE_LOCKFILE, BLOCKED_PORTS, PACKAGE_SKEW, NO_ENSUREPIP,
+})
+# Keys that name workers (NODE:I...): the worker host acts them out (worldfaults.py).
+WORKER_KEYS = frozenset({
+    UNREACHABLE_WORKERS, FULL_DISK, HELD_TPU, STALE_LOCKFILE, BLOCKED_PORTS, NO_ENSUREPIP,
+})
 
 # What API requests fail with: (HTTP code, status, message). The 429 is a rate limit, never
 # capacity: its text avoids every word tpuctl's classifier reads as capacity or quota.
 RATE_LIMIT_MESSAGE = (
-    "Rate limit exceeded for 'Requests per minute' of service 'tpu.googleapis.com' for "
+    "Rate limit exceeded for 'Requests per minute' of service '{service}' for "
     "consumer '{consumer}'. Retry with exponential backoff."
 )
 UNAVAILABLE_MESSAGE = "The service is currently unavailable."
@@ -63,10 +85,6 @@ STOCKOUT_MESSAGE = (
     "TPU Nodes are offered (see https://cloud.google.com/tpu/docs/regions) [EID: 0x{eid}]"
 )
 ERROR_INFO_TYPE = "type.googleapis.com/google.rpc.ErrorInfo"
-
-
-class FaultError(ValueError):
-    """A fault spec that is not valid; the message names the key (and value)."""
 
 
 @dataclass(frozen=True)
@@ -79,83 +97,26 @@ class InjectedError:
     details: tuple[dict[str, Any], ...] = ()
 
 
-def _rate(key: str, value: Any) -> float:
-    try:
-        rate = float(value)
-    except (TypeError, ValueError):
-        raise FaultError(f"fault {key}: {value!r} is not a number (expected 0..1)") from None
-    if isinstance(value, bool) or math.isnan(rate) or not 0.0 <= rate <= 1.0:
-        raise FaultError(f"fault {key}: {value!r} is out of range (expected 0..1)")
-    return rate
-
-
-def _seconds(key: str, value: Any, *, positive: bool = False) -> float:
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise FaultError(f"fault {key}: {value!r} is not a number of seconds") from None
-    if isinstance(value, bool) or not math.isfinite(seconds) or seconds < 0 or (
-        positive and seconds == 0
-    ):
-        raise FaultError(
-            f"fault {key}: {value!r} must be a number of seconds "
-            + ("> 0" if positive else ">= 0")
-        )
-    return seconds
-
-
-def _items(key: str, value: Any) -> list[str]:
-    """A comma list (string) or a JSON list of strings, blanks dropped."""
-    if isinstance(value, str):
-        parts = value.split(",")
-    elif isinstance(value, list | tuple):
-        parts = []
-        for v in value:
-            if not isinstance(v, str):
-                raise FaultError(f"fault {key}: {v!r} is not a string")
-            parts.extend(v.split(","))
-    else:
-        raise FaultError(f"fault {key}: expected a comma-separated list, got {value!r}")
-    return [p.strip() for p in parts if p.strip()]
-
-
-def _zones(key: str, value: Any) -> list[str]:
-    zones = _items(key, value)
-    for zone in zones:
-        if not catalog.is_known_zone(zone):
-            raise FaultError(
-                f"fault {key}: unknown zone {zone!r} (known: {', '.join(catalog.ZONES)})"
-            )
-    return sorted(set(zones))
-
-
-def _workers(key: str, value: Any) -> list[str]:
-    out = []
-    for item in _items(key, value):
-        node, sep, index = item.rpartition(":")
-        if not sep or not _NODE_RE.match(node) or not index.isdigit():
-            raise FaultError(
-                f"fault {key}: {item!r} is not NODE:WORKER (e.g. my-node:2, worker >= 0)"
-            )
-        out.append(f"{node}:{int(index)}")
-    return sorted(set(out), key=lambda s: (s.rpartition(":")[0], int(s.rpartition(":")[2])))
-
-
-def _mode(key: str, value: Any) -> str:
-    if value not in STOCKOUT_MODES:
-        raise FaultError(f"fault {key}: {value!r} must be one of {', '.join(STOCKOUT_MODES)}")
-    return str(value)
-
-
 _VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
-    API_ERROR_RATE: _rate,
-    STOCKOUT_ZONES: _zones,
-    STOCKOUT_MODE: _mode,
-    CREATE_DELAY: _seconds,
-    SSH_REFUSE_RATE: _rate,
-    SSH_DROP_RATE: _rate,
-    SSH_DROP_AFTER: lambda k, v: _seconds(k, v, positive=True),
-    UNREACHABLE_WORKERS: _workers,
+    NETWORK: fv.choice(*NETWORK_MODES),
+    GUEST_AGENT_DELAY: fv.seconds,
+    ACCOUNT: fv.email,
+    API_ERROR_RATE: fv.rate,
+    STOCKOUT_ZONES: fv.zones,
+    STOCKOUT_MODE: fv.choice(*STOCKOUT_MODES),
+    CREATE_DELAY: fv.seconds,
+    SSH_REFUSE_RATE: fv.rate,
+    SSH_DROP_RATE: fv.rate,
+    SSH_DROP_AFTER: lambda k, v: fv.seconds(k, v, positive=True),
+    UNREACHABLE_WORKERS: fv.node_workers,
+    STUCK_WORKERS: fv.node_workers,
+    MISSING_WORKERS: fv.node_counts,
+    FULL_DISK: fv.node_workers,
+    HELD_TPU: fv.node_workers,
+    STALE_LOCKFILE: fv.node_workers,
+    BLOCKED_PORTS: fv.node_ports,
+    PACKAGE_SKEW: fv.node_worker_packages,
+    NO_ENSUREPIP: fv.nodes,
 }
 KEYS: tuple[str, ...] = tuple(_VALIDATORS)
 
@@ -204,11 +165,10 @@ def parse_seed(value: Any) -> int:
         raise FaultError(f"seed: {value!r} is not an integer") from None
 
 
-def _node_matches(spec: str, node_name: str) -> bool:
-    """`my-node` matches that id in any project and zone; a full name matches exactly."""
-    if "/" in spec:
-        return spec == node_name
-    return node_name.rsplit("/", 1)[-1] == spec
+def default_account() -> str:
+    """The OS Login account when none is set: `<local user>@example.com`."""
+    local = re.sub(r"[^a-z0-9._-]", "-", getpass.getuser().lower()).strip(".-") or "user"
+    return f"{local}@example.com"
 
 
 class Faults:
@@ -233,12 +193,18 @@ class Faults:
         self._refuse = random.Random(f"{self._seed}:ssh-refuse")
         self._drop = random.Random(f"{self._seed}:ssh-drop")
         self._eid = random.Random(f"{self._seed}:eid")
+        self._agent = random.Random(f"{self._seed}:guest-agent")
 
     def update(self, values: Mapping[str, Any]) -> None:
-        """Merge faults (validated here too); a `None` value clears that key."""
+        """Merge faults (validated here too); a `None` value clears that key, and so does a
+        setting's default value."""
         checked = validate(values)
+        defaults = {NETWORK: DEFAULT_NETWORK, GUEST_AGENT_DELAY: DEFAULT_GUEST_AGENT_DELAY,
+                    ACCOUNT: default_account()}
         for key, value in checked.items():
-            if value is None or value == [] or (key.endswith("-rate") and value == 0.0):
+            if value is None or value == [] or (key.endswith("-rate") and value == 0.0) or (
+                key in defaults and value == defaults[key]
+            ):
                 self._values.pop(key, None)
             else:
                 self._values[key] = value
@@ -249,11 +215,18 @@ class Faults:
     def values(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, list) else v) for k, v in self._values.items()}
 
+    def settings(self) -> dict[str, Any]:
+        """Every setting's effective value, defaults included."""
+        return {NETWORK: "cloud" if self.cloud_network else "flat",
+                GUEST_AGENT_DELAY: self.guest_agent_delay, ACCOUNT: self.account}
+
     def to_json(self) -> dict[str, Any]:
-        return {"seed": self._seed, "faults": self.values()}
+        """What GET answers: the seed, the keys set (defaults left out), the settings."""
+        return {"seed": self._seed, "faults": self.values(), "settings": self.settings()}
 
     # -- decisions -----------------------------------------------------------------------------
-    def api_error(self, project: str | None = None) -> InjectedError | None:
+    def api_error(self, project: str | None = None,
+                  service: str = "tpu.googleapis.com") -> InjectedError | None:
         """Should this API request fail, and how? (Draws only while the rate is set.)"""
         rate = float(self._values.get(API_ERROR_RATE, 0.0))
         if rate <= 0.0 or self._api.random() >= rate:
@@ -265,11 +238,10 @@ class Faults:
                 "@type": ERROR_INFO_TYPE,
                 "reason": "RATE_LIMIT_EXCEEDED",
                 "domain": "googleapis.com",
-                "metadata": {"service": "tpu.googleapis.com", "consumer": consumer},
+                "metadata": {"service": service, "consumer": consumer},
             }
-            return InjectedError(
-                429, "RESOURCE_EXHAUSTED", RATE_LIMIT_MESSAGE.format(consumer=consumer), (info,)
-            )
+            message = RATE_LIMIT_MESSAGE.format(consumer=consumer, service=service)
+            return InjectedError(429, "RESOURCE_EXHAUSTED", message, (info,))
         if kind == 503:
             return InjectedError(503, "UNAVAILABLE", UNAVAILABLE_MESSAGE)
         return InjectedError(500, "INTERNAL", INTERNAL_MESSAGE)
@@ -303,9 +275,53 @@ class Faults:
 
     def unreachable(self, node_name: str, hosts: int) -> set[int]:
         """Indices of the workers of `node_name` (a full node name) to keep unreachable."""
+        return self.workers(UNREACHABLE_WORKERS, node_name, hosts)
+
+    def workers(self, key: str, node_name: str, hosts: int) -> set[int]:
+        """Indices of the workers of `node_name` a NODE:I[:...] fault names."""
         out = set()
-        for item in self._values.get(UNREACHABLE_WORKERS, ()):
-            spec, _, index = str(item).rpartition(":")
-            if _node_matches(spec, node_name) and int(index) < hosts:
+        for item in self._values.get(key, ()):
+            spec, index, *_ = str(item).split(":")
+            if node_matches(spec, node_name) and int(index) < hosts:
                 out.add(int(index))
         return out
+
+    def named(self, key: str, node_name: str, index: int) -> list[str]:
+        """What a NODE:I:X fault says about one worker (ports, packages)."""
+        out = []
+        for item in self._values.get(key, ()):
+            spec, i, rest = str(item).split(":", 2)
+            if node_matches(spec, node_name) and int(i) == index:
+                out.append(rest)
+        return out
+
+    def node_named(self, key: str, node_name: str) -> bool:
+        """Does a NODE list fault (no-ensurepip) name this node?"""
+        return any(node_matches(str(spec), node_name) for spec in self._values.get(key, ()))
+
+    def missing_workers(self, node_name: str, *, blank: bool = False) -> int:
+        """How many of the node's last workers never registered: absent from the API, or
+        (`blank`) listed with blank TPU metadata."""
+        for item in self._values.get(MISSING_WORKERS, ()):
+            spec, count, *form = str(item).split(":")
+            if node_matches(spec, node_name) and bool(form) == blank:
+                return int(count)
+        return 0
+
+    # -- settings ------------------------------------------------------------------------------
+    @property
+    def cloud_network(self) -> bool:
+        return self._values.get(NETWORK, DEFAULT_NETWORK) == "cloud"
+
+    @property
+    def guest_agent_delay(self) -> float:
+        return float(self._values.get(GUEST_AGENT_DELAY, DEFAULT_GUEST_AGENT_DELAY))
+
+    @property
+    def account(self) -> str:
+        return str(self._values.get(ACCOUNT) or default_account())
+
+    def guest_agent_lag(self) -> float:
+        """The share (0.5..1) of the delay one change of keys takes to apply (seeded; drawn
+        only while a delay is set)."""
+        return 1.0 if self.guest_agent_delay <= 0 else self._agent.uniform(0.5, 1.0)

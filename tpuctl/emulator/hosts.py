@@ -8,6 +8,7 @@ import asyncio
 import shutil
 from pathlib import Path
 
+from tpuctl.emulator import addressing, workerfaults
 from tpuctl.emulator.processes import kill_node_processes
 from tpuctl.emulator.pythons import offer_interpreters
 from tpuctl.emulator.sshserver import HOST_KEY_FILE, load_or_create_host_key, public_line
@@ -18,8 +19,8 @@ from tpuctl.emulator.vms import (
     SshFaults,
     VmNode,
     VmWorker,
+    World,
     image_path,
-    worker_ip,
 )
 
 
@@ -33,6 +34,7 @@ class WorkerHost:
         self._nodes: dict[str, VmNode] = {}
         self._uv_cache = self._state_dir / "uv-cache"
         self.faults: SshFaults | None = None  # set by the emulator: refused and cut connections
+        self.world: World | None = None  # set by the emulator: network mode, VPCs, logins
 
     @property
     def ssh_port(self) -> int:
@@ -59,7 +61,8 @@ class WorkerHost:
             raise ValueError(f"num_workers must be >= 1, got {num_workers}")
         node_dir = self._node_dir(node_id)
         node = VmNode(
-            node_id, slot, chips_per_host, authorized_keys, self._kill_grace, lambda: self.faults
+            node_id, slot, chips_per_host, authorized_keys, self._kill_grace,
+            lambda: self.faults, lambda: self.world,
         )
         self._uv_cache.mkdir(parents=True, exist_ok=True, mode=0o700)
         await asyncio.to_thread(offer_interpreters, self._state_dir / PYTHONS_DIR, image_path())
@@ -74,8 +77,8 @@ class WorkerHost:
                 key = load_or_create_host_key(wdir / HOST_KEY_FILE)
                 node.workers.append(
                     VmWorker(
-                        node, i, worker_ip(slot, i), self._port, home, key, public_line(key),
-                        self._uv_cache,
+                        node, i, addressing.internal_ip(slot, i), self._port, home, key,
+                        public_line(key), self._uv_cache, addressing.external_ip(slot, i),
                     )
                 )
 
@@ -112,6 +115,23 @@ class WorkerHost:
         elif worker.listener is None:
             await worker.open_listener()
 
+    async def sync_network(self, node_id: str) -> None:
+        """External listeners follow the network mode and the node's external IPs."""
+        node = self._nodes.get(node_id)
+        if node is not None and not node.stopping:
+            for w in node.workers:
+                await w.sync_external()
+
+    def worker(self, node_id: str, index: int) -> VmWorker:
+        return self._nodes[node_id].workers[index]
+
+    async def apply_worker_faults(self, node_id: str, index: int,
+                                  want: workerfaults.Wanted) -> None:
+        """Fault injection: the faults `doctor` checks, as worker `index` should show them."""
+        node = self._nodes.get(node_id)
+        if node is not None and not node.stopping and index < len(node.workers):
+            await workerfaults.apply(node.workers[index], want)
+
     def drop_connections(self, node_id: str, index: int) -> None:
         """Fault injection: abort a worker's live SSH connections (its commands get killed)."""
         self._nodes[node_id].workers[index].drop_connections()
@@ -124,11 +144,12 @@ class WorkerHost:
             for w in node.workers:
                 w.close_listener()
                 w.drop_connections()
+                await workerfaults.undo(w)
         await kill_node_processes(node_id, node.pgids if node is not None else None,
                                   self._kill_grace)
         if node is not None:
             for w in node.workers:
-                if w.listener is not None:  # reopened by a racing set_reachable
+                if w.listener or w.ext_listener:  # reopened by a racing set_reachable
                     w.close_listener()
             self._nodes.pop(node_id, None)
 

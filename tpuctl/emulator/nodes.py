@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from tpuctl.emulator import catalog
+from tpuctl.emulator import addressing, guestagent
 from tpuctl.emulator.core import Core
 from tpuctl.emulator.errors import (
     CODE_ABORTED,
@@ -18,55 +17,28 @@ from tpuctl.emulator.errors import (
     CODE_RESOURCE_EXHAUSTED,
     ApiError,
     failed_precondition,
-    invalid_argument,
     not_found,
 )
 from tpuctl.emulator.nodespec import plan_node, update_paths, updated
+from tpuctl.emulator.nodeviews import guest_attributes, node_any, render_node
 from tpuctl.emulator.resources import (
-    NODE_TYPE,
     NodePlan,
     NodeRecord,
     check_location,
     parse_location,
-    parse_ssh_keys,
 )
 
 if TYPE_CHECKING:
-    from tpuctl.emulator.chaos import Reachability
+    from tpuctl.emulator.reconcile import Reconciler
 
 log = logging.getLogger(__name__)
-
-MAX_SLOTS = 254
-HOSTKEYS_NAMESPACE = "hostkeys"
-EMULATOR_NAMESPACE = "tpuctl-emulator"  # documented divergence: the worker's SSH port
-
-
-def render_node(rec: NodeRecord) -> dict[str, Any]:
-    """The node as the API shows it (enum names; the HTTP layer may turn them to ints)."""
-    node = copy.deepcopy(rec.resource)
-    if rec.workers and rec.state != "CREATING":
-        external = bool(node.get("networkConfig", {}).get("enableExternalIps"))
-        endpoints = []
-        for w in sorted(rec.workers, key=lambda w: int(w["index"])):
-            ep: dict[str, Any] = {"ipAddress": w["ip"], "port": catalog.ENDPOINT_PORT}
-            if external:  # loopback is as "external" as the emulator gets
-                ep["accessConfig"] = {"externalIp": w["ip"]}
-            endpoints.append(ep)
-        node["networkEndpoints"] = endpoints
-    return node
-
-
-def node_any(rec: NodeRecord) -> dict[str, Any]:
-    """The node as an operation's `response` (a google.protobuf.Any)."""
-    return {"@type": NODE_TYPE, **render_node(rec)}
-
 
 class Nodes:
     """Every node of one emulator, read and moved through its states."""
 
-    def __init__(self, core: Core, reachability: Reachability) -> None:
+    def __init__(self, core: Core, reconciler: Reconciler) -> None:
         self._core = core
-        self._reachability = reachability
+        self._reconciler = reconciler
         self._store = core.store
         self._ops = core.ops
         self._tasks = core.tasks
@@ -83,50 +55,40 @@ class Nodes:
         return rec
 
     def get_node(self, name: str) -> dict[str, Any]:
-        return render_node(self.get_record(name))
+        return render_node(self.get_record(name), self._core.faults)
 
     def list_nodes(self, parent: str) -> list[dict[str, Any]]:
         check_location(parent)
         prefix = parent + "/nodes/"
-        return [render_node(r) for n, r in self._store.nodes.items() if n.startswith(prefix)]
+        return [render_node(r, self._core.faults) for n, r in self._store.nodes.items()
+                if n.startswith(prefix)]
 
     def authorized_keys(self, name: str, user: str) -> list[str]:
-        """Asked by the worker host at each SSH auth attempt: the node's *current* keys."""
-        rec = self._store.nodes.get(name)
-        if rec is None:
-            return []
-        return parse_ssh_keys(rec.resource.get("metadata", {}), user)
+        """Asked by the worker host at each SSH auth attempt: the keys the node's guest agent
+        has applied by now (its `ssh-keys`, or its OS Login accounts')."""
+        return self._core.agents.authorized(name, user)
+
+    def wanted_logins(self, rec: NodeRecord) -> tuple[bool, frozenset[guestagent.Login]]:
+        """What the node's guest agent should apply, from node, project and OS Login."""
+        project = parse_location(rec.name.rsplit("/nodes/", 1)[0])[0]
+        return guestagent.desired(rec.resource.get("metadata", {}),
+                                  self._core.projects.metadata(project),
+                                  self._core.oslogin.logins())
+
+    def refresh_logins(self) -> None:
+        """Project metadata or an OS Login profile changed: every agent takes it up."""
+        for rec in self._store.nodes.values():
+            self._core.agents.change(rec.name, self.wanted_logins(rec))
+
+    def node_any(self, rec: NodeRecord) -> dict[str, Any]:
+        return node_any(rec, self._core.faults)
 
     def guest_attributes(
         self, name: str, query_path: str = "", worker_ids: Sequence[str] = ()
     ) -> list[dict[str, Any]]:
-        """One entry per worker (worker order): host keys, plus the emulator's SSH port."""
-        rec = self.get_record(name)
-        workers = sorted(rec.workers, key=lambda w: int(w["index"]))
-        if worker_ids:
-            try:
-                wanted = {int(w) for w in worker_ids}
-            except ValueError as e:
-                raise invalid_argument(f"invalid worker id in {list(worker_ids)}") from e
-            if any(i < 0 or i >= rec.hosts for i in wanted):
-                raise invalid_argument(
-                    f"worker ids {sorted(wanted)} out of range 0..{rec.hosts - 1}"
-                )
-            workers = [w for w in workers if int(w["index"]) in wanted]
-        out = []
-        for w in workers:
-            items = []
-            key_type, _, rest = str(w.get("host_key", "")).partition(" ")
-            blob = rest.split()[0] if rest.split() else ""
-            if blob:
-                items.append({"namespace": HOSTKEYS_NAMESPACE, "key": key_type, "value": blob})
-            items.append(
-                {"namespace": EMULATOR_NAMESPACE, "key": "ssh-port", "value": str(w["ssh_port"])}
-            )
-            if query_path:
-                items = [i for i in items if _matches_query(query_path, i)]
-            out.append({"queryPath": query_path, "queryValue": {"items": items}})
-        return out
+        """One entry per registered worker (worker order): host keys, hostname, SSH port."""
+        return guest_attributes(self.get_record(name), self._core.faults, query_path,
+                                worker_ids)
 
     # ---------------------------------------------------------------- create
 
@@ -134,18 +96,17 @@ class Nodes:
         return plan_node(parent, node_id, body, self._store.nodes)
 
     def _allocate_slot(self) -> int:
-        from tpuctl.emulator.addresses import slots_in_use
-
-        # not the address block of another emulator's live workers either
-        used = {r.slot for r in self._store.nodes.values()} | slots_in_use()
-        for slot in range(1, MAX_SLOTS + 1):
-            if slot not in used:
-                return slot
-        raise ApiError(
-            429,
-            "RESOURCE_EXHAUSTED",
-            f"the emulator holds at most {MAX_SLOTS} nodes; delete some first",
-        )
+        used = {r.slot for r in self._store.nodes.values()}
+        if self._store.bastion and self._store.bastion.get("slot"):
+            used.add(int(self._store.bastion["slot"]))
+        slot = addressing.allocate_slot(used)
+        if slot is None:
+            raise ApiError(
+                429,
+                "RESOURCE_EXHAUSTED",
+                f"the emulator holds at most {addressing.MAX_SLOTS} nodes; delete some first",
+            )
+        return slot
 
     def store(self, plan: NodePlan, queued_resource: str | None = None) -> NodeRecord:
         if queued_resource:
@@ -175,7 +136,9 @@ class Nodes:
         self._core.save()
         return op
 
-    async def _start_workers(self, rec: NodeRecord) -> None:
+    async def _start_workers(self, rec: NodeRecord, *, booted: bool = False) -> None:
+        """Bring up the node's workers; its guest agent applies its logins (after the delay,
+        unless the node had booted before the emulator restarted)."""
         name = rec.name
         started = await self._workers.start_node(
             rec.key,
@@ -188,12 +151,13 @@ class Nodes:
             {"index": w.index, "ip": w.ip, "ssh_port": w.ssh_port, "host_key": w.host_key}
             for w in sorted(started, key=lambda w: w.index)
         ]
-        # fresh listeners: every worker reachable again, then the fault applies anew
-        await self._reachability.restarted(rec.key)
+        self._core.agents.boot(name, self.wanted_logins(rec), applied=booted)
+        # fresh listeners: every worker reachable again, then the faults apply anew
+        await self._reconciler.restarted(rec.key)
 
     async def _restart_workers(self, rec: NodeRecord) -> None:
         try:
-            await self._start_workers(rec)
+            await self._start_workers(rec, booted=True)
         except Exception:  # a node whose workers cannot come back is unhealthy, not fatal
             log.exception("could not restart the workers of %s", rec.name)
             rec.resource["health"] = "TIMEOUT"
@@ -231,7 +195,7 @@ class Nodes:
             return
         rec.resource["state"] = "READY"
         rec.resource["health"] = "HEALTHY"
-        self._ops.finish(rec.pending_op, response=node_any(rec))
+        self._ops.finish(rec.pending_op, response=self.node_any(rec))
         rec.pending_op = None
         self._core.save()
 
@@ -265,7 +229,7 @@ class Nodes:
             return
         await self._workers.stop_node(rec.key)
         rec.resource["state"] = "STOPPED"
-        self._ops.finish(rec.pending_op, response=node_any(rec))
+        self._ops.finish(rec.pending_op, response=self.node_any(rec))
         rec.pending_op = None
         self._core.save()
 
@@ -292,7 +256,7 @@ class Nodes:
             return
         rec.resource["state"] = "READY"
         rec.resource["health"] = "HEALTHY"
-        self._ops.finish(rec.pending_op, response=node_any(rec))
+        self._ops.finish(rec.pending_op, response=self.node_any(rec))
         rec.pending_op = None
         self._core.save()
 
@@ -305,9 +269,12 @@ class Nodes:
         if rec.state not in ("READY", "STOPPED"):
             raise failed_precondition(f"Node {name} is {rec.state}; it cannot be updated now")
         rec.resource = updated(rec.resource, body, paths)
+        self._core.agents.change(name, self.wanted_logins(rec))
         op = self._ops.new(name.rsplit("/nodes/", 1)[0], "update", name)
         op_name = op["name"]
         self._tasks.spawn_background(self._finish_update(name, op_name))
+        if rec.workers and rec.state == "READY":  # external IPs may have come or gone
+            self._tasks.spawn_background(self._reconciler.apply())
         self._core.save()
         return op
 
@@ -317,7 +284,7 @@ class Nodes:
         if rec is None:
             self._ops.finish(op_name, error=(CODE_ABORTED, f"node {name} was deleted"))
         else:
-            self._ops.finish(op_name, response=node_any(rec))
+            self._ops.finish(op_name, response=self.node_any(rec))
         self._core.save()
 
     # ---------------------------------------------------------------- delete
@@ -360,6 +327,7 @@ class Nodes:
         await self._workers.stop_node(rec.key)
         self._workers.remove_node(rec.key)
         del self._store.nodes[name]
+        self._core.agents.forget(name)
         self._ops.finish(rec.pending_op)
         qr_name = rec.resource.get("queuedResource")
         qr = self._store.queued_resources.get(qr_name or "")
@@ -387,9 +355,3 @@ class Nodes:
                 restarts.append(self._restart_workers(rec))
         if restarts:
             await asyncio.gather(*restarts)
-
-
-def _matches_query(query_path: str, item: dict[str, Any]) -> bool:
-    """`hostkeys/` or `hostkeys` selects a namespace, `hostkeys/ssh-ed25519` one key."""
-    ns, _, key = query_path.strip("/").partition("/")
-    return item["namespace"] == ns and (not key or item["key"] == key)

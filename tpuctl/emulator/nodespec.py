@@ -10,9 +10,9 @@ from collections.abc import Container
 from typing import Any
 
 from tpuctl.accelerators import AcceleratorType
-from tpuctl.emulator import catalog
+from tpuctl.emulator import catalog, netconfig
 from tpuctl.emulator.errors import already_exists, invalid_argument
-from tpuctl.emulator.resources import NodePlan, check_location, now_rfc3339
+from tpuctl.emulator.resources import NodePlan, check_location, now_rfc3339, parse_location
 
 # TPU node and queued resource ids, as GCP enforces them.
 RESOURCE_ID_RE = re.compile(r"^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
@@ -111,13 +111,8 @@ def plan_node(
     sched = {k: bool(sched_in.get(k, False)) for k in ("preemptible", "spot", "reserved")}
     if sched["spot"] and sched["preemptible"]:
         raise invalid_argument("a node cannot be both spot and preemptible")
-    network = dict(body.get("networkConfig") or {})
-    network.setdefault("network", f"projects/{project}/global/networks/default")
-    network.setdefault(
-        "subnetwork",
-        f"projects/{project}/regions/{catalog.region_of(zone)}/subnetworks/default",
-    )
-    network.setdefault("enableExternalIps", False)
+    network = netconfig.network_fields(body, project, zone)
+    tags = netconfig.tags(body["tags"]) if body.get("tags") is not None else []
     resource: dict[str, Any] = {
         "name": name,
         "id": str(random.randrange(10**18, 9 * 10**18)),
@@ -126,7 +121,7 @@ def plan_node(
         "runtimeVersion": runtime,
         "state": "CREATING",
         "createTime": now_rfc3339(),
-        "networkConfig": network,
+        **network,
         "cidrBlock": str(body.get("cidrBlock") or "10.128.0.0/20"),
         "serviceAccount": body.get("serviceAccount")
         or {
@@ -143,7 +138,9 @@ def plan_node(
         resource["labels"] = labels
     if metadata:
         resource["metadata"] = metadata
-    for key in ("tags", "dataDisks", "shieldedInstanceConfig", "networkConfigs"):
+    if tags:
+        resource["tags"] = tags
+    for key in ("dataDisks", "shieldedInstanceConfig"):
         if body.get(key):
             resource[key] = copy.deepcopy(body[key])
     return NodePlan(project, zone, node_id, acc, resource)
@@ -195,10 +192,29 @@ def update_paths(body: dict[str, Any], update_mask: str) -> list[str]:
 def updated(resource: dict[str, Any], body: dict[str, Any], paths: list[str]) -> dict[str, Any]:
     """A copy of `resource` with only the masked fields taken from `body`."""
     new = copy.deepcopy(resource)
+    project, zone = parse_location(resource["name"].rsplit("/nodes/", 1)[0])
     for path in paths:
         if path == "networkConfig.enableExternalIps":
-            value = bool((body.get("networkConfig") or {}).get("enableExternalIps", False))
+            value = (body.get("networkConfig") or {}).get("enableExternalIps", False)
+            if not isinstance(value, bool):
+                raise invalid_argument(
+                    "Invalid value at 'node.network_config.enable_external_ips' (TYPE_BOOL), "
+                    f"{value!r}"
+                )
             new.setdefault("networkConfig", {})["enableExternalIps"] = value
+            continue
+        if path == "networkConfig":
+            new["networkConfig"] = netconfig.updated_network(
+                netconfig.primary(resource), body.get("networkConfig") or {}, project, zone,
+                "node.network_config",
+            )
+            continue
+        if path == "tags":
+            value_list = netconfig.tags(body.get("tags") or [])
+            if value_list:
+                new["tags"] = value_list
+            else:
+                new.pop("tags", None)
             continue
         if path in ("labels", "metadata"):
             value_map = string_map(body.get(path, {}), path)

@@ -40,6 +40,10 @@ class Store:
         self.nodes: dict[str, NodeRecord] = {}
         self.operations: dict[str, dict[str, Any]] = {}
         self.queued_resources: dict[str, QueuedResourceRecord] = {}
+        # OS Login profiles: account email -> {fingerprint: {"key", "expirationTimeUsec"?}}
+        self.oslogin: dict[str, dict[str, dict[str, str]]] = {}
+        self.project_metadata: dict[str, dict[str, str]] = {}  # project -> metadata items
+        self.bastion: dict[str, Any] | None = None  # its settings (bastion.py)
 
     @property
     def state_file(self) -> Path:
@@ -61,6 +65,9 @@ class Store:
             self.queued_resources[qr.name] = qr
         for op in data.get("operations", []):
             self.operations[op["name"]] = op
+        self.oslogin = dict(data.get("oslogin") or {})
+        self.project_metadata = dict(data.get("project_metadata") or {})
+        self.bastion = data.get("bastion") or None
 
     def save(self) -> None:
         self._prune_operations()
@@ -70,6 +77,9 @@ class Store:
             "nodes": [n.to_json() for n in self.nodes.values()],
             "queued_resources": [q.to_json() for q in self.queued_resources.values()],
             "operations": list(self.operations.values()),
+            "oslogin": self.oslogin,
+            "project_metadata": self.project_metadata,
+            "bastion": self.bastion,
         }
         self.state_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.state_file.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")

@@ -159,6 +159,8 @@ async def serve(
         state = EmulatorState(
             state_dir, host, create_delay=create_delay, ssh_port=ssh_port, faults=fault_state
         )
+        if hasattr(host, "world"):
+            host.world = state.fabric
         state.load()
         await state.resume()
 
@@ -171,6 +173,7 @@ async def serve(
         bound = _bound_port(runner)
         _save_api_port(state_dir, bound)
         endpoint = f"http://{HOST}:{bound}"
+        state.fabric.metadata = (f"{HOST}:{bound}", token)  # workers' metadata servers
         info["endpoint"] = endpoint
         info["state_dir"] = str(state_dir)
         write_private(state_dir / TOKEN_FILE, token + "\n")

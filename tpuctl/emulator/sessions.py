@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import subprocess
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tpuctl.emulator.childio import (
@@ -20,6 +21,7 @@ from tpuctl.emulator.childio import (
     set_winsize,
 )
 from tpuctl.emulator.processes import NODE_ENV, group_is_marked, send_signal
+from tpuctl.emulator.workerfaults import apply_skew
 from tpuctl.workers.sshlib import asyncssh
 
 if TYPE_CHECKING:
@@ -98,7 +100,8 @@ class Session(asyncssh.SSHServerSession[bytes]):
         env = worker.env(self._username, client_env)
         peer, here = chan.get_extra_info("peername"), chan.get_extra_info("sockname")
         if peer and here:  # as sshd sets it: which TCP connection this session came over
-            env["SSH_CONNECTION"] = f"{peer[0]} {peer[1]} {here[0]} {here[1]}"
+            # the VM's own (internal) address, even through the external one: GCP's 1:1 NAT
+            env["SSH_CONNECTION"] = f"{peer[0]} {peer[1]} {worker.ip} {here[1]}"
         if self._term_type is not None:
             env["TERM"] = self._term_type
         if self._command is not None:
@@ -107,6 +110,15 @@ class Session(asyncssh.SSHServerSession[bytes]):
             argv = ["bash", "-i"]
         else:
             argv = ["bash"]  # shell without a pty: commands come on stdin
+        world = worker.node.world()
+        if world is not None:
+            skew = world.skew(worker.node.node_id, worker.index)
+            if skew:  # package-skew: venvs appear with bootstrap, so look at every login
+                await asyncio.to_thread(apply_skew, Path(env["HOME"]), skew)
+            if world.stuck(worker.node.node_id, worker.index):
+                # stuck-workers: the command stops before it does anything and stays stopped
+                # (the SIGTERM + SIGCONT of a closed channel ends it, as a kill would)
+                argv = ["bash", "-c", 'kill -STOP $$; exec "$@"', "tpuctl-stuck", *argv]
         loop = asyncio.get_running_loop()
         try:
             if self._term_type is not None:
@@ -119,7 +131,7 @@ class Session(asyncssh.SSHServerSession[bytes]):
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
-                    cwd=worker.home,
+                    cwd=env["HOME"],
                     env=env,
                     start_new_session=True,  # own process group: killable as one
                 )
@@ -160,7 +172,7 @@ class Session(asyncssh.SSHServerSession[bytes]):
                 stdin=slave,
                 stdout=slave,
                 stderr=slave,
-                cwd=self._worker.home,
+                cwd=env["HOME"],
                 env=env,
                 start_new_session=True,
                 preexec_fn=acquire_controlling_tty,

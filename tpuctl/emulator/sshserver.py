@@ -1,11 +1,15 @@
 """The SSH server side of an emulated worker: its persistent host key, public-key-only
-auth against the node's current `ssh-keys`, and the sessions it accepts."""
+auth against the keys its guest agent applied, the sessions and forwardings it accepts, and
+its listeners, which decide before any SSH byte is sent whether a connection gets a server
+at all (a VPC-internal address answers nobody outside the VPC)."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import os
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -84,13 +88,18 @@ class WorkerServer(asyncssh.SSHServer):
         return False
 
     def connection_requested(self, dest_host: str, dest_port: int, orig_host: str,
-                             orig_port: int) -> bool:
-        """direct-tcpip (`ssh -L`, `tpuctl forward`), as sshd allows it: here only to
-        loopback destinations, since every emulated worker's network is this machine's."""
+                             orig_port: int) -> bool | Awaitable[asyncssh.SSHTCPSession[bytes]]:
+        """direct-tcpip (`ssh -L`, `tpuctl forward`, a jump through this worker), as sshd
+        allows it: here only to loopback destinations, since every emulated worker's network
+        is this machine's; opened from the worker's own internal address, as a VM's would be,
+        so other workers of its VPC let it in."""
         try:
-            return ipaddress.ip_address(dest_host).is_loopback
+            if not ipaddress.ip_address(dest_host).is_loopback:
+                return False
         except ValueError:
-            return dest_host == "localhost"
+            if dest_host != "localhost":
+                return False
+        return forward_from(self._worker.ip, dest_host, dest_port)
 
     def public_key_auth_supported(self) -> bool:
         return True
@@ -109,11 +118,52 @@ class WorkerServer(asyncssh.SSHServer):
         return Session(self._worker, self._conn.get_extra_info("username"))
 
 
-async def listen(worker: VmWorker) -> asyncssh.SSHAcceptor:
-    """Open the worker's SSH listener on its own address (the node's one shared port)."""
-    return await asyncssh.listen(
-        host=worker.ip,
-        port=worker.port,
+async def forward_from(source_ip: str, dest_host: str,
+                       dest_port: int) -> asyncssh.SSHTCPSession[bytes]:
+    """A direct-tcpip channel's TCP connection, opened from `source_ip` (a machine's own
+    address in the emulated VPC, so internal listeners let it in)."""
+    from asyncssh.forward import SSHForwarder
+
+    loop = asyncio.get_running_loop()
+    try:
+        _, peer = await loop.create_connection(SSHForwarder, dest_host, dest_port,
+                                               local_addr=(source_ip, 0))
+    except OSError as exc:
+        raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, str(exc)) from None
+    return SSHForwarder(peer)  # type: ignore[return-value]
+
+
+class _Gate(asyncio.Protocol):
+    """Each accepted TCP connection, before any SSH byte: an SSH server when the worker
+    admits its source address, else silence (held until the client gives up)."""
+
+    def __init__(self, worker: VmWorker, options: asyncssh.SSHServerConnectionOptions,
+                 external: bool) -> None:
+        self._worker = worker
+        self._options = options
+        self._external = external
+        self._held: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        if not peer or not self._worker.admits(str(peer[0]), external=self._external):
+            log.info("%s: no route from %s (outside the VPC)", self._worker.ip, peer)
+            if isinstance(transport, asyncio.ReadTransport):
+                transport.pause_reading()
+            self._held = transport
+            self._worker.hold(transport)
+            return
+        conn = asyncssh.SSHServerConnection(asyncio.get_running_loop(), self._options)
+        transport.set_protocol(conn)
+        conn.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._held is not None:  # a held connection the client gave up on
+            self._worker.held.discard(self._held)
+
+
+def server_options(worker: VmWorker) -> asyncssh.SSHServerConnectionOptions:
+    return asyncssh.SSHServerConnectionOptions(
         server_factory=lambda: WorkerServer(worker),
         server_host_keys=[worker.host_key],
         encoding=None,  # bytes end to end: commands' output is not ours to decode
@@ -122,10 +172,17 @@ async def listen(worker: VmWorker) -> asyncssh.SSHAcceptor:
         agent_forwarding=False,
         x11_forwarding=False,
         login_timeout=30,
-        reuse_address=True,
         # asyncssh re-evaluates these on every login: skip the FQDN lookup (GSSAPI) and
         # the X.509 trust-store probes, which this server never uses
         gss_host=None,
         x509_trusted_certs=None,
         x509_trusted_cert_paths=None,
     )
+
+
+async def listen(worker: VmWorker, host: str, *, external: bool) -> asyncio.AbstractServer:
+    """Open one of the worker's SSH listeners on `host` (the node's one shared port)."""
+    options = server_options(worker)
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: _Gate(worker, options, external), host,
+                                    worker.port, reuse_address=True, backlog=100)

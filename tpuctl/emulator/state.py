@@ -15,13 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from tpuctl.emulator import persistence
-from tpuctl.emulator.chaos import Chaos, Reachability
+from tpuctl.emulator.bastion import Bastion
+from tpuctl.emulator.chaos import Chaos
 from tpuctl.emulator.core import Core, WorkerHostLike
 from tpuctl.emulator.errors import CODE_ABORTED
+from tpuctl.emulator.fabric import Fabric
 from tpuctl.emulator.faults import Faults
-from tpuctl.emulator.nodes import Nodes, node_any
+from tpuctl.emulator.nodes import Nodes
+from tpuctl.emulator.oslogin import OsLogin
 from tpuctl.emulator.persistence import Store
+from tpuctl.emulator.projects import Projects
 from tpuctl.emulator.queued import QueuedResources
+from tpuctl.emulator.reconcile import Reconciler
 from tpuctl.emulator.resources import NodeRecord, QueuedResourceRecord
 
 __all__ = ["EmulatorState", "WorkerHostLike"]
@@ -49,10 +54,11 @@ class EmulatorState:
             create_delay / 4 if op_delay is None else op_delay,
         )
         self._ops = self._core.ops
-        self._reachability = Reachability(self._core)
-        self._nodes = Nodes(self._core, self._reachability)
+        self._reconciler = Reconciler(self._core)
+        self._nodes = Nodes(self._core, self._reconciler)
         self._chaos = Chaos(self._core, self._nodes)
         self._queued = QueuedResources(self._core, self._nodes)
+        self._bastion = Bastion(self._core, ssh_port)
 
     # ---------------------------------------------------------------- what others read
 
@@ -85,6 +91,27 @@ class EmulatorState:
         return self._store.operations
 
     @property
+    def oslogin(self) -> OsLogin:
+        return self._core.oslogin
+
+    @property
+    def projects(self) -> Projects:
+        return self._core.projects
+
+    @property
+    def fabric(self) -> Fabric:
+        """What workers ask while they run (vms.World): the server hands it to the host."""
+        return self._core.fabric
+
+    @property
+    def bastion(self) -> Bastion:
+        return self._bastion
+
+    def refresh_logins(self) -> None:
+        """Project metadata or OS Login profiles changed: the guest agents follow."""
+        self._nodes.refresh_logins()
+
+    @property
     def current_create_delay(self) -> float:
         """How long a node stays CREATING: the `create-delay` fault, else `--create-delay`."""
         return self._core.current_create_delay
@@ -115,18 +142,20 @@ class EmulatorState:
             if not op.get("done") and op["name"] not in owned:
                 target = self.nodes.get(op["metadata"].get("target", ""))
                 if target is not None and op["metadata"].get("verb") == "update":
-                    self._ops.finish(op["name"], response=node_any(target))
+                    self._ops.finish(op["name"], response=self._nodes.node_any(target))
                 else:
                     self._ops.finish(
                         op["name"], error=(CODE_ABORTED, "the emulator restarted meanwhile")
                     )
         self._queued.resume()
+        await self._bastion.start()
         self.save()
 
     async def close(self) -> None:
         """Cancel transitions (they resume on the next start), stop every worker."""
         await self._core.tasks.cancel_all()
         self.save()
+        await self._bastion.stop()
         await self.workers.close()
 
     # ---------------------------------------------------------------- operations
@@ -185,8 +214,9 @@ class EmulatorState:
     def schedule_preempt(self, name: str, after: float) -> dict[str, Any]:
         return self._chaos.schedule_preempt(name, after)
 
-    async def apply_unreachable_workers(self) -> None:
-        await self._reachability.apply()
+    async def apply_faults(self) -> None:
+        """The running workers as the current faults and settings want them."""
+        await self._reconciler.apply()
 
     def drop_connections(self, name: str, worker: int | None = None) -> dict[str, Any]:
         return self._chaos.drop_connections(name, worker)

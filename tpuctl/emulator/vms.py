@@ -4,15 +4,19 @@ give a JAX job, except that devices are CPUs."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from tpuctl.emulator import addressing
 from tpuctl.emulator.processes import NODE_ENV
 from tpuctl.emulator.sshserver import listen
+from tpuctl.emulator.workerfaults import Acted
 from tpuctl.workers.sshlib import asyncssh
 
 # Env vars a client may set through SSH "env" requests (OpenSSH's AcceptEnv default spirit).
@@ -31,6 +35,16 @@ PYTHONS_DIR = "python-bin"  # under the state dir: python3.N links offered to ev
 
 AuthorizedKeys = Callable[[str], list[str]]
 
+IMAGE_BIN = "image-bin"  # per worker, beside its home
+OSLOGIN_HOMES = "users"  # per worker: homes of OS Login accounts, by POSIX username
+HOLD_SECONDS = 300.0
+_POSIX_NAME = re.compile(r"^[a-z0-9_][a-z0-9_-]{0,31}$")
+# whoami on a GCP worker names the login; here every login runs as the emulator's OS user
+_WHOAMI = """#!/bin/sh
+# the login name, as whoami prints it on a TPU VM (tpuctl emulator: one OS user for all)
+printf '%s\\n' "$LOGNAME"
+"""
+
 
 class SshFaults(Protocol):
     """The SSH side of `faults.Faults`: whether to refuse a connection, when to cut one."""
@@ -40,18 +54,32 @@ class SshFaults(Protocol):
     def ssh_drop_delay(self) -> float | None: ...
 
 
+class World(Protocol):
+    """What a worker asks the rest of the emulator while it runs (fabric.Fabric answers):
+    the network mode, who may reach it, where a login's home is, its worker faults."""
+
+    def cloud_network(self) -> bool: ...
+
+    def external_ips(self, node_id: str) -> bool: ...
+
+    def may_reach(self, node_id: str, source_ip: str) -> bool: ...
+
+    def oslogin_user(self, node_id: str, username: str) -> bool: ...
+
+    def metadata_host(self, node_id: str, index: int) -> str | None: ...
+
+    def stuck(self, node_id: str, index: int) -> bool: ...
+
+    def skew(self, node_id: str, index: int) -> list[str]: ...
+
+
 def worker_ip(slot: int, index: int) -> str:
-    """Loopback address of worker `index` of the node in `slot` (all of 127/8 routes to lo)."""
-    if not 1 <= slot <= 255:
-        raise ValueError(f"slot must be in 1..255 (127.0.x.x would overlap localhost), got {slot}")
-    if not 0 <= index < 250 * 256:
-        raise ValueError(f"worker index out of range: {index}")
-    return f"127.{slot}.{index // 250}.{index % 250 + 1}"
+    """Loopback address of worker `index` of the node in `slot` (all of 127/8 routes to lo):
+    its internal address (addressing.py)."""
+    return addressing.internal_ip(slot, index)
 
 
 @dataclass(frozen=True)
-
-
 class EmulatedWorker:
     """What the REST side publishes about a worker (network endpoint + host key attribute)."""
 
@@ -73,8 +101,6 @@ def image_path() -> str:
 
 
 @dataclass(eq=False)
-
-
 class VmNode:
     node_id: str
     slot: int
@@ -82,30 +108,53 @@ class VmNode:
     authorized_keys: AuthorizedKeys
     kill_grace: float = 2.0
     faults: Callable[[], SshFaults | None] = lambda: None
+    world: Callable[[], World | None] = lambda: None
     workers: list[VmWorker] = field(default_factory=list)
     pgids: set[int] = field(default_factory=set)  # process groups of live direct children
     stopping: bool = False
 
 
 @dataclass(eq=False)
-
-
 class VmWorker:
     node: VmNode
     index: int
-    ip: str
+    ip: str  # internal (the only one in the flat network mode)
     port: int
     home: Path
     host_key: asyncssh.SSHKey
     public_key: str
     uv_cache: Path
-    listener: asyncssh.SSHAcceptor | None = None
+    external_ip: str | None = None  # where its external listener would listen (cloud mode)
+    listener: asyncio.AbstractServer | None = None
+    ext_listener: asyncio.AbstractServer | None = None
     reachable: bool = True
     connections: set[asyncssh.SSHServerConnection] = field(default_factory=set)
+    held: set[asyncio.BaseTransport] = field(default_factory=set)  # refused, left hanging
+    acted: Acted = field(default_factory=Acted)  # faults acted out on it (workerfaults.py)
     accepted: int = 0
 
     def public(self) -> EmulatedWorker:
         return EmulatedWorker(self.index, self.ip, self.port, self.public_key)
+
+    @property
+    def image_bin(self) -> Path:
+        """First on PATH: the image's own commands (whoami) and faults' test doubles."""
+        return self.home.parent / IMAGE_BIN
+
+    def home_for(self, username: str) -> Path:
+        """The login's home: the worker's one home, or for an OS Login account (a POSIX
+        username, checked before it names a directory) a home of its own, as on GCP."""
+        world = self.node.world()
+        if world is None or not _POSIX_NAME.match(username) or not world.oslogin_user(
+            self.node.node_id, username
+        ):
+            return self.home
+        home = self.home.parent / OSLOGIN_HOMES / username
+        if not home.is_dir():
+            home.mkdir(parents=True, exist_ok=True)
+            home.parent.chmod(0o700)
+            home.chmod(0o700)
+        return home
 
     def env(self, username: str, client_env: dict[str, str]) -> dict[str, str]:
         """A clean env, as sshd gives a login: nothing leaks from the emulator except PATH."""
@@ -116,13 +165,15 @@ class VmWorker:
             if k in _CLIENT_ENV_NAMES or k.startswith(_CLIENT_ENV_PREFIXES)
         })
         env.update(
-            HOME=str(self.home),
+            HOME=str(self.home_for(username)),
             USER=username,
             LOGNAME=username,
             SHELL="/bin/bash",
-            # the interpreters `uv python install` would give a real image, from this machine
+            # the image's own commands and faults' test doubles first, then the interpreters
+            # `uv python install` would give a real image, from this machine
             # (tpuctl/emulator/pythons.py); uv never downloads one here
-            PATH=os.pathsep.join((str(self.uv_cache.parent / PYTHONS_DIR), image_path())),
+            PATH=os.pathsep.join((str(self.image_bin), str(self.uv_cache.parent / PYTHONS_DIR),
+                                  image_path())),
             UV_PYTHON_DOWNLOADS="never",
             LANG=client_env.get("LANG", "C.UTF-8"),
             JAX_PLATFORMS="cpu",
@@ -137,26 +188,81 @@ class VmWorker:
             TPUCTL_TPU_DEVICES=str(self.home.parent / "dev" / "accel*"),
             TPUCTL_LIBTPU_LOCKFILE=str(self.home.parent / "tmp" / "libtpu_lockfile"),
         )
-        self._ensure_devices()
+        world = self.node.world()
+        metadata = world.metadata_host(self.node.node_id, self.index) if world else None
+        if metadata:  # the worker's metadata server (metadata.py), where JAX and google-auth look
+            env.update(GCE_METADATA_HOST=metadata, GCE_METADATA_IP=metadata)
+        self.ensure_image()
         env[NODE_ENV] = self.node.node_id  # last: a client can never override the kill marker
         return env
 
-    def _ensure_devices(self) -> None:
+    def ensure_image(self) -> None:
+        """The worker's device files, its /tmp and the image's own commands."""
         dev = self.home.parent / "dev"
         if not dev.is_dir():
             dev.mkdir(parents=True, exist_ok=True)
             for i in range(self.node.chips_per_host):
                 (dev / f"accel{i}").touch()
         (self.home.parent / "tmp").mkdir(exist_ok=True)
+        whoami = self.image_bin / "whoami"
+        if not whoami.exists():
+            self.image_bin.mkdir(exist_ok=True)
+            write_script(whoami, _WHOAMI)
+
+    # -- who may connect ------------------------------------------------------------------------
+    def admits(self, source_ip: str, *, external: bool) -> bool:
+        """Does a TCP connection from `source_ip` get an SSH server? On the external address,
+        and in the flat network mode, always; on the internal one in the cloud mode, only from
+        inside the node's VPC (another worker, the bastion, the IAP stand-in)."""
+        world = self.node.world()
+        if external or world is None or not world.cloud_network():
+            return True
+        return world.may_reach(self.node.node_id, source_ip)
+
+    def hold(self, transport: asyncio.BaseTransport) -> None:
+        """A connection the VPC does not route: no answer at all (the client times out, as
+        on GCP), until the client gives up, the listener closes or HOLD_SECONDS pass."""
+        self.held.add(transport)
+        asyncio.get_running_loop().call_later(HOLD_SECONDS, self.release, transport)
+
+    def release(self, transport: asyncio.BaseTransport) -> None:
+        self.held.discard(transport)
+        transport.abort() if isinstance(transport, asyncio.Transport) else transport.close()
 
     async def open_listener(self) -> None:
-        self.listener = await listen(self)
+        self.listener = await listen(self, self.ip, external=False)
+        await self.sync_external()
+
+    async def sync_external(self) -> None:
+        """An external listener exactly when the node has external IPs in the cloud mode."""
+        world = self.node.world()
+        want = (
+            self.reachable and self.listener is not None and self.external_ip is not None
+            and world is not None and world.cloud_network()
+            and world.external_ips(self.node.node_id)
+        )
+        if want and self.ext_listener is None and self.external_ip is not None:
+            self.ext_listener = await listen(self, self.external_ip, external=True)
+        elif not want and self.ext_listener is not None:
+            self.ext_listener.close()
+            self.ext_listener = None
 
     def close_listener(self) -> None:
-        if self.listener is not None:
-            self.listener.close()
-            self.listener = None
+        for server in (self.listener, self.ext_listener):
+            if server is not None:
+                server.close()
+        self.listener = self.ext_listener = None
+        for transport in list(self.held):
+            self.release(transport)
 
     def drop_connections(self) -> None:
         for conn in list(self.connections):
             conn.abort()
+
+
+def write_script(path: Path, text: str) -> None:
+    """An executable file, replaced atomically (a worker may be running the old one)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.chmod(0o700)
+    os.replace(tmp, path)

@@ -7,35 +7,16 @@
 # Paths: $TPUCTL_TPU_DEVICES (a glob, default "/dev/accel* /dev/vfio/[0-9]*") and
 # $TPUCTL_LIBTPU_LOCKFILE (default /tmp/libtpu_lockfile); the emulator sets per-worker ones.
 set -euo pipefail
-shopt -s nullglob
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 mode=${1:-check}
-lock=${TPUCTL_LIBTPU_LOCKFILE:-/tmp/libtpu_lockfile}
-# shellcheck disable=SC2206
-devices=(${TPUCTL_TPU_DEVICES:-/dev/accel* /dev/vfio/[0-9]*})
-
-holders=()
-targets=("${devices[@]}")
-[ -e "$lock" ] && targets+=("$lock")
-if [ ${#targets[@]} -gt 0 ]; then
-  # one find over every process's fd links (no fork per descriptor)
-  expr=()
-  for t in "${targets[@]}"; do
-    [ ${#expr[@]} -gt 0 ] && expr+=(-o)
-    expr+=(-lname "$t")
-  done
-  while IFS= read -r fddir; do
-    pid=${fddir#/proc/}
-    pid=${pid%%/*}
-    [ "$pid" = $$ ] || holders+=("$pid")
-  done < <(find /proc/[0-9]*/fd -mindepth 1 -maxdepth 1 \( "${expr[@]}" \) -printf '%h\n' 2>/dev/null || true)
-fi
-mapfile -t holders < <(printf '%s\n' "${holders[@]}" | sort -un | sed '/^$/d')
+lock=$(tpu_lockfile)
+mapfile -t holders < <(tpu_holders)
 
 case "$mode" in
   check)
     for pid in "${holders[@]}"; do
-      cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-120 || true)
-      echo "pid=$pid cmd=$cmd"
+      echo "pid=$pid cmd=$(proc_cmd "$pid")"
     done
     if [ ${#holders[@]} -eq 0 ] && [ -e "$lock" ]; then rm -f "$lock"; fi
     ;;

@@ -67,3 +67,44 @@ read_framed() {
     return 65
   fi
 }
+
+# tpu_lockfile: libtpu's lockfile ($TPUCTL_LIBTPU_LOCKFILE: the emulator sets one per worker).
+tpu_lockfile() {
+  printf '%s\n' "${TPUCTL_LIBTPU_LOCKFILE:-/tmp/libtpu_lockfile}"
+}
+
+# tpu_holders: the pids (one a line, sorted) of processes holding an accelerator device file
+# ($TPUCTL_TPU_DEVICES, a glob, default "/dev/accel* /dev/vfio/[0-9]*") or the lockfile, found
+# through /proc/*/fd (never by process name: workers may share a kernel), this shell excluded.
+tpu_holders() {
+  local lock restore t pid fddir
+  local -a devices targets expr holders
+  lock=$(tpu_lockfile)
+  restore=$(shopt -p nullglob || true)
+  shopt -s nullglob
+  # shellcheck disable=SC2206
+  devices=(${TPUCTL_TPU_DEVICES:-/dev/accel* /dev/vfio/[0-9]*})
+  eval "$restore"
+  targets=("${devices[@]}")
+  [ -e "$lock" ] && targets+=("$lock")
+  [ ${#targets[@]} -gt 0 ] || return 0
+  # one find over every process's fd links (no fork per descriptor)
+  expr=()
+  for t in "${targets[@]}"; do
+    [ ${#expr[@]} -gt 0 ] && expr+=(-o)
+    expr+=(-lname "$t")
+  done
+  holders=()
+  while IFS= read -r fddir; do
+    pid=${fddir#/proc/}
+    pid=${pid%%/*}
+    [ "$pid" = $$ ] || holders+=("$pid")
+  done < <(find /proc/[0-9]*/fd -mindepth 1 -maxdepth 1 \( "${expr[@]}" \) -printf '%h\n' 2>/dev/null || true)
+  [ ${#holders[@]} -gt 0 ] || return 0
+  printf '%s\n' "${holders[@]}" | sort -un
+}
+
+# proc_cmd PID: its command line (arguments joined by spaces, at most 120 characters).
+proc_cmd() {
+  tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | cut -c1-120 || true
+}
