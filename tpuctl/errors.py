@@ -63,6 +63,10 @@ class CapacityError(CloudError):
     """No capacity (stockout) or no quota for the request in this zone: another zone may."""
 
 
+class NodeNotReady(CloudError):
+    """The node exists but cannot be worked on (CREATING, STOPPED, no workers...)."""
+
+
 class ConfigError(UsageError):
     """Missing or inconsistent configuration (project, zone, endpoint, credentials)."""
 
@@ -93,5 +97,7 @@ class UnreachableError(TpuctlError):
     exit_code = ExitCode.UNREACHABLE
 
 
-class Interrupted(TpuctlError):
-    exit_code = ExitCode.INTERRUPTED
+class Declined(TpuctlError):
+    """The user answered no to a confirmation: nothing was changed."""
+
+    exit_code = ExitCode.FAILED

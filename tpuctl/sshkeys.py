@@ -45,22 +45,27 @@ def check_private_key(path: Path) -> None:
 
 def ensure_key() -> tuple[Path, str]:
     """Return (private key path, public key line), generating the key once, mode 0600, in
-    a 0700 directory; an existing key readable by others is refused."""
+    a 0700 directory (with `cryptography`, in OpenSSH's format: no SSH library needed); an
+    existing key readable by others is refused."""
     path = key_path()
     pub_path = path.with_suffix(".pub")
     if path.is_file() and pub_path.is_file():
         private_dir(path.parent)  # ~/.tpuctl of earlier versions was 0755: tighten it
         check_private_key(path)
         return path, pub_path.read_text().strip()
-    from tpuctl.workers.sshlib import asyncssh
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     private_dir(path.parent)
-    key = asyncssh.generate_private_key("ssh-ed25519", comment="tpuctl")
+    key = Ed25519PrivateKey.generate()
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
-        f.write(key.export_private_key())
-    pub = key.export_public_key().decode().strip()
+        f.write(key.private_bytes(serialization.Encoding.PEM,
+                                  serialization.PrivateFormat.OpenSSH,
+                                  serialization.NoEncryption()))
+    pub = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                        serialization.PublicFormat.OpenSSH).decode() + " tpuctl"
     pub_path.write_text(pub + "\n")
     os.replace(tmp, path)
     return path, pub

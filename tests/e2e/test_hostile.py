@@ -45,14 +45,14 @@ def node(cli: Cli) -> str:
 
 
 @pytest.fixture(scope="module")
-def cloud(cli: Cli):  # noqa: ANN201
+def ports(cli: Cli):  # noqa: ANN201
     os.environ["HOME"] = str(cli.home)  # the CLI's key and known_hosts
-    from tpuctl.ops.context import cloud_from_options
+    from tpuctl.wiring import ports
 
-    return cloud_from_options(api_endpoint=cli.endpoint, project=None, zone=None)
+    return ports(cli.endpoint)
 
 
-def _roundtrip(cloud, env: dict[str, str], argv: list[str], secret: str) -> dict:  # noqa: ANN001
+def _roundtrip(ports, env: dict[str, str], argv: list[str], secret: str) -> dict:  # noqa: ANN001
     from tpuctl.ops import launch, runs, secrets
     from tpuctl.ops.session import open_session
 
@@ -61,7 +61,7 @@ def _roundtrip(cloud, env: dict[str, str], argv: list[str], secret: str) -> dict
     run_id = f"h-{uuid.uuid4().hex[:10]}"
 
     async def go() -> dict:
-        session = open_session(cloud, NODE)
+        session = open_session(ports, NODE)
         try:
             await secrets.push(session, {"HOSTILE_SECRET": secret})
             await launch.launch(session, launch.LaunchSpec(
@@ -80,10 +80,10 @@ def _roundtrip(cloud, env: dict[str, str], argv: list[str], secret: str) -> dict
 
 @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
 @given(value=VALUES, argv=st.lists(VALUES, max_size=4), secret=VALUES)
-def test_env_argv_and_secrets_arrive_byte_exact(node, cloud, value, argv, secret):
+def test_env_argv_and_secrets_arrive_byte_exact(node, ports, value, argv, secret):
     # .env round trip: what python-dotenv would read back is what the job must see
     env = {"HOSTILE_VALUE": value}
-    got = _roundtrip(cloud, env, argv, secret)
+    got = _roundtrip(ports, env, argv, secret)
     assert got["env"] == env
     assert got["argv"] == argv
     assert got["secret"] == secret

@@ -178,7 +178,7 @@ def test_session_steps_share_one_connection_per_worker(env: _Env) -> None:
                              for w in env.workers[:n]))
 
     async def go() -> SliceSession:
-        session = SliceSession(cloud=None, slice=sl,  # type: ignore[arg-type]
+        session = SliceSession(ports=None, slice=sl,  # type: ignore[arg-type]
                                pool=SshWorkers(env.targets(n), key_path=key_path()))
         try:
             for _ in range(2):
@@ -215,12 +215,22 @@ def _fake_cloud(sl: Any) -> Any:  # noqa: ANN401
     return FakeCloud()
 
 
+def _ports(cloud: Any) -> Any:  # noqa: ANN401
+    """The real Local and Connect ports (the wiring's) around a fake cloud."""
+    from tpuctl.ops.local import FileLocal
+    from tpuctl.ops.ports import Ports
+    from tpuctl.wiring import connect
+
+    return Ports(cloud=cloud, connect=connect, local=FileLocal(), http=None)  # type: ignore
+
+
 def _env_slice(env: _Env) -> Any:  # noqa: ANN401
     from tpuctl.model import Slice, Worker
     from tpuctl.ops.access import ssh_key_metadata
+    from tpuctl.ops.local import FileLocal
 
     return Slice(name=NODE, project="p", zone="z", accelerator_type="v6e-64",
-                 runtime_version="r", state="READY", metadata=ssh_key_metadata({}),
+                 runtime_version="r", state="READY", metadata=ssh_key_metadata(FileLocal(), {}),
                  workers=tuple(Worker(w.index, w.ip, w.ssh_port, w.host_key)
                                for w in env.workers))
 
@@ -229,18 +239,18 @@ def test_exec_operation_opens_one_connection_per_worker(env: _Env) -> None:
     """The `exec` operation end to end (API lookup, key check, fan-out) on a fake cloud;
     the second command within the cache TTL makes no API call at all."""
     from tpuctl.ops import worker_cache
-    from tpuctl.ops.remote_exec import run_exec
+    from tpuctl.ops.remote_exec import ExecRequest, run_exec
 
     cloud = _fake_cloud(_env_slice(env))
     worker_cache.forget(cloud, NODE)
     before = env.accepted()
-    result = env.lt.call(run_exec(cloud, NODE, ["true"]))
+    result = env.lt.call(run_exec(_ports(cloud), ExecRequest(NODE, ("true",))))
     assert result.exit_code == 0
     assert env.accepted() - before == N_WORKERS
     assert cloud.calls == [f"get_node {NODE}"]  # one API call, no metadata write
 
     before = env.accepted()
-    result = env.lt.call(run_exec(cloud, NODE, ["true"], workers="0,2-3"))
+    result = env.lt.call(run_exec(_ports(cloud), ExecRequest(NODE, ("true",), "0,2-3")))
     assert [r.index for r in result.results] == [0, 2, 3]
     assert env.accepted() - before == 3  # only the chosen workers are connected to
     assert cloud.calls == [f"get_node {NODE}"]  # answered from the worker cache
@@ -252,7 +262,7 @@ def test_stale_cached_worker_list_is_refreshed_once(env: _Env) -> None:
     import dataclasses
 
     from tpuctl.ops import worker_cache
-    from tpuctl.ops.remote_exec import run_exec
+    from tpuctl.ops.remote_exec import ExecRequest, run_exec
     from tpuctl.sshkeys import ensure_key
 
     sl = _env_slice(env)
@@ -262,7 +272,7 @@ def test_stale_cached_worker_list_is_refreshed_once(env: _Env) -> None:
     worker_cache.store(cloud, dataclasses.replace(sl, workers=tuple(moved)),
                        public_key=ensure_key()[1])
     before = env.accepted()
-    result = env.lt.call(run_exec(cloud, NODE, ["true"]))
+    result = env.lt.call(run_exec(_ports(cloud), ExecRequest(NODE, ("true",))))
     assert result.exit_code == 0, result.to_dict()
     assert cloud.calls == [f"get_node {NODE}"]  # the one refresh
     assert env.accepted() - before == N_WORKERS  # w1 once, at its real address
@@ -361,3 +371,26 @@ def test_openssh_helpers_import_no_asyncssh(tmp_path: Path) -> None:
                        env={**os.environ, "HOME": str(tmp_path)}, timeout=60)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "[]"
+
+
+# Adapters: google-cloud-tpu, asyncssh, the connection daemon, aiohttp. Only tpuctl/wiring.py
+# chooses one; operations work through the ports they are handed (tpuctl/ops/ports.py).
+_ADAPTER_IMPORT = (r"^\s*(?:from|import)\s+(?:tpuctl\.cloud\.gcp|tpuctl\.workers\."
+                   r"(?:ssh|sshlib|mux|muxd|http)|aiohttp|asyncssh|google)\b")
+
+
+def test_ops_import_no_adapter() -> None:
+    import re
+
+    banned = re.compile(_ADAPTER_IMPORT)
+    files = [*sorted((PACKAGE / "ops").glob("*.py")), PACKAGE / "sshkeys.py"]
+    offenders = {
+        f"{p.relative_to(PACKAGE)}:{i}": line.strip()
+        for p in files
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if banned.match(line)
+    }
+    assert not offenders, offenders
+    # and the check itself sees such an import, inside a function too
+    assert banned.match("    from tpuctl.workers.ssh import SshWorkers")
+    assert banned.match("import aiohttp")

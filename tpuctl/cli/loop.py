@@ -16,7 +16,7 @@ from tpuctl.cli.options import (
     ProjectOpt,
     ZoneOpt,
     checked_run_id,
-    cloud_for,
+    ports_for,
 )
 from tpuctl.cli.remote import worker_line_printer
 
@@ -30,25 +30,11 @@ RecipeOpt = Annotated[Path | None, typer.Option("--recipe", "-r", help="recipe Y
                                                 show_default=False)]
 
 
-def _run(coro_fn: Any, cloud: Any, name: str, *, shared: bool = False,  # noqa: ANN401
+def _run(ports: Any, name: str, coro_fn: Any, *, shared: bool = False,  # noqa: ANN401
          any_owner: bool = False) -> Any:  # noqa: ANN401
-    """Open one session (one connection per worker), run `coro_fn(session)`, close it.
-    `shared`: a short command that may use the connection daemon (ops/session.py)."""
-    import asyncio
+    from tpuctl.ops.session import on_slice
 
-    from tpuctl.naming import validate_node_name
-    from tpuctl.ops.session import open_session
-
-    validate_node_name(name)
-
-    async def main() -> Any:  # noqa: ANN401
-        session = open_session(cloud, name, shared=shared, any_owner=any_owner)
-        try:
-            return await coro_fn(session)
-        finally:
-            await session.close()
-
-    return asyncio.run(main())
+    return on_slice(ports, name, coro_fn, shared=shared, any_owner=any_owner)
 
 
 def sync(
@@ -69,8 +55,8 @@ def sync(
 
     validate_node_name(name)
     state = op.plan(None, ref, via, allow_dirty)
-    cloud = cloud_for(api_endpoint, project, zone)
-    result = _run(lambda s: op.sync(s, state, via), cloud, name)
+    ports = ports_for(api_endpoint, project, zone)
+    result = _run(ports, name, lambda s: op.sync(s, state, via))
     if json_:
         output.print_json(result.to_dict())
         return
@@ -105,8 +91,8 @@ def secrets_push(
                              hint="pass a .env file path, or - to read stdin")
         text, source = path.read_text(), file
     values = op.parse_env(text, source)
-    cloud = cloud_for(api_endpoint, project, zone)
-    result = _run(lambda s: op.push(s, values, partial=True), cloud, name)
+    ports = ports_for(api_endpoint, project, zone)
+    result = _run(ports, name, lambda s: op.push(s, values, partial=True))
     if json_:
         output.print_json(result.to_dict())
     else:
@@ -125,8 +111,8 @@ def secrets_list(
     """Key names (never values) of the secrets on each worker."""
     from tpuctl.ops import secrets as op
 
-    cloud = cloud_for(api_endpoint, project, zone)
-    listing = _run(op.list_keys, cloud, name)
+    ports = ports_for(api_endpoint, project, zone)
+    listing = _run(ports, name, op.list_keys)
     if json_:
         output.print_json(listing.to_dict())
     else:
@@ -184,14 +170,14 @@ def bootstrap(
             proj = f"work/{gitrepo.inspect().name}"
         make_spec = lambda rt: op.BootstrapSpec(  # noqa: E731
             requirements=req, python=python, torch=torch, project_dir=proj, runtime=rt)
-    cloud = cloud_for(api_endpoint, project, zone)
+    ports = ports_for(api_endpoint, project, zone)
     view = BootstrapView(json_)
 
     async def go(session: Any) -> Any:  # noqa: ANN401
         return await op.bootstrap(session, make_spec(session.slice.runtime_version),
                                   timeout=timeout, on_update=view.update)
 
-    result = _run(go, cloud, name)
+    result = _run(ports, name, go)
     if json_:
         output.print_json(result.to_dict())
     else:
@@ -277,8 +263,8 @@ def launch(
                                  replace=replace, force=force, run_id=run_id,
                                  timeout=timeout)
 
-    cloud = cloud_for(api_endpoint, project, zone)
-    result = _run(lambda s: op.launch(s, make(s)), cloud, name)
+    ports = ports_for(api_endpoint, project, zone)
+    result = _run(ports, name, lambda s: op.launch(s, make(s)))
     if json_:
         output.print_json(result.to_dict())
         return
@@ -344,7 +330,7 @@ def up(
 
         validate_run_id(run_id)
     prepared = op.prepare(r, node, recipe)
-    cloud = cloud_for(api_endpoint, project, zone or r.zone)
+    ports = ports_for(api_endpoint, project, zone or r.zone)
     printer = worker_line_printer(json_)
     view = BootstrapView(json_)
 
@@ -353,7 +339,7 @@ def up(
             render_step(s)
 
     with output.progress(f"{node}") as p:
-        result = op.up(cloud, prepared, replace=replace, follow=not detach, on_step=on_step,
+        result = op.up(ports, prepared, replace=replace, follow=not detach, on_step=on_step,
                        on_line=lambda i, ln: printer(i, "stdout", ln), on_state=p.update,
                        on_bootstrap=view.update, run_id=run_id, on_preempt=on_preempt,
                        max_recreates=max_recreates, ready_timeout=ready_timeout,
@@ -396,10 +382,10 @@ def down(
 
         raise UsageError(f"refusing to take down {name!r} without --yes (stdin is not a "
                          "terminal)", hint=f"run `tpuctl down {name} --yes`")
-    cloud = cloud_for(api_endpoint, project, zone)
-    check_deletable(cloud, name, any_owner=any_owner)  # before anything touches the node
+    ports = ports_for(api_endpoint, project, zone)
+    check_deletable(ports, name, any_owner=any_owner)  # before anything touches the node
     try:
-        _run(lambda s: op.stop_run(s, None, grace=10), cloud, name, any_owner=any_owner)
+        _run(ports, name, lambda s: op.stop_run(s, None, grace=10), any_owner=any_owner)
     except TpuctlError as e:
         if e.exit_code not in (3,) and "not READY" not in e.message:
             output.info(f"stop skipped: {e.message}")
@@ -418,8 +404,8 @@ def logs_fetch(
     """Copy every worker's log of a run to DEST/<node>/<run>/worker<i>.log."""
     from tpuctl.ops import logs as op
 
-    cloud = cloud_for(api_endpoint, project, zone)
-    result = _run(lambda s: op.fetch(s, run, dest or op.default_dest()), cloud, name)
+    ports = ports_for(api_endpoint, project, zone)
+    result = _run(ports, name, lambda s: op.fetch(s, run, dest or op.default_dest()))
     if json_:
         output.print_json(result.to_dict())
     else:

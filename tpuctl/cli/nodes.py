@@ -14,8 +14,8 @@ from tpuctl.cli.options import (
     NameArg,
     ProjectOpt,
     ZoneOpt,
-    cloud_for,
     not_an_option,
+    ports_for,
 )
 from tpuctl.errors import CapacityError, UsageError
 from tpuctl.model import Slice
@@ -44,7 +44,7 @@ def create(
 ) -> None:
     """Create a task-named TPU VM (or reuse the managed one with the same spec) and wait for it."""
     from tpuctl.ops.create import CreateRequest, validate_request
-    from tpuctl.ops.create import create as do_create
+    from tpuctl.ops.create import create_in_zone as do_create
 
     req = CreateRequest(name=name, accelerator_type=type_, runtime=runtime, spot=spot,
                         queued=queued, labels=tuple(label), wait=wait, timeout=timeout,
@@ -53,17 +53,17 @@ def create(
     result = None
     zones = [z.strip() for z in zone.split(",")] if zone else [None]
     for i, z in enumerate(zones):
-        cloud = cloud_for(api_endpoint, project, z)
+        ports = ports_for(api_endpoint, project, z)
         try:
-            with output.progress(f"{name} ({type_} in {cloud.zone})") as p:
-                result = do_create(cloud, req, progress=p.update)
+            with output.progress(f"{name} ({type_} in {ports.cloud.zone})") as p:
+                result = do_create(ports, req, progress=p.update)
             break
         except CapacityError as e:
             if i == len(zones) - 1:
                 if len(zones) > 1:
                     e.message += f" (tried {', '.join(str(x) for x in zones)})"
                 raise
-            output.info(f"{cloud.zone}: {e.message}; trying {zones[i + 1]}")
+            output.info(f"{ports.cloud.zone}: {e.message}; trying {zones[i + 1]}")
     assert result is not None
     if json_:
         output.print_json(result.to_dict())
@@ -86,13 +86,14 @@ def list_(
     """List TPU nodes (managed by tpuctl unless --all) with their owners."""
     from tpuctl.ops.nodes import list_nodes
 
-    cloud = cloud_for(api_endpoint, project, zone)
-    nodes = list_nodes(cloud, include_unmanaged=all_)
+    ports = ports_for(api_endpoint, project, zone)
+    nodes = list_nodes(ports, include_unmanaged=all_).nodes
     if json_:
         output.print_json([n.to_dict() for n in nodes])
         return
     if not nodes:
-        output.info(f"no {'' if all_ else 'managed '}nodes in {cloud.project}/{cloud.zone}")
+        output.info(f"no {'' if all_ else 'managed '}nodes in "
+                    f"{ports.cloud.project}/{ports.cloud.zone}")
         return
     output.table(
         ["NAME", "TYPE", "STATE", "RUNTIME", "WORKERS", "MANAGED", "OWNER"],
@@ -118,8 +119,8 @@ def describe(
     from tpuctl.ops.nodes import describe as do_describe
 
     validate_node_name(name)
-    cloud = cloud_for(api_endpoint, project, zone)
-    sl = do_describe(cloud, name)
+    ports = ports_for(api_endpoint, project, zone)
+    sl = do_describe(ports, name)
     if json_:
         output.print_json(sl.to_dict())
         return
@@ -163,15 +164,15 @@ def delete(
     if not yes and not sys.stdin.isatty():
         raise UsageError(f"refusing to delete {name!r} without --yes (stdin is not a terminal)",
                          hint=f"run `tpuctl delete {name} --yes`")
-    cloud = cloud_for(api_endpoint, project, zone)
-    sl = check_deletable(cloud, name, any_owner=any_owner)
+    ports = ports_for(api_endpoint, project, zone)
+    sl = check_deletable(ports, name, any_owner=any_owner)
     if not yes and not typer.confirm(
         f"Delete {sl.name} ({sl.accelerator_type}, {len(sl.workers)} workers, {sl.state}) "
         f"in {sl.zone}?", default=False):
         output.info("not deleted")
         raise typer.Exit(1)
     with output.progress(f"deleting {name}") as p:
-        result = do_delete(cloud, sl, wait=wait, on_poll=lambda: p.update("DELETING"))
+        result = do_delete(ports, sl, wait=wait, on_poll=lambda: p.update("DELETING"))
     if json_:
         output.print_json(result.to_dict())
     else:
@@ -208,8 +209,8 @@ def gc(
     others."""
     from tpuctl.ops import gc as op
 
-    cloud = cloud_for(api_endpoint, project, zone)
-    found, others = op.candidates(cloud, any_owner=any_owner)
+    ports = ports_for(api_endpoint, project, zone)
+    found, others = op.candidates(ports.cloud, any_owner=any_owner)
     if others and not json_:
         output.info(f"left alone, not yours: {', '.join(c.node.name for c in others)} "
                     "(--any-owner includes them)")
@@ -226,7 +227,7 @@ def gc(
             output.print_json({"deleted": [], "candidates": [],
                                "not_yours": [c.to_dict() for c in others]})
         else:
-            output.info(f"nothing to collect in {cloud.project}/{cloud.zone}")
+            output.info(f"nothing to collect in {ports.cloud.project}/{ports.cloud.zone}")
         return
     if not json_:
         output.table(["NAME", "STATE", "REASON"], [[c.node.name, c.node.state, c.reason]
@@ -236,7 +237,7 @@ def gc(
         return
     if not yes and not typer.confirm(f"Delete {len(found)} node(s)?", default=False):
         raise typer.Exit(1)
-    deleted = op.collect(cloud, found)
+    deleted = op.collect(ports, found)
     if json_:
         output.print_json({"deleted": deleted, "candidates": [c.to_dict() for c in found],
                            "not_yours": [c.to_dict() for c in others]})

@@ -12,7 +12,7 @@ import typer
 
 from tpuctl.cli import output
 from tpuctl.cli.loop import RunArg, _run
-from tpuctl.cli.options import EndpointOpt, JsonOpt, NameArg, ProjectOpt, ZoneOpt, cloud_for
+from tpuctl.cli.options import EndpointOpt, JsonOpt, NameArg, ProjectOpt, ZoneOpt, ports_for
 from tpuctl.cli.remote import worker_line_printer
 
 
@@ -29,7 +29,7 @@ def tail(
     from tpuctl.workers.select import parse_worker_selection
 
     parse_worker_selection(worker, None)
-    cloud = cloud_for(api_endpoint, project, zone)
+    ports = ports_for(api_endpoint, project, zone)
     printer = worker_line_printer(False)
 
     async def go(session: Any) -> Any:  # noqa: ANN401
@@ -37,7 +37,7 @@ def tail(
         return await op.tail(session, run, lines=lines, follow=follow, indices=idx,
                              on_line=lambda i, ln: printer(i, "stdout", ln))
 
-    result = _run(go, cloud, name)
+    result = _run(ports, name, go)
     output.unreachable(result.unreachable)
     if follow:
         _report_end(result)
@@ -75,7 +75,7 @@ def status(
     from tpuctl.ops import runs as op
 
     validate_node_name(name)
-    cloud = cloud_for(api_endpoint, project, zone)
+    ports = ports_for(api_endpoint, project, zone)
     # a PREEMPTED or TERMINATED node ends in opening the session: exit 6, named
     view = StatusView(as_json=json_, watch=watch)
 
@@ -88,7 +88,7 @@ def status(
             await asyncio.sleep(interval)
 
     try:
-        st = _run(go, cloud, name, shared=True)
+        st = _run(ports, name, go, shared=True)
     finally:
         view.close()
     if watch and st.serve_state in ("degraded", "down"):
@@ -109,8 +109,8 @@ def stop(
     """TERM then KILL the run's process group on every worker; clear the libtpu lockfile."""
     from tpuctl.ops import launch as op
 
-    cloud = cloud_for(api_endpoint, project, zone)
-    result = _run(lambda s: op.stop_run(s, run, grace=grace), cloud, name, shared=True)
+    ports = ports_for(api_endpoint, project, zone)
+    result = _run(ports, name, lambda s: op.stop_run(s, run, grace=grace), shared=True)
     if json_:
         output.print_json(result.to_dict())
     else:
@@ -131,8 +131,8 @@ def runs(
     from tpuctl.ops.runlist import list_runs
 
     validate_node_name(name)
-    cloud = cloud_for(api_endpoint, project, zone)
-    result = _run(list_runs, cloud, name, shared=True)
+    ports = ports_for(api_endpoint, project, zone)
+    result = _run(ports, name, list_runs, shared=True)
     if json_:
         output.print_json(result.to_dict())
     elif not result.runs:

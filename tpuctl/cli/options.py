@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from tpuctl.cloud.base import Cloud
+    from tpuctl.ops.ports import Ports
 
 ENDPOINT_HELP = ("TPU v2 REST endpoint, e.g. the emulator's http://127.0.0.1:PORT "
                  "(env TPUCTL_API_ENDPOINT)")
@@ -36,11 +36,11 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output o
 NameArg = Annotated[str, typer.Argument(help="node (task) name", show_default=False)]
 
 
-def cloud_for(api_endpoint: str | None, project: str | None, zone: str | None) -> Cloud:
-    """The Cloud adapter for these options (imports google-cloud only now)."""
-    from tpuctl.ops.context import cloud_from_options
+def ports_for(api_endpoint: str | None, project: str | None, zone: str | None) -> Ports:
+    """The ports for these options (tpuctl/wiring.py; nothing heavy is imported yet)."""
+    from tpuctl.wiring import ports
 
-    return cloud_from_options(api_endpoint=api_endpoint, project=project, zone=zone)
+    return ports(api_endpoint, project, zone)
 
 
 def checked_run_id(value: str | None) -> str | None:

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from tpuctl.cli import output
-from tpuctl.cli.options import EndpointOpt, JsonOpt, NameArg, ProjectOpt, ZoneOpt, cloud_for
+from tpuctl.cli.options import EndpointOpt, JsonOpt, NameArg, ProjectOpt, ZoneOpt, ports_for
 
 _COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "red")
 
@@ -58,15 +58,15 @@ def exec_(
     import asyncio
 
     from tpuctl.naming import validate_node_name
-    from tpuctl.ops.remote_exec import build_command, run_exec
+    from tpuctl.ops.remote_exec import ExecRequest, build_command, run_exec
     from tpuctl.workers.select import parse_worker_selection
 
     build_command(command)
     validate_node_name(name)
     parse_worker_selection(worker, None)
-    cloud = cloud_for(api_endpoint, project, zone)
-    result = asyncio.run(run_exec(cloud, name, command, workers=worker, timeout=timeout,
-                                  on_output=worker_line_printer(json_)))
+    ports = ports_for(api_endpoint, project, zone)
+    result = asyncio.run(run_exec(ports, ExecRequest(name, tuple(command), worker, timeout),
+                                  worker_line_printer(json_)))
     if json_:
         output.print_json(result.to_dict())
     else:
@@ -101,8 +101,8 @@ def ssh(
 
     from tpuctl.ops.ssh import ssh_argv
 
-    cloud = cloud_for(api_endpoint, project, zone)
-    argv = ssh_argv(cloud, name, worker, command or [])
+    ports = ports_for(api_endpoint, project, zone)
+    argv = ssh_argv(ports, name, worker, command or [])
     if print_argv:
         output.out(shlex.join(argv))
         return
@@ -120,5 +120,5 @@ def ssh_config(
     """Print OpenSSH `Host NAME-wI` entries for every worker (append to ~/.ssh/config)."""
     from tpuctl.ops.ssh import ssh_config_text
 
-    cloud = cloud_for(api_endpoint, project, zone)
-    sys.stdout.write(ssh_config_text(cloud, name))
+    ports = ports_for(api_endpoint, project, zone)
+    sys.stdout.write(ssh_config_text(ports, name))

@@ -8,7 +8,7 @@ import typer
 
 from tpuctl.cli import output
 from tpuctl.cli.loop import _run, render_step
-from tpuctl.cli.options import EndpointOpt, JsonOpt, NameArg, ProjectOpt, ZoneOpt, cloud_for
+from tpuctl.cli.options import EndpointOpt, JsonOpt, NameArg, ProjectOpt, ZoneOpt, ports_for
 
 PortOpt = Annotated[int, typer.Option(help="the server's port on worker 0")]
 
@@ -24,7 +24,7 @@ def forward(
 
     from tpuctl.ops.endpoint import open_forward
 
-    cloud = cloud_for(api_endpoint, project, zone)
+    ports = ports_for(api_endpoint, project, zone)
 
     async def go(session: Any) -> None:  # noqa: ANN401
         listener, local = await open_forward(
@@ -38,7 +38,7 @@ def forward(
             listener.close()
 
     try:
-        _run(go, cloud, name)
+        _run(ports, name, go)
     except KeyboardInterrupt:
         output.info("forward stopped")
 
@@ -56,9 +56,10 @@ def generate(
     """Send one /generate request to rank 0 and print the answer and its latency."""
     from tpuctl.ops.endpoint import generate as do_generate
 
-    cloud = cloud_for(api_endpoint, project, zone)
-    result = _run(lambda s: do_generate(s, prompt, port=port, max_new_tokens=max_tokens,
-                                        temperature=temperature, timeout=timeout), cloud, name)
+    ports = ports_for(api_endpoint, project, zone)
+    result = _run(ports, name, lambda s: do_generate(s, prompt, port=port,
+                                                     max_new_tokens=max_tokens,
+                                                     temperature=temperature, timeout=timeout))
     if json_:
         output.print_json(result.to_dict())
         return
@@ -123,9 +124,9 @@ def serve(
 
     parse_accelerator(type_)
     prepared = op.prepare(recipe, name, Path.cwd() / "serve.yaml")
-    cloud = cloud_for(api_endpoint, project, zone)
+    ports = ports_for(api_endpoint, project, zone)
     with output.progress(name) as p:
-        result = op.up(cloud, prepared, replace=replace, follow=False,
+        result = op.up(ports, prepared, replace=replace, follow=False,
                        on_step=lambda s: None if json_ else render_step(s),
                        on_line=lambda i, ln: None, on_state=p.update)
     if json_:

@@ -1,4 +1,10 @@
-"""The Cloud port: a small interface of verbs with frozen dataclasses in and out."""
+"""The Cloud port: a small interface of verbs with frozen dataclasses in and out.
+
+Every verb raises typed errors only (tpuctl/errors.py): NotFoundError (3) for a missing
+resource, UsageError (2) for a request the API rejects, CapacityError / CloudError (4) for
+stockouts, quota and everything else the API or the network does. Verbs that change
+something return the name of a long-running operation for `wait_operation`.
+"""
 
 from __future__ import annotations
 
@@ -22,29 +28,63 @@ class Cloud(Protocol):
     zone: str
     endpoint: str | None  # None: real GCP; else a TPU v2 REST server (the emulator)
 
+    def in_zone(self, zone: str) -> Cloud:
+        """The same cloud (project, endpoint, credentials) in another zone."""
+        ...
+
     def caller(self) -> str:
         """Who makes the calls (an account email, or the local user for the emulator):
         the owner of what this user creates."""
         ...
 
-    def get_node(self, name: str) -> Slice: ...
-    def list_nodes(self) -> list[Slice]: ...
-    def create_node(self, spec: NodeSpec) -> str: ...
+    def get_node(self, name: str) -> Slice:
+        """The node with its workers (in network-endpoint order) and, once READY, their
+        host keys and SSH ports from guest attributes."""
+        ...
+
+    def list_nodes(self) -> list[Slice]:
+        """Every node of the zone (without host keys)."""
+        ...
+
+    def create_node(self, spec: NodeSpec) -> str:
+        """Start creating the node; a node of that name already there is a UsageError."""
+        ...
+
     def delete_node(self, name: str) -> str: ...
-    def create_queued_resource(self, spec: NodeSpec) -> str: ...
-    def queued_resource_state(self, name: str) -> str: ...
-    def delete_queued_resource(self, name: str) -> str: ...
-    def stop_node(self, name: str) -> str: ...
-    def start_node(self, name: str) -> str: ...
-    def set_metadata(self, name: str, metadata: dict[str, str]) -> str: ...
-    def guest_attributes(self, name: str) -> list[GuestAttribute]: ...
-    def list_runtime_versions(self) -> list[str]: ...
-    def list_accelerator_types(self) -> list[str]: ...
-    def operation_error(self, op_name: str) -> tuple[int, str] | None: ...
+
+    def create_queued_resource(self, spec: NodeSpec) -> str:
+        """A queued resource of one node, named like the node, provisioned when capacity
+        frees."""
+        ...
+
+    def queued_resource_state(self, name: str) -> str:
+        """ACCEPTED, WAITING_FOR_RESOURCES, PROVISIONING, ACTIVE, FAILED, ..."""
+        ...
+
+    def delete_queued_resource(self, name: str) -> str:
+        """Deletes the queued resource and the node it made (force)."""
+        ...
+
+    def set_metadata(self, name: str, metadata: dict[str, str]) -> str:
+        """Replace the node's metadata as a whole."""
+        ...
+
+    def list_runtime_versions(self) -> list[str]:
+        """The zone's runtime versions; empty when the cloud cannot say (nothing is then
+        checked locally, and the API judges the create request)."""
+        ...
+
+    def operation_error(self, op_name: str) -> tuple[int, str] | None:
+        """(google.rpc code, message) of a finished operation that failed, else None."""
+        ...
+
     def wait_operation(
         self,
         op_name: str,
         *,
         timeout: float,
         on_poll: Callable[[], None] | None = None,
-    ) -> None: ...
+    ) -> None:
+        """Until the operation is done (TimeoutExpired past `timeout`; CloudError when it
+        failed)."""
+        ...

@@ -223,6 +223,12 @@ class GcpCloud:
         self._creds = None if client else credentials(endpoint)
         self._client = client or make_client(endpoint, self._creds)
 
+    def in_zone(self, zone: str) -> GcpCloud:
+        """This cloud in another zone, on the same client and credentials."""
+        other = GcpCloud(self.project, zone, self.endpoint, client=self._client)
+        other._creds = self._creds
+        return other
+
     def caller(self) -> str:
         """Who makes the calls, for the owner label: the ADC account (else gcloud's
         `core/account`, else the local user) on GCP; the local user on a custom endpoint
@@ -298,20 +304,10 @@ class GcpCloud:
             )
             return str(op.operation.name)
 
-    def _node_verb(self, verb: str, call: Callable[..., Any], name: str) -> str:
-        """delete/stop/start: the same request shape, an operation name back."""
-        with api_errors(f"{verb} node {name!r}"):
-            op = api_retry(call)(request={"name": self.node_path(name)})
-            return str(op.operation.name)
-
     def delete_node(self, name: str) -> str:
-        return self._node_verb("deleting", self._client.delete_node, name)
-
-    def stop_node(self, name: str) -> str:
-        return self._node_verb("stopping", self._client.stop_node, name)
-
-    def start_node(self, name: str) -> str:
-        return self._node_verb("starting", self._client.start_node, name)
+        with api_errors(f"deleting node {name!r}"):
+            op = api_retry(self._client.delete_node)(request={"name": self.node_path(name)})
+            return str(op.operation.name)
 
     def set_metadata(self, name: str, metadata: dict[str, str]) -> str:
         node = tpu_v2.Node(name=self.node_path(name), metadata=metadata)
@@ -338,13 +334,6 @@ class GcpCloud:
                 request={"parent": self.parent}
             )
             return sorted(rv.version for rv in pager)
-
-    def list_accelerator_types(self) -> list[str]:
-        with api_errors(f"listing accelerator types in {self.zone}"):
-            pager = api_retry(self._client.list_accelerator_types)(
-                request={"parent": self.parent}
-            )
-            return sorted(at.type_ for at in pager)
 
     def operation_error(self, op_name: str) -> tuple[int, str] | None:
         """(code, message) when the operation finished with an error, else None."""

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from tpuctl import sshkeys
 from tpuctl.cloud.base import Cloud
-from tpuctl.errors import CloudError, TimeoutExpired, TpuctlError
+from tpuctl.errors import NodeNotReady, PreemptedError, TimeoutExpired
 from tpuctl.model import Slice
-from tpuctl.ops import worker_cache
+from tpuctl.ops.ports import Local, Ports
 from tpuctl.workers.base import SshTarget
 
 SSH_KEYS = "ssh-keys"
 
 
-def ssh_key_metadata(existing: dict[str, str]) -> dict[str, str]:
+def ssh_key_metadata(local: Local, existing: dict[str, str]) -> dict[str, str]:
     """The node metadata with this user's tpuctl key added (GCP `user:key` lines)."""
-    _, pub = sshkeys.ensure_key()
-    entry = sshkeys.ssh_keys_entry(sshkeys.ssh_username(), pub)
+    _, pub = local.ensure_key()
+    entry = sshkeys.ssh_keys_entry(local.username(), pub)
     merged = dict(existing)
     merged[SSH_KEYS] = sshkeys.merge_ssh_keys(existing.get(SSH_KEYS, ""), entry)
     return merged
@@ -29,24 +28,20 @@ GONE_STATES = ("PREEMPTED", "TERMINATED")  # the VMs, their disks and every run 
 
 def require_ready(sl: Slice) -> None:
     if sl.state in GONE_STATES:
-        from tpuctl.errors import PreemptedError
-
         raise PreemptedError(
             f"node {sl.name!r} is {sl.state}: its workers and runs are gone",
             hint=f"`tpuctl down {sl.name} --yes`, then `tpuctl up` (or `tpuctl create`) again")
     if sl.state != "READY":
-        raise CloudError(f"node {sl.name!r} is {sl.state}, not READY",
-                         hint="wait for it (`tpuctl describe`) or recreate it")
+        raise NodeNotReady(f"node {sl.name!r} is {sl.state}, not READY",
+                           hint="wait for it (`tpuctl describe`) or recreate it")
     if not sl.workers:
-        raise CloudError(f"node {sl.name!r} reports no workers (no network endpoints)",
-                         hint="the node is not usable; delete and recreate it")
+        raise NodeNotReady(f"node {sl.name!r} reports no workers (no network endpoints)",
+                           hint="the node is not usable; delete and recreate it")
 
 
 def raise_if_gone(cloud: Cloud, name: str, *, context: str, hint: str) -> None:
     """PreemptedError (exit 6) when a lost worker is explained by the node being preempted or
     terminated; nothing when the node is fine or the API cannot say (that is not news)."""
-    from tpuctl.errors import PreemptedError
-
     try:
         node = cloud.get_node(name)
     except Exception:  # noqa: BLE001 - the caller's own error is the one to report
@@ -55,15 +50,16 @@ def raise_if_gone(cloud: Cloud, name: str, *, context: str, hint: str) -> None:
         raise PreemptedError(f"node {name!r} was {node.state.lower()} {context}", hint=hint)
 
 
-def ensure_access(cloud: Cloud, name: str, *, timeout: float = 300.0,
+def ensure_access(ports: Ports, name: str, *, timeout: float = 300.0,
                   any_owner: bool = False) -> Slice:
     """A READY slice with our key authorized and every worker's host key pinned locally.
 
     Adding our key changes the node: only on a managed node of ours (or one without an owner
     label, or with `any_owner`); a node that already authorizes our key needs no change."""
+    cloud, local = ports.cloud, ports.local
     sl = cloud.get_node(name)
     require_ready(sl)
-    wanted = ssh_key_metadata(sl.metadata)
+    wanted = ssh_key_metadata(local, sl.metadata)
     if wanted != sl.metadata:
         from tpuctl.ops.owner import check_ours
 
@@ -82,29 +78,24 @@ def ensure_access(cloud: Cloud, name: str, *, timeout: float = 300.0,
                                  hint="retry in a minute; the guest agent may still be starting")
         time.sleep(1.0)
         sl = cloud.get_node(name)
-    sshkeys.write_known_hosts(sl)
-    worker_cache.store(cloud, sl, public_key=sshkeys.ensure_key()[1])
+    local.pin_host_keys(sl)
+    local.cache_slice(cloud, sl, public_key=local.ensure_key()[1])
     return sl
 
 
-def cached_access(cloud: Cloud, name: str, *, any_owner: bool = False) -> tuple[Slice, bool]:
+def cached_access(ports: Ports, name: str, *, any_owner: bool = False) -> tuple[Slice, bool]:
     """`ensure_access`, answered from the worker cache while its entry is fresh (no API call,
     no google-cloud import); the flag says which. A cached list must be refreshed from the
     API when a worker cannot be reached with it (`SliceSession.refresh`)."""
-    cached = worker_cache.load(cloud, name, public_key=sshkeys.ensure_key()[1])
+    cached = ports.local.cached_slice(ports.cloud, name,
+                                      public_key=ports.local.ensure_key()[1])
     if cached is not None:
         return cached, True
-    return ensure_access(cloud, name, any_owner=any_owner), False
+    return ensure_access(ports, name, any_owner=any_owner), False
 
 
-def ssh_targets(sl: Slice, indices: list[int] | None = None) -> list[SshTarget]:
-    user = sshkeys.ssh_username()
+def ssh_targets(local: Local, sl: Slice, indices: list[int] | None = None
+                ) -> list[SshTarget]:
+    user = local.username()
     chosen = sl.workers if indices is None else [sl.workers[i] for i in indices]
     return [SshTarget(w.index, w.ip, w.ssh_port, user, w.host_key) for w in chosen]
-
-
-def key_path() -> Path:
-    path = sshkeys.key_path()
-    if not path.is_file():
-        raise TpuctlError("no tpuctl SSH key yet", hint="run `tpuctl create` or `tpuctl ssh` once")
-    return path

@@ -26,11 +26,24 @@ from tpuctl.model import (
     Slice,
 )
 from tpuctl.naming import parse_duration, parse_labels, validate_node_name
-from tpuctl.ops import worker_cache
 from tpuctl.ops.access import GONE_STATES, ensure_access, ssh_key_metadata
 from tpuctl.ops.owner import me
+from tpuctl.ops.ports import Ports
 
 Progress = Callable[[str], None]
+
+
+class CreateEvents:
+    """What `create` reports while it works (a renderer overrides what it shows)."""
+
+    def zone(self, zone: str) -> None:
+        """Trying this zone now."""
+
+    def state(self, state: str) -> None:
+        """The node's (or queued resource's) state changed."""
+
+    def no_capacity(self, zone: str, message: str, next_zone: str) -> None:
+        """`zone` had no capacity; `next_zone` is tried next."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,7 @@ class CreateRequest:
     wait: bool = True
     timeout: float = 1800.0
     ttl: str | None = None  # e.g. "8h": labels an expiry that `tpuctl gc` acts on
+    zones: tuple[str, ...] = ()  # tried in order, moving on only on a stockout; (): configured
 
 
 @dataclass(frozen=True)
@@ -70,6 +84,9 @@ def validate_request(req: CreateRequest) -> tuple[NodeSpec, bool]:
     if req.timeout <= 0:
         raise UsageError(f"invalid --timeout {req.timeout}",
                          hint="give a positive number of seconds")
+    if any(not z for z in req.zones):
+        raise UsageError(f"invalid --zone {','.join(req.zones)!r}: an empty zone",
+                         hint="give zones separated by commas, e.g. us-east5-b,us-east5-a")
     return NodeSpec(name=req.name, accelerator_type=accel.name, runtime_version=runtime,
                     spot=req.spot, labels=labels,
                     description=f"tpuctl task {req.name}"), auto
@@ -77,7 +94,7 @@ def validate_request(req: CreateRequest) -> tuple[NodeSpec, bool]:
 
 def check_runtime(cloud: Cloud, runtime: str, accelerator_type: str, auto: bool) -> None:
     available = cloud.list_runtime_versions()
-    if runtime in available:
+    if runtime in available or not available:  # empty: the cloud cannot say (dry run)
         return
     gen = accelerator_type.split("-")[0]
     default = parse_accelerator(accelerator_type).default_runtime
@@ -173,7 +190,30 @@ def _wait_ready(cloud: Cloud, name: str, deadline: float, progress: Progress,
         interval = min(interval * 1.5, 5.0)
 
 
-def create(cloud: Cloud, req: CreateRequest, progress: Progress = lambda s: None) -> CreateResult:
+def create(ports: Ports, req: CreateRequest, events: CreateEvents | None = None
+           ) -> CreateResult:
+    """The node in the first of `req.zones` (or the configured zone) that has capacity."""
+    events = events or CreateEvents()
+    validate_request(req)  # bad input fails before any configuration or API work
+    zones = list(req.zones) or [ports.cloud.zone]
+    for i, zone in enumerate(zones):
+        here = ports.in_zone(zone) if req.zones else ports
+        events.zone(zone)
+        try:
+            return create_in_zone(here, req, events.state)
+        except CapacityError as e:
+            if i == len(zones) - 1:
+                if len(zones) > 1:
+                    raise CapacityError(f"{e.message} (tried {', '.join(zones)})",
+                                        hint=e.hint) from None
+                raise
+            events.no_capacity(zone, e.message, zones[i + 1])
+    raise AssertionError("unreachable: the last zone returns or raises")
+
+
+def create_in_zone(ports: Ports, req: CreateRequest, progress: Progress = lambda s: None
+                   ) -> CreateResult:
+    cloud = ports.cloud
     t0 = time.monotonic()
     spec, auto = validate_request(req)
     deadline = t0 + req.timeout
@@ -186,12 +226,12 @@ def create(cloud: Cloud, req: CreateRequest, progress: Progress = lambda s: None
         progress(f"reusing {existing.state}")
         if req.wait:
             _wait_ready(cloud, spec.name, deadline, progress)
-            existing = ensure_access(cloud, spec.name,
+            existing = ensure_access(ports, spec.name,
                                      timeout=max(1.0, deadline - time.monotonic()))
         return CreateResult(existing, created=False, seconds=time.monotonic() - t0)
 
     check_runtime(cloud, spec.runtime_version, spec.accelerator_type, auto)
-    spec = replace(spec, metadata=ssh_key_metadata({}),
+    spec = replace(spec, metadata=ssh_key_metadata(ports.local, {}),
                    labels={**spec.labels, OWNER_LABEL: me(cloud)})
     progress("REQUESTED")
     if req.queued:
@@ -204,9 +244,9 @@ def create(cloud: Cloud, req: CreateRequest, progress: Progress = lambda s: None
     try:
         _wait_ready(cloud, spec.name, deadline, progress, op=None if req.queued else op,
                     queued=req.queued)
-        sl = ensure_access(cloud, spec.name, timeout=max(1.0, deadline - time.monotonic()))
+        sl = ensure_access(ports, spec.name, timeout=max(1.0, deadline - time.monotonic()))
     except (KeyboardInterrupt, TimeoutExpired, PreemptedError, CloudError):
-        _abandon(cloud, spec.name, req.queued)
+        _abandon(ports, spec.name, req.queued)
         raise
     return CreateResult(sl, created=True, seconds=time.monotonic() - t0)
 
@@ -220,9 +260,10 @@ def _get_or_placeholder(cloud: Cloud, spec: NodeSpec) -> Slice:
                      runtime_version=spec.runtime_version, state="QUEUED", labels=spec.labels)
 
 
-def _abandon(cloud: Cloud, name: str, queued: bool) -> None:
+def _abandon(ports: Ports, name: str, queued: bool) -> None:
     """A node this command started but could not finish is deleted, never leaked."""
-    worker_cache.forget(cloud, name)
+    cloud = ports.cloud
+    ports.local.forget_slice(cloud, name)
     try:
         if queued:
             cloud.delete_queued_resource(name)

@@ -13,6 +13,7 @@ from typing import Any
 
 from tpuctl.errors import RemoteCommandError, TimeoutExpired, UsageError
 from tpuctl.ops.session import SliceSession
+from tpuctl.workers.base import Listener
 
 DEFAULT_PORT = 30000
 
@@ -23,16 +24,13 @@ def _check_port(port: int, what: str) -> None:
 
 
 async def open_forward(session: SliceSession, *, port: int = DEFAULT_PORT,
-                       local_port: int = 0) -> tuple[Any, int]:
+                       local_port: int = 0) -> tuple[Listener, int]:
     """(listener, local port): 127.0.0.1:local_port here → worker 0's address:port there."""
     _check_port(port, "--port")
     _check_port(local_port, "--local-port")
-    forward = getattr(session.pool, "forward_local", None)
-    if forward is None:
-        raise UsageError("this worker transport cannot forward ports", hint="use SSH workers")
     dest = session.slice.workers[0].ip
     try:
-        listener = await forward(0, local_port, dest, port)
+        listener = await session.pool.forward_local(0, local_port, dest, port)
     except OSError as e:
         raise UsageError(f"cannot listen on 127.0.0.1:{local_port} ({e.strerror or e})",
                          hint="pick another --local-port (0 picks a free one)") from None
@@ -55,8 +53,6 @@ async def generate(session: SliceSession, prompt: str, *, port: int = DEFAULT_PO
                    max_new_tokens: int = 32, temperature: float = 0.0,
                    timeout: float = 120.0) -> GenerateResult:
     """One `/generate` request (sglang's native API) to rank 0, timed end to end."""
-    import aiohttp
-
     if max_new_tokens <= 0:
         raise UsageError(f"invalid --max-tokens {max_new_tokens}", hint="use 1 or more")
     listener, local = await open_forward(session, port=port)
@@ -64,19 +60,18 @@ async def generate(session: SliceSession, prompt: str, *, port: int = DEFAULT_PO
             "sampling_params": {"max_new_tokens": max_new_tokens, "temperature": temperature}}
     t0 = time.monotonic()
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http:
-            async with http.post(f"http://127.0.0.1:{local}/generate", json=body) as resp:
-                text = await resp.text()
-                status = resp.status
+        reply = await session.ports.http.post_json(f"http://127.0.0.1:{local}/generate", body,
+                                                   timeout=timeout)
     except TimeoutError:
         raise TimeoutExpired(f"no answer from the server within {timeout:.0f}s",
                              hint="check `tpuctl status NAME` (a dead rank makes generation "
                              "hang) and the logs with `tpuctl tail NAME`") from None
-    except aiohttp.ClientError as e:
+    except ConnectionError as e:
         raise RemoteCommandError(f"the server on w0 port {port} did not answer ({e})",
                                  hint="is it running and ready? `tpuctl status NAME`") from None
     finally:
         listener.close()
+    text, status = reply.text, reply.status
     latency = time.monotonic() - t0
     try:
         raw = json.loads(text)

@@ -7,13 +7,16 @@ label) only with `--any-owner`.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tpuctl.cloud.base import Cloud
+from tpuctl.errors import Declined
 from tpuctl.model import EXPIRES_LABEL, Slice
 from tpuctl.ops.access import GONE_STATES
-from tpuctl.ops.nodes import start_delete
+from tpuctl.ops.nodes import require_yes, start_delete
 from tpuctl.ops.owner import me
+from tpuctl.ops.ports import Ports
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,51 @@ class Candidate:
 
     def to_dict(self) -> dict[str, object]:
         return {"name": self.node.name, "state": self.node.state, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class GcRequest:
+    any_owner: bool = False
+    yes: bool = False
+    can_ask: bool = False
+
+
+@dataclass(frozen=True)
+class GcResult:
+    project: str
+    zone: str
+    candidates: tuple[Candidate, ...]
+    not_yours: tuple[Candidate, ...]  # leaked too, but another owner's: left alone
+    deleted: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"deleted": list(self.deleted),
+                "candidates": [c.to_dict() for c in self.candidates],
+                "not_yours": [c.to_dict() for c in self.not_yours]}
+
+
+class GcEvents:
+    def found(self, candidates: Sequence[Candidate], not_yours: Sequence[Candidate]) -> None:
+        """What will be collected and what is left alone, before anything is deleted."""
+
+    def confirm(self, candidates: Sequence[Candidate]) -> bool:
+        """Asked when the request did not say `yes`: delete these?"""
+        return False
+
+
+def gc(ports: Ports, req: GcRequest, events: GcEvents | None = None) -> GcResult:
+    events = events or GcEvents()
+    cloud = ports.cloud
+    found, others = candidates(cloud, any_owner=req.any_owner)
+    events.found(found, others)
+    deleted: list[str] = []
+    if found:
+        require_yes(req.yes, req.can_ask, f"delete {len(found)} node(s)",
+                    "run `tpuctl gc --dry-run` to see them, `tpuctl gc --yes` to delete")
+        if not req.yes and not events.confirm(found):
+            raise Declined("nothing deleted", hint="nothing was changed")
+        deleted = collect(ports, found)
+    return GcResult(cloud.project, cloud.zone, tuple(found), tuple(others), tuple(deleted))
 
 
 def candidates(cloud: Cloud, now: float | None = None, *, any_owner: bool = False
@@ -48,9 +96,10 @@ def candidates(cloud: Cloud, now: float | None = None, *, any_owner: bool = Fals
             [c for c in out if c.node.owner != mine])
 
 
-def collect(cloud: Cloud, found: list[Candidate], *, timeout: float = 900.0) -> list[str]:
+def collect(ports: Ports, found: Sequence[Candidate], *, timeout: float = 900.0
+            ) -> list[str]:
     """Delete every candidate (all requests first, then wait), returning the names."""
-    ops = [start_delete(cloud, c.node) for c in found]
+    ops = [start_delete(ports, c.node) for c in found]
     for op in ops:
-        cloud.wait_operation(op, timeout=timeout)
+        ports.cloud.wait_operation(op, timeout=timeout)
     return [c.node.name for c in found]

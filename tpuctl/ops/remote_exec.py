@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tpuctl.cloud.base import Cloud
 from tpuctl.errors import UsageError
 from tpuctl.naming import validate_node_name
 from tpuctl.ops.outcome import fanout_exit_code
+from tpuctl.ops.ports import Ports
+from tpuctl.ops.session import open_session
 from tpuctl.workers.base import OnOutput, WorkerResult
 from tpuctl.workers.select import parse_worker_selection
 
@@ -45,20 +47,40 @@ def build_command(argv: Sequence[str]) -> str:
     return shlex.join(argv)
 
 
-async def run_exec(cloud: Cloud, name: str, argv: Sequence[str], *, workers: str = "all",
-                   timeout: float | None = None, on_output: OnOutput | None = None) -> ExecResult:
-    command = build_command(argv)
-    validate_node_name(name)
-    parse_worker_selection(workers, None)  # syntax first: bad input costs no API call
-    if timeout is not None and timeout <= 0:
-        raise UsageError(f"invalid --timeout {timeout}", hint="give a positive number of seconds")
-    from tpuctl.ops.session import open_session
+@dataclass(frozen=True)
+class ExecRequest:
+    name: str
+    argv: tuple[str, ...]
+    workers: str = "all"  # all, an index, or e.g. 0,2-3
+    timeout: float | None = None  # seconds per worker
 
-    session = open_session(cloud, name, shared=True)
+
+def check(req: ExecRequest) -> str:
+    """Everything checkable locally (bad input costs no API call); the remote command."""
+    command = build_command(req.argv)
+    validate_node_name(req.name)
+    parse_worker_selection(req.workers, None)
+    if req.timeout is not None and req.timeout <= 0:
+        raise UsageError(f"invalid --timeout {req.timeout}",
+                         hint="give a positive number of seconds")
+    return command
+
+
+async def run_exec(ports: Ports, req: ExecRequest, on_output: OnOutput | None = None
+                   ) -> ExecResult:
+    command = check(req)
+    session = open_session(ports, req.name, shared=True)
     try:
-        indices = parse_worker_selection(workers, len(session.slice.workers))
-        results = await session.run(command, indices=indices, timeout=timeout,
+        indices = parse_worker_selection(req.workers, len(session.slice.workers))
+        results = await session.run(command, indices=indices, timeout=req.timeout,
                                     on_output=on_output)
     finally:
         await session.close()
-    return ExecResult(node=name, results=tuple(results))
+    return ExecResult(node=req.name, results=tuple(results))
+
+
+def exec_command(ports: Ports, req: ExecRequest, on_output: OnOutput | None = None
+                 ) -> ExecResult:
+    """The `exec` command: one command on the chosen workers, one result each."""
+    check(req)
+    return asyncio.run(run_exec(ports, req, on_output))

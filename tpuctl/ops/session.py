@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from tpuctl.aio import gather_or_cancel
 from tpuctl.cloud.base import Cloud
-from tpuctl.config import persist_seconds
 from tpuctl.errors import RemoteCommandError
 from tpuctl.model import Slice
 from tpuctl.ops import worker_cache
-from tpuctl.ops.access import cached_access, ensure_access, key_path, ssh_targets
+from tpuctl.ops.access import cached_access, ensure_access, ssh_targets
+from tpuctl.ops.ports import Ports
 from tpuctl.workers.base import OnOutput, WorkerResult, Workers
+
+T = TypeVar("T")
 
 # A constant, argument-free installer: unpack the script bundle from stdin into a
 # content-addressed directory unless that exact version is already there.
@@ -32,7 +35,7 @@ _INSTALL = (
 
 @dataclass
 class SliceSession:
-    cloud: Cloud
+    ports: Ports
     slice: Slice
     pool: Workers
     # the worker list came from ops/worker_cache.py, not from the API just now
@@ -45,6 +48,10 @@ class SliceSession:
     # are not run there, each call gets this failure back as that worker's result (as
     # `exec` reports an unreachable worker), so the other workers' results still count
     unreachable: dict[int, WorkerResult] = field(default_factory=dict, init=False)
+
+    @property
+    def cloud(self) -> Cloud:
+        return self.ports.cloud
 
     @property
     def indices(self) -> list[int]:
@@ -80,10 +87,11 @@ class SliceSession:
         async with self._refresh_lock:
             if not self.from_cache:
                 return
-            worker_cache.forget(self.cloud, self.slice.name)
+            self.ports.local.forget_slice(self.cloud, self.slice.name)
             self.from_cache = False
-            self.slice = await asyncio.to_thread(ensure_access, self.cloud, self.slice.name)
-            self.pool.retarget(ssh_targets(self.slice), connect_timeout=CONNECT_TIMEOUT,
+            self.slice = await asyncio.to_thread(ensure_access, self.ports, self.slice.name)
+            self.pool.retarget(ssh_targets(self.ports.local, self.slice),
+                               connect_timeout=CONNECT_TIMEOUT,
                                connect_attempts=CONNECT_ATTEMPTS)
 
     async def install_scripts(self) -> str:
@@ -245,29 +253,35 @@ def raise_on_failure(results: Sequence[WorkerResult], what: str,
                              + "; ".join(parts), hint=hint, returncode=code)
 
 
-def open_session(cloud: Cloud, name: str, *, max_concurrency: int = 64,
+def open_session(ports: Ports, name: str, *, max_concurrency: int = 64,
                  shared: bool = False, any_owner: bool = False) -> SliceSession:
     """A session on a READY node; its worker list from the cache when fresh.
 
-    `shared`: a short command from a shell (exec, status, stop) whose connections may come
-    from, and stay in, the per-user connection daemon (workers/mux.py) when persistence is on.
+    `shared`: a short command from a shell (exec, status, stop, runs) whose connections may
+    be kept between commands (the wiring decides how: workers/mux.py when persistence is on).
     """
-    sl, cached = cached_access(cloud, name, any_owner=any_owner)
-    timeout = CACHED_CONNECT_TIMEOUT if cached else CONNECT_TIMEOUT
-    attempts = 1 if cached else CONNECT_ATTEMPTS
-    pool: Workers
-    persist = persist_seconds() if shared else 0.0
-    if persist > 0:
-        from tpuctl.workers.mux import MuxWorkers
+    sl, cached = cached_access(ports, name, any_owner=any_owner)
+    pool = ports.connect(ssh_targets(ports.local, sl), key_path=ports.local.key_path(),
+                         pool=worker_cache.node_identity(ports.cloud, name), shared=shared,
+                         connect_timeout=CACHED_CONNECT_TIMEOUT if cached else CONNECT_TIMEOUT,
+                         connect_attempts=1 if cached else CONNECT_ATTEMPTS,
+                         max_concurrency=max_concurrency)
+    return SliceSession(ports=ports, slice=sl, pool=pool, from_cache=cached)
 
-        pool = MuxWorkers(ssh_targets(sl), key_path=key_path(),
-                          pool=worker_cache.node_identity(cloud, name), persist=persist,
-                          max_concurrency=max_concurrency, connect_timeout=timeout,
-                          connect_attempts=attempts)
-    else:
-        from tpuctl.workers.ssh import SshWorkers
 
-        pool = SshWorkers(ssh_targets(sl), key_path=key_path(),
-                          max_concurrency=max_concurrency, connect_timeout=timeout,
-                          connect_attempts=attempts)
-    return SliceSession(cloud=cloud, slice=sl, pool=pool, from_cache=cached)
+def on_slice(ports: Ports, name: str, fn: Callable[[SliceSession], Awaitable[T]], *,
+             shared: bool = False, any_owner: bool = False) -> T:
+    """Open one session (one connection per worker), run `fn(session)`, close it: the body
+    of every command that works on a node's workers."""
+    from tpuctl.naming import validate_node_name
+
+    validate_node_name(name)
+
+    async def main() -> T:
+        session = open_session(ports, name, shared=shared, any_owner=any_owner)
+        try:
+            return await fn(session)
+        finally:
+            await session.close()
+
+    return asyncio.run(main())

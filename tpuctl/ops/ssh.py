@@ -7,15 +7,15 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from tpuctl import sshkeys, validate
-from tpuctl.cloud.base import Cloud
+from tpuctl import validate
 from tpuctl.errors import CloudError, UsageError
 from tpuctl.model import Slice
 from tpuctl.naming import validate_node_name
 from tpuctl.ops.access import ensure_access, ssh_targets
+from tpuctl.ops.ports import Ports
 
 
-def ssh_argv(cloud: Cloud, name: str, worker: int, command: Sequence[str]) -> list[str]:
+def ssh_argv(ports: Ports, name: str, worker: int, command: Sequence[str]) -> list[str]:
     """The exact OpenSSH argv for an interactive shell (or one command) on one worker."""
     validate_node_name(name)
     if worker < 0:
@@ -24,14 +24,15 @@ def ssh_argv(cloud: Cloud, name: str, worker: int, command: Sequence[str]) -> li
     if ssh is None:
         raise UsageError("the OpenSSH client (ssh) is not installed",
                          hint="install it, e.g. `apt-get install openssh-client`")
-    sl = ensure_access(cloud, name)
+    sl = ensure_access(ports, name)
     if worker >= len(sl.workers):
         raise UsageError(f"worker {worker} does not exist: {name!r} has {len(sl.workers)} "
                          f"worker(s)", hint=f"use --worker 0..{len(sl.workers) - 1}")
     from tpuctl.workers.openssh import ssh_option_args
 
-    target = ssh_targets(sl, [worker])[0]
-    argv = [ssh, *ssh_option_args(target, sshkeys.key_path(), sshkeys.known_hosts_path(sl))]
+    local = ports.local
+    target = ssh_targets(local, sl, [worker])[0]
+    argv = [ssh, *ssh_option_args(target, local.key_path(), local.known_hosts_path(sl))]
     if not command:
         argv.append("-t")  # a terminal for the interactive shell, even under `tpuctl` wrappers
     # options end here: the destination is data from the API, never read as an option (ssh
@@ -42,13 +43,14 @@ def ssh_argv(cloud: Cloud, name: str, worker: int, command: Sequence[str]) -> li
     return argv
 
 
-def ssh_config_text(cloud: Cloud, name: str) -> str:
+def ssh_config_text(ports: Ports, name: str) -> str:
     """`Host NAME-wI` blocks for ~/.ssh/config, so plain ssh/scp/rsync/VS Code work."""
     validate_node_name(name)
-    sl = ensure_access(cloud, name)
+    sl = ensure_access(ports, name)
+    local = ports.local
     try:
-        return render_ssh_config(sl, sshkeys.key_path(), sshkeys.known_hosts_path(sl),
-                                 sshkeys.ssh_username())
+        return render_ssh_config(sl, local.key_path(), local.known_hosts_path(sl),
+                                 local.username())
     except ValueError as e:
         raise CloudError(f"node {name!r}: {e}", hint="refusing to write it into an ssh "
                          "config; check that the endpoint is the TPU API") from None

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import IO, Any
 
 from tpuctl import gitrepo
-from tpuctl.cloud.base import Cloud
 from tpuctl.errors import NotFoundError, PreemptedError, TpuctlError, UsageError
 from tpuctl.ops import bootstrap as bootstrap_op
 from tpuctl.ops import launch as launch_op
@@ -20,8 +19,9 @@ from tpuctl.ops import runs as runs_op
 from tpuctl.ops import secrets as secrets_op
 from tpuctl.ops import sync as sync_op
 from tpuctl.ops.access import raise_if_gone
-from tpuctl.ops.create import CreateRequest, create
+from tpuctl.ops.create import CreateRequest, create_in_zone
 from tpuctl.ops.nodes import start_delete
+from tpuctl.ops.ports import Ports
 from tpuctl.ops.session import open_session
 from tpuctl.paths import private_dir, tpuctl_home
 from tpuctl.recipes.schema import Recipe
@@ -126,7 +126,7 @@ class LocalLogs:
         self._files.clear()
 
 
-def up(cloud: Cloud, p: Prepared, *, replace: bool = False, follow: bool = True,
+def up(ports: Ports, p: Prepared, *, replace: bool = False, follow: bool = True,
        on_step: Callable[[Step], None], on_line: runs_op.OnLine,
        on_state: Callable[[str], None] = lambda s: None,
        on_bootstrap: Callable[[bootstrap_op.WorkerBootstrap], None] | None = None,
@@ -152,7 +152,7 @@ def up(cloud: Cloud, p: Prepared, *, replace: bool = False, follow: bool = True,
     try:
         while True:
             try:
-                _attempt(cloud, p, result, attempt, replace=replace, follow=follow,
+                _attempt(ports, p, result, attempt, replace=replace, follow=follow,
                          on_step=on_step, on_line=tee, on_state=on_state,
                          on_bootstrap=on_bootstrap, run_id=run_id, logs=logs,
                          ready_timeout=ready_timeout, on_activity=on_activity)
@@ -161,7 +161,7 @@ def up(cloud: Cloud, p: Prepared, *, replace: bool = False, follow: bool = True,
                 if on_preempt != "recreate" or attempt >= max_recreates:
                     raise
                 t = time.monotonic()
-                _delete_quietly(cloud, p.name)
+                _delete_quietly(ports, p.name)
                 attempt += 1
                 s = Step("preempted", "recreate",
                          f"{e.message}; recreating ({attempt}/{max_recreates})",
@@ -172,14 +172,15 @@ def up(cloud: Cloud, p: Prepared, *, replace: bool = False, follow: bool = True,
         logs.close()
 
 
-def _delete_quietly(cloud: Cloud, name: str) -> None:
+def _delete_quietly(ports: Ports, name: str) -> None:
     try:
-        cloud.wait_operation(start_delete(cloud, cloud.get_node(name)), timeout=900)
+        ports.cloud.wait_operation(start_delete(ports, ports.cloud.get_node(name)),
+                                   timeout=900)
     except NotFoundError:
         pass
 
 
-def _attempt(cloud: Cloud, p: Prepared, result: UpResult, attempt: int, *, replace: bool,
+def _attempt(ports: Ports, p: Prepared, result: UpResult, attempt: int, *, replace: bool,
              follow: bool, on_step: Callable[[Step], None], on_line: runs_op.OnLine,
              on_state: Callable[[str], None],
              on_bootstrap: Callable[[bootstrap_op.WorkerBootstrap], None] | None,
@@ -193,7 +194,7 @@ def _attempt(cloud: Cloud, p: Prepared, result: UpResult, attempt: int, *, repla
         on_step(s)
 
     t0 = time.monotonic()
-    created = create(cloud, CreateRequest(name=p.name, accelerator_type=r.accelerator,
+    created = create_in_zone(ports, CreateRequest(name=p.name, accelerator_type=r.accelerator,
                                           runtime=r.runtime, spot=r.spot,
                                           timeout=r.timeouts.create), progress=on_state)
     sl = created.slice
@@ -206,7 +207,7 @@ def _attempt(cloud: Cloud, p: Prepared, result: UpResult, attempt: int, *, repla
         rid = f"{run_id}-r{attempt}" if run_id else None
 
     async def rest() -> None:
-        session = open_session(cloud, p.name)
+        session = open_session(ports, p.name)
         try:
             t = time.monotonic()
             on_activity("syncing")
@@ -280,7 +281,7 @@ def _attempt(cloud: Cloud, p: Prepared, result: UpResult, attempt: int, *, repla
             raise
         except TpuctlError as e:
             # a worker lost mid-step may be a preempted node: say so (exit 6), not "failed"
-            await asyncio.to_thread(raise_if_gone, cloud, p.name, context=f"({e.message})",
+            await asyncio.to_thread(raise_if_gone, ports.cloud, p.name, context=f"({e.message})",
                                     hint="`tpuctl up --on-preempt recreate` retries "
                                     "automatically")
             raise

@@ -40,6 +40,13 @@ class WorkerResult:
         return self.exit_code == 0 and self.error is None
 
 
+class Listener(Protocol):
+    """A local listening socket that `Workers.forward_local` opened."""
+
+    def get_port(self) -> int: ...
+    def close(self) -> None: ...
+
+
 class Workers(Protocol):
     """Run one command on many workers at once; one result per worker, in worker order."""
 
@@ -54,7 +61,16 @@ class Workers(Protocol):
         capture: bool = False,
     ) -> list[WorkerResult]: ...
 
+    async def forward_local(self, index: int, local_port: int, dest_host: str,
+                            dest_port: int) -> Listener:
+        """Listen on 127.0.0.1:local_port (0: any free port) here and carry each connection
+        over worker `index`'s connection to dest_host:dest_port as that worker sees it.
+        OSError when the local port cannot be listened on."""
+        ...
+
     def retarget(self, targets: Sequence[SshTarget], *, connect_timeout: float,
-                 connect_attempts: int) -> None: ...
+                 connect_attempts: int) -> None:
+        """Use a re-read worker list from now on (connections to changed workers close)."""
+        ...
 
     async def close(self) -> None: ...

@@ -33,7 +33,7 @@ from typing import Any
 
 from tpuctl import errors
 from tpuctl.paths import private_dir, tpuctl_home
-from tpuctl.workers.base import OnOutput, SshTarget, WorkerResult, Workers
+from tpuctl.workers.base import Listener, OnOutput, SshTarget, WorkerResult, Workers
 
 PROTOCOL = 1
 # AF_UNIX paths are limited to 108 bytes on Linux (104 on macOS); a longer HOME runs in process.
@@ -289,6 +289,11 @@ class MuxWorkers:
         chosen = sorted({t.index for t in self._targets} if indices is None else set(indices))
         return [WorkerResult(i, None, error="tpuctl's connection daemon exited during the "
                              "command (it may have run)") for i in chosen]
+
+    async def forward_local(self, index: int, local_port: int, dest_host: str,
+                            dest_port: int) -> Listener:
+        """A tunnel lives as long as this process: never through the daemon."""
+        return await self._in_process().forward_local(index, local_port, dest_host, dest_port)
 
     def retarget(self, targets: Sequence[SshTarget], *, connect_timeout: float,
                  connect_attempts: int) -> None:

@@ -358,13 +358,13 @@ class SshWorkers:
             )
         )
 
-    async def forward_local(self, index: int, local_port: int, dest_host: str, dest_port: int,
-                            *, listen_host: str = "127.0.0.1") -> asyncssh.SSHListener:
-        """Listen on listen_host:local_port here and tunnel each connection, over worker
+    async def forward_local(self, index: int, local_port: int, dest_host: str, dest_port: int
+                            ) -> asyncssh.SSHListener:
+        """Listen on 127.0.0.1:local_port here and tunnel each connection, over worker
         `index`'s (reused) SSH connection, to dest_host:dest_port as that worker sees it."""
         conn, _ = await self._connection(index)
         listener: asyncssh.SSHListener = await conn.forward_local_port(
-            listen_host, local_port, dest_host, dest_port)
+            "127.0.0.1", local_port, dest_host, dest_port)
         return listener
 
     def open_connections(self) -> int:
