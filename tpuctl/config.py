@@ -46,10 +46,6 @@ class CloudConfig:
     # the tpuctl.yaml that was read (value None: none), for `tpuctl config`
     config_file: Setting = Setting(None, "none found")
 
-    @property
-    def is_emulator_or_custom(self) -> bool:
-        return self.endpoint.value is not None
-
     def to_dict(self) -> dict[str, dict[str, str | None]]:
         return {
             k: {"value": s.value, "source": s.source}

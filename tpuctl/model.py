@@ -10,6 +10,7 @@ MANAGED_VALUE = "tpuctl"
 TASK_LABEL = "tpuctl-task"
 EXPIRES_LABEL = "tpuctl-expires"  # unix seconds after which `tpuctl gc` may delete the node
 OWNER_LABEL = "tpuctl-owner"  # who created it (naming.owner_label): delete/down/gc are theirs
+DEFAULT_SERVE_PORT = 30000  # sglang's HTTP port on rank 0: recipes, serve, forward, generate
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ from tpuctl.errors import UsageError
 _NODE_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 _LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
+# environment variable names, as bash accepts them: recipes' env, --env, .env files
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def validate_node_name(name: str) -> str:

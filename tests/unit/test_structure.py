@@ -355,8 +355,8 @@ def test_cli_modules_start_no_process_and_speak_no_http() -> None:
 
     banned = re.compile(r"\bPopen\b|\bos\.kill\b|\burllib\b|\baiohttp\b|\bhttp\.client\b")
     offenders = {
-        f"cli/{p.name}:{i}": line.strip()
-        for p in sorted((PACKAGE / "cli").glob("*.py"))
+        f"{p.relative_to(PACKAGE)}:{i}": line.strip()
+        for p in sorted((PACKAGE / "cli").rglob("*.py"))
         for i, line in enumerate(p.read_text().splitlines(), 1)
         if banned.search(line)
     }
@@ -394,3 +394,35 @@ def test_ops_import_no_adapter() -> None:
     # and the check itself sees such an import, inside a function too
     assert banned.match("    from tpuctl.workers.ssh import SshWorkers")
     assert banned.match("import aiohttp")
+
+
+def _cli_lines(files: list[Path], pattern: str) -> dict[str, str]:
+    import re
+
+    banned = re.compile(pattern)
+    return {f"{p.relative_to(PACKAGE)}:{i}": line.strip()
+            for p in files
+            for i, line in enumerate(p.read_text().splitlines(), 1)
+            if banned.search(line) and not line.lstrip().startswith("#")}
+
+
+def test_cli_modules_hold_no_policy() -> None:
+    """Commands parse flags, call one ops function and hand its result to a view: no loop
+    over zones, no decision on an error's message, no exit code written as a number."""
+    files = sorted((PACKAGE / "cli").rglob("*.py"))
+    loops_over_zones = r"\bfor\s+\w*zone\w*\s+in\b|\bfor\b[^#]*\bin\b[^#]*\bzones\b"
+    assert _cli_lines(files, loops_over_zones) == {}
+    assert _cli_lines([p for p in files if p.name != "output.py"], r"\.message\b") == {}
+    assert _cli_lines([p for p in files if p.name != "main.py"],
+                      r"typer\.Exit\(|\breturn\s+[1-9]|\bexit_code\s*(==|!=)\s*[1-9]|"
+                      r"\bexit_code\s+in\b") == {}
+
+
+def test_only_renderers_print() -> None:
+    """Output is drawn in one place per command (tpuctl/cli/render/), never in the command
+    modules (main.py renders errors and --version; output.py holds the primitives)."""
+    commands = [p for p in sorted((PACKAGE / "cli").glob("*.py"))
+                if p.name not in ("output.py", "main.py")]
+    assert commands, "no command modules found"
+    assert _cli_lines(commands, r"\boutput\.|\bprint\(|\bsys\.std(out|err)\.write|"
+                      r"\btyper\.echo|\bto_dict\(") == {}

@@ -9,11 +9,11 @@ from typing import Annotated, Any
 
 import typer
 
-from tpuctl.cli import output
 from tpuctl.cli.options import JsonOpt, not_an_option
+from tpuctl.cli.render import emulator as view
 from tpuctl.config import EMULATOR_PROJECT, EMULATOR_ZONE
 from tpuctl.emulator import control
-from tpuctl.errors import ExitCode, NotFoundError, UsageError
+from tpuctl.errors import UsageError
 
 app = typer.Typer(help="Run the local TPU emulator (REST API + SSH workers).",
                   no_args_is_help=True)
@@ -52,16 +52,6 @@ def _parse_faults(items: list[str] | None) -> dict[str, Any]:
                          "docs/emulator.md#fault-injection") from None
 
 
-def _exports(info: dict[str, Any]) -> None:
-    """What `eval "$(tpuctl emulator start)"` runs: the endpoint and where its token is (a
-    path, never the token: it stays in the 0600 file)."""
-    output.out(f"export TPUCTL_API_ENDPOINT={info['endpoint']}")
-    if info.get("token_file"):
-        import shlex
-
-        output.out(f"export TPUCTL_API_TOKEN_FILE={shlex.quote(str(info['token_file']))}")
-
-
 def _options(port: int, ssh_port: int, create_delay: float, fault: list[str] | None,
              seed: int | None) -> control.ServeOptions:
     return control.ServeOptions(port, ssh_port, create_delay, tuple(fault or ()),
@@ -80,12 +70,7 @@ def serve(
     """Run the emulator in the foreground until interrupted."""
     options = _options(port, ssh_port, create_delay, fault, seed)
     sd = control.private_state_dir(state_dir)
-
-    def ready(endpoint: str) -> None:
-        output.out(f"tpuctl emulator listening on {endpoint} (state in {sd})")
-        _exports({"endpoint": endpoint, "token_file": sd / "token"})
-
-    control.serve(sd, options, ready)
+    control.serve(sd, options, lambda endpoint: view.listening(endpoint, sd))
 
 
 @app.command()
@@ -98,47 +83,30 @@ def start(
     seed: SeedOpt = None,
     timeout: Annotated[float, typer.Option(help="seconds to wait for it to listen")] = 30.0,
     json_: JsonOpt = False,
-) -> None:
+) -> int:
     """Start the emulator in the background (idempotent) and print its endpoint.
 
     If it is already running, `--fault`/`--seed` are applied to it at run time."""
     options = _options(port, ssh_port, create_delay, fault, seed)
     started = control.start(control.private_state_dir(state_dir), options, timeout=timeout)
-    if started.faults_applied:
-        output.info("emulator already running: faults applied to it")
-    if json_:
-        output.print_json(control.public_info(started.info))
-        return
-    output.info(f"emulator running (pid {started.info['pid']}), state in {started.state_dir}")
-    _exports(started.info)
+    return view.StartView(json=json_).done(started)
 
 
 @app.command()
 def stop(
     state_dir: StateDirOpt = None,
     timeout: Annotated[float, typer.Option(help="seconds to wait for it to exit")] = 30.0,
-) -> None:
+) -> int:
     """Stop the background emulator; its workers' processes end with it."""
     stopped = control.stop(control.state_dir_of(state_dir), timeout=timeout)
-    if stopped.pid is None:
-        output.info("emulator not running")
-    else:
-        output.info(f"emulator stopped (pid {stopped.pid})")
+    return view.StopView().done(stopped)
 
 
 @app.command()
-def status(state_dir: StateDirOpt = None, json_: JsonOpt = False) -> None:
+def status(state_dir: StateDirOpt = None, json_: JsonOpt = False) -> int:
     """Is the background emulator running, and where."""
     st = control.status(control.state_dir_of(state_dir))
-    if json_:
-        output.print_json(st.to_dict())
-        if st.info is None:
-            raise typer.Exit(int(ExitCode.NOT_FOUND))
-        return
-    if st.info is None:
-        raise NotFoundError("emulator not running", hint="start it with `tpuctl emulator start`")
-    output.out(f"running: pid {st.info['pid']}, endpoint {st.info['endpoint']}, "
-               f"state in {st.state_dir}")
+    return view.StatusView(json=json_).done(st)
 
 
 @app.command()
@@ -151,20 +119,12 @@ def faults(
     api_endpoint: AdminEndpointOpt = None,
     state_dir: StateDirOpt = None,
     json_: JsonOpt = False,
-) -> None:
+) -> int:
     """Show, set or clear the running emulator's faults (see docs/emulator.md)."""
     values = _parse_faults(assignments)
     target = control.admin_target(api_endpoint, state_dir)
     result = control.set_faults(target, values, clear=clear, seed=seed)
-    if json_:
-        output.print_json(result.to_dict())
-        return
-    output.out(f"seed {result.seed}")
-    if not result.faults:
-        output.out("no faults")
-    for key, value in result.faults.items():
-        shown = ",".join(str(v) for v in value) if isinstance(value, list) else value
-        output.out(f"{key}={shown}")
+    return view.FaultsView(json=json_).done(result)
 
 
 @app.command()
@@ -183,14 +143,8 @@ def preempt(
     api_endpoint: AdminEndpointOpt = None,
     state_dir: StateDirOpt = None,
     json_: JsonOpt = False,
-) -> None:
+) -> int:
     """Preempt an emulated node as GCP preempts a spot VM: PREEMPTED, its processes killed."""
     target = control.admin_target(api_endpoint, state_dir)
     result = control.preempt(target, project, zone, node, after)
-    if json_:
-        output.print_json(result.to_dict())
-        return
-    if after is not None:
-        output.info(f"node {node} will be preempted in {after:g}s")
-    else:
-        output.info(f"node {node} preempted")
+    return view.PreemptView(json=json_).done(result)

@@ -1,4 +1,4 @@
-"""Options shared by every command that talks to a cloud."""
+"""Options shared by commands, and the ports a command's cloud options stand for."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    from tpuctl.dryrun.transcript import Transcript
     from tpuctl.ops.ports import Ports
 
 ENDPOINT_HELP = ("TPU v2 REST endpoint, e.g. the emulator's http://127.0.0.1:PORT "
@@ -34,13 +35,36 @@ ZoneOpt = Annotated[str | None, typer.Option(
     callback=not_an_option)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
 NameArg = Annotated[str, typer.Argument(help="node (task) name", show_default=False)]
+DryRunOpt = Annotated[bool, typer.Option(
+    "--dry-run", help="print the API requests and worker scripts this would send, in order, "
+    "and change nothing")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
+AnyOwnerOpt = Annotated[bool, typer.Option(
+    "--any-owner", help="also another user's managed nodes (never unmanaged ones)")]
 
 
-def ports_for(api_endpoint: str | None, project: str | None, zone: str | None) -> Ports:
+def transcript_for(dry_run: bool) -> Transcript | None:
+    """Where a --dry-run records what it would send (None: a real run)."""
+    if not dry_run:
+        return None
+    from tpuctl.dryrun.transcript import Transcript
+
+    return Transcript()
+
+
+def ports_for(api_endpoint: str | None, project: str | None, zone: str | None, *,
+              dry_run: Transcript | None = None, read_api: bool = True) -> Ports:
     """The ports for these options (tpuctl/wiring.py; nothing heavy is imported yet)."""
     from tpuctl.wiring import ports
 
-    return ports(api_endpoint, project, zone)
+    return ports(api_endpoint, project, zone, dry_run=dry_run, read_api=read_api)
+
+
+def can_ask() -> bool:
+    """Whether a person can answer a confirmation (stdin is a terminal)."""
+    import sys
+
+    return sys.stdin.isatty()
 
 
 def checked_run_id(value: str | None) -> str | None:

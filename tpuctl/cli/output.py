@@ -62,12 +62,40 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], title: str |
 
 
 class Progress:
-    """A one-line live status on a TTY; on a pipe, one line per change of state."""
+    """A one-line live status on stderr: a spinner on a terminal (lines printed meanwhile go
+    above it), one line per change of state on a pipe. `open` starts it (again, with a new
+    label), `close` ends it; `progress()` is the same as a context manager."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str = "") -> None:
         self.label = label
         self.last: str | None = None
         self._spinner: Any = None
+        self._live: Any = None
+
+    def open(self, label: str) -> Progress:
+        global _live_console
+        self.close()
+        self.label, self.last = label, None
+        if not stderr_is_tty():
+            return self
+        from rich.console import Console
+        from rich.live import Live
+        from rich.spinner import Spinner
+
+        console = Console(stderr=True)
+        self._spinner = Spinner("dots", text=f"{label} ...", style="status.spinner")
+        self._live = Live(self._spinner, console=console, refresh_per_second=12.5,
+                          transient=True, redirect_stdout=stdout_is_tty(),
+                          redirect_stderr=True)
+        self._live.start()
+        _live_console = console
+        return self
+
+    def close(self) -> None:
+        global _live_console
+        if self._live is not None:
+            self._live.stop()
+            self._live = self._spinner = _live_console = None
 
     def update(self, state: str) -> None:
         if state == self.last:
@@ -98,24 +126,11 @@ def progress(label: str) -> Iterator[Progress]:
     """A spinner on stderr while the block runs (a terminal only). Lines written meanwhile
     are printed above it: stderr's, and stdout's when stdout is that terminal too (when it
     is a pipe, its lines stay on stdout untouched)."""
-    global _live_console
-    p = Progress(label)
-    if not stderr_is_tty():
+    p = Progress().open(label)
+    try:
         yield p
-        return
-    from rich.console import Console
-    from rich.live import Live
-    from rich.spinner import Spinner
-
-    console = Console(stderr=True)
-    p._spinner = Spinner("dots", text=f"{label} ...", style="status.spinner")
-    with Live(p._spinner, console=console, refresh_per_second=12.5, transient=True,
-              redirect_stdout=stdout_is_tty(), redirect_stderr=True):
-        _live_console = console
-        try:
-            yield p
-        finally:
-            _live_console = None
+    finally:
+        p.close()
 
 
 def render_error(err: TpuctlError, *, as_json: bool = False) -> None:

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from tpuctl.cli import output
 from tpuctl.cli.options import JsonOpt
+from tpuctl.model import DEFAULT_SERVE_PORT
 
 app = typer.Typer(
     help="Plan work on a slice without touching the cloud (tp/dp, memory, exact argv).",
@@ -33,7 +33,7 @@ def serve(
         show_default=False)] = None,
     dp: Annotated[int | None, typer.Option("--dp", help="data-parallel groups (default: "
                                            "chosen by the planner)", show_default=False)] = None,
-    port: Annotated[int, typer.Option(help="HTTP port of the server")] = 30000,
+    port: Annotated[int, typer.Option(help="HTTP port of the server")] = DEFAULT_SERVE_PORT,
     dist_port: Annotated[int, typer.Option(help="--dist-init-addr port P on worker 0 "
                                            "(rank 0 also binds P+5, P+6)")] = 20000,
     worker0_ip: Annotated[str, typer.Option(help="worker 0's internal IP to put in the argv")
@@ -41,39 +41,12 @@ def serve(
     cpu: Annotated[bool, typer.Option("--cpu", help="argv for the CPU emulator "
                                       "(--device cpu --attention-backend native)")] = False,
     json_: JsonOpt = False,
-) -> None:
+) -> int:
     """Pick tp/dp for a model on a slice, or refuse with the reason and what would work."""
-    from tpuctl.recipes.models import load_model_config
-    from tpuctl.recipes.planner import plan_serve
+    from tpuctl.cli.render.serving import PlanView
+    from tpuctl.ops.plan import PlanServeRequest, plan_serve_command
 
-    cfg = load_model_config(model)
-    plan = plan_serve(cfg, accel, dp=dp, sglang_version=sglang_version, port=port,
-                      dist_port=dist_port)
-    argv = plan.all_argv(worker0_ip, cpu=cpu)
-    if cfg.source == "builtin":
-        output.info(f"note: the hub is unreachable; using tpuctl's built-in config of {cfg.name}")
-    if json_:
-        output.print_json({**plan.to_dict(), "model_config": cfg.to_dict(), "argv": argv})
-        return
-    output.table(
-        ["accelerator", "nodes", "devices", "--tp-size", "dp", "tp/dp", "weights/dev",
-         "KV/dev", "KV tokens/group"],
-        [[plan.accelerator, plan.nnodes, plan.devices, plan.tp, plan.dp, plan.tp_per_group,
-          f"{plan.weight_bytes_per_device / 2**30:.1f} GiB",
-          f"{plan.kv_budget_bytes_per_device / 2**30:.1f} GiB",
-          f"{plan.kv_tokens_per_group:,}"]],
-        title=f"{plan.model} ({plan.semantics} sglang-jax semantics)",
-    )
-    output.out("")
-    for line in plan.explanation:
-        output.out(f"- {line}")
-    output.out("")
-    for rank, args in enumerate(argv):
-        output.out(f"# node-rank {rank}")
-        output.out(_shell_join(args))
-
-
-def _shell_join(args: list[str]) -> str:
-    import shlex
-
-    return " ".join(a if "<worker0-ip>" in a else shlex.quote(a) for a in args)
+    req = PlanServeRequest(model=model, accelerator_type=accel, sglang_version=sglang_version,
+                           dp=dp, port=port, dist_port=dist_port, worker0_ip=worker0_ip,
+                           cpu=cpu)
+    return PlanView(json=json_).done(plan_serve_command(req))

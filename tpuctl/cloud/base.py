@@ -24,9 +24,16 @@ class GuestAttribute:
 
 
 class Cloud(Protocol):
-    project: str
-    zone: str
-    endpoint: str | None  # None: real GCP; else a TPU v2 REST server (the emulator)
+    @property
+    def project(self) -> str: ...
+
+    @property
+    def zone(self) -> str: ...
+
+    @property
+    def endpoint(self) -> str | None:
+        """None: real GCP; else a TPU v2 REST server (the emulator)."""
+        ...
 
     def in_zone(self, zone: str) -> Cloud:
         """The same cloud (project, endpoint, credentials) in another zone."""

@@ -24,6 +24,7 @@ import google.auth.credentials
 from google.api_core import exceptions as gexc
 from google.cloud import tpu_v2
 
+from tpuctl import backoff
 from tpuctl.cloud.base import GuestAttribute
 from tpuctl.cloud.retry import api_retry, is_capacity_error
 from tpuctl.errors import (
@@ -347,7 +348,7 @@ class GcpCloud:
                        on_poll: Callable[[], None] | None = None) -> None:
         """Poll an operation until done, starting fast (the emulator) and backing off to 5 s."""
         deadline = time.monotonic() + timeout
-        interval = 0.2
+        waits = backoff.delays(first=backoff.POLL_FIRST_S, cap=backoff.POLL_MAX_S)
         while True:
             with api_errors(f"operation {op_name.rsplit('/', 1)[-1]}"):
                 op = api_retry(self._client.get_operation)(request={"name": op_name})
@@ -362,5 +363,4 @@ class GcpCloud:
                 raise TimeoutExpired(f"operation did not finish within {timeout:.0f}s",
                                      hint="raise --timeout, or check the node later with "
                                      "`tpuctl describe`")
-            time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
-            interval = min(interval * 1.5, 5.0)
+            time.sleep(min(next(waits), max(0.0, deadline - time.monotonic())))

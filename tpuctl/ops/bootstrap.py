@@ -12,12 +12,17 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from tpuctl.errors import RemoteCommandError, TimeoutExpired, UsageError
+from tpuctl.errors import ExitCode, RemoteCommandError, TimeoutExpired, UsageError
 from tpuctl.ops.session import SliceSession, parse_kv, raise_on_failure
 from tpuctl.remote import frame
+
+if TYPE_CHECKING:
+    from tpuctl.ops.ports import Ports
 
 LOG = "$HOME/.tpuctl/logs/bootstrap.log"
 # bootstrap.sh's exit when the requested Python is missing and `uv python install` failed
@@ -76,7 +81,7 @@ def python_missing(python: str, index: int, log_tail: str) -> RemoteCommandError
         hint=f"use an image with Python {python}, let the workers reach uv's Python downloads "
         "(github.com), or set the recipe's `python:` to a version the image has (none: the "
         "image's python3); the emulator offers only this machine's interpreters "
-        "(docs/emulator.md)", returncode=1)
+        "(docs/emulator.md)", returncode=int(ExitCode.FAILED))
 
 
 class TransientBootstrapFailure(Exception):
@@ -207,7 +212,7 @@ async def bootstrap(
                     + " | ".join(log_tail.splitlines()[-8:]),
                     hint="fix what the log lines above name (often the requirements), then run "
                     f"bootstrap again; full log: {LOG.replace('$HOME', '~')} on w{w.index}",
-                    returncode=1)
+                    returncode=int(ExitCode.FAILED))
 
     async def with_retries(w: WorkerBootstrap) -> None:
         t = time.monotonic()
@@ -243,3 +248,61 @@ async def bootstrap(
     if errors:
         raise errors[0]
     return result
+
+
+@dataclass(frozen=True)
+class BootstrapRequest:
+    name: str
+    python: str | None = None
+    requirements: Path | None = None  # a requirements file here, installed on every worker
+    install_project: bool = False  # pip install -e the synced repository itself
+    torch: str | None = None  # cpu: the CPU-only torch index
+    recipe: Path | None = None  # a recipe's venv instead of the flags above
+    timeout: float = 1800.0
+
+
+def check(req: BootstrapRequest) -> tuple[Callable[[str], BootstrapSpec], float]:
+    """Everything checkable here (a typo costs no worker time): the venv for a runtime, and
+    the time the whole bootstrap may take."""
+    from tpuctl.naming import validate_node_name
+
+    validate_node_name(req.name)
+    if req.torch not in (None, "cpu"):
+        raise UsageError(f"invalid --torch {req.torch!r}", hint="only --torch cpu is supported")
+    if req.python is not None:
+        validate_python(req.python)
+    if req.recipe is not None:
+        from tpuctl.ops.prepared import prepare_file, venv_spec
+
+        prepared = prepare_file(req.recipe, req.name)
+        return (lambda runtime: venv_spec(prepared, runtime),
+                prepared.recipe.timeouts.bootstrap)
+    requirements = b""
+    if req.requirements is not None:
+        if not req.requirements.is_file():
+            raise UsageError(f"requirements file {str(req.requirements)!r} not found",
+                             hint="pass an existing file")
+        requirements = req.requirements.read_bytes()
+    project = None
+    if req.install_project:
+        from tpuctl import gitrepo
+
+        project = f"work/{gitrepo.inspect().name}"
+    return (lambda runtime: BootstrapSpec(requirements=requirements, python=req.python,
+                                          torch=req.torch, project_dir=project,
+                                          runtime=runtime), req.timeout)
+
+
+def bootstrap_node(ports: Ports, req: BootstrapRequest,
+                   on_update: Callable[[WorkerBootstrap], None] | None = None
+                   ) -> BootstrapResult:
+    """The `bootstrap` command: the venv for the node's runtime, on every worker."""
+    from tpuctl.ops.session import on_slice
+
+    make_spec, timeout = check(req)
+
+    async def go(session: SliceSession) -> BootstrapResult:
+        return await bootstrap(session, make_spec(session.slice.runtime_version),
+                               timeout=timeout, on_update=on_update)
+
+    return on_slice(ports, req.name, go)

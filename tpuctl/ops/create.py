@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from tpuctl import backoff
 from tpuctl.accelerators import parse_accelerator
 from tpuctl.cloud.base import Cloud
 from tpuctl.errors import (
@@ -69,6 +70,11 @@ class CreateResult:
     def to_dict(self) -> dict[str, object]:
         return {"node": self.slice.to_dict(), "created": self.created,
                 "seconds": round(self.seconds, 2)}
+
+
+def parse_zones(text: str | None) -> tuple[str, ...]:
+    """`--zone a,b,c`: the zones to try in order (an empty one is refused by validate)."""
+    return tuple(z.strip() for z in text.split(",")) if text else ()
 
 
 def validate_request(req: CreateRequest) -> tuple[NodeSpec, bool]:
@@ -163,7 +169,7 @@ def _check_operation(cloud: Cloud, name: str, op: str | None) -> None:
 
 def _wait_ready(cloud: Cloud, name: str, deadline: float, progress: Progress,
                 op: str | None = None, queued: bool = False) -> Slice:
-    interval = 0.2
+    waits = backoff.delays(first=backoff.POLL_FIRST_S, cap=backoff.POLL_MAX_S)
     while True:
         try:
             sl = cloud.get_node(name)
@@ -186,8 +192,7 @@ def _wait_ready(cloud: Cloud, name: str, deadline: float, progress: Progress,
         if time.monotonic() >= deadline:
             raise TimeoutExpired(f"node {name!r} was not READY in time",
                                  hint="raise --timeout; capacity may be short in this zone")
-        time.sleep(interval)
-        interval = min(interval * 1.5, 5.0)
+        time.sleep(next(waits))
 
 
 def create(ports: Ports, req: CreateRequest, events: CreateEvents | None = None

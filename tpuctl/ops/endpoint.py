@@ -6,16 +6,22 @@ on the emulator each rank binds its own loopback address).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tpuctl.errors import RemoteCommandError, TimeoutExpired, UsageError
+from tpuctl.model import DEFAULT_SERVE_PORT
 from tpuctl.ops.session import SliceSession
 from tpuctl.workers.base import Listener
 
-DEFAULT_PORT = 30000
+if TYPE_CHECKING:
+    from tpuctl.ops.ports import Ports
+
+DEFAULT_PORT = DEFAULT_SERVE_PORT
 
 
 def _check_port(port: int, what: str) -> None:
@@ -85,3 +91,52 @@ async def generate(session: SliceSession, prompt: str, *, port: int = DEFAULT_PO
         out = raw[0].get("text")
     return GenerateResult(text=str(out if out is not None else text), latency=latency,
                           status=status, raw=raw if isinstance(raw, dict) else {"items": raw})
+
+
+@dataclass(frozen=True)
+class ForwardRequest:
+    name: str
+    port: int = DEFAULT_PORT  # the server's port on worker 0
+    local_port: int | None = None  # default: the same as `port`; 0 picks a free one
+
+
+@dataclass(frozen=True)
+class Forwarding:
+    url: str  # here: http://127.0.0.1:LOCAL
+    destination: str  # on the slice: worker 0's address and the server's port
+
+
+def forward(ports: Ports, req: ForwardRequest, on_open: Callable[[Forwarding], None]) -> None:
+    """The `forward` command: until Ctrl-C (KeyboardInterrupt, after the tunnel closed)."""
+    from tpuctl.ops.session import on_slice
+
+    async def go(session: SliceSession) -> None:
+        local = req.port if req.local_port is None else req.local_port
+        listener, bound = await open_forward(session, port=req.port, local_port=local)
+        on_open(Forwarding(f"http://127.0.0.1:{bound}",
+                           f"{session.slice.workers[0].ip}:{req.port}"))
+        try:
+            await asyncio.Event().wait()
+        finally:
+            listener.close()
+
+    on_slice(ports, req.name, go)
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    name: str
+    prompt: str
+    port: int = DEFAULT_PORT
+    max_tokens: int = 32
+    temperature: float = 0.0
+    timeout: float = 120.0
+
+
+def generate_node(ports: Ports, req: GenerateRequest) -> GenerateResult:
+    """The `generate` command."""
+    from tpuctl.ops.session import on_slice
+
+    return on_slice(ports, req.name, lambda s: generate(
+        s, req.prompt, port=req.port, max_new_tokens=req.max_tokens,
+        temperature=req.temperature, timeout=req.timeout))

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import secrets as pyrandom
+import shlex
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tpuctl.errors import NotFoundError, RemoteCommandError, TpuctlError, UsageError
+from tpuctl.errors import NotFoundError, TpuctlError, UsageError
 from tpuctl.model import Slice
 from tpuctl.ops.outcome import fanout_exit_code
 from tpuctl.ops.secrets import render_env
@@ -20,6 +23,9 @@ from tpuctl.ops.session import (
     worker_run_id,
 )
 from tpuctl.remote import frame
+
+if TYPE_CHECKING:
+    from tpuctl.ops.ports import Ports
 
 # launch.sh's refusal codes, turned into typed errors that say what to do
 _REFUSALS: dict[int, tuple[type[TpuctlError], str]] = {
@@ -208,5 +214,87 @@ async def stop_run(session: SliceSession, run_id: str | None, *, grace: float = 
     return StopResult(session.slice.name, tuple(workers))
 
 
-__all__ = ["LaunchSpec", "LaunchResult", "StopResult", "launch", "stop_run",
-           "RemoteCommandError"]
+@dataclass(frozen=True)
+class LaunchRequest:
+    name: str
+    command: tuple[str, ...] = ()  # argv after --, quoted once (or a recipe)
+    recipe: Path | None = None
+    run_id: str | None = None
+    replace: bool = False
+    force: bool = False
+    timeout: float | None = None
+    env: tuple[str, ...] = ()  # KEY=VALUE (not for secrets or hyperparameters)
+
+
+def parse_env_flags(items: Sequence[str]) -> dict[str, str]:
+    """`--env KEY=VALUE` options, held to the rules of a recipe's `env`."""
+    from tpuctl.recipes.schema import check_env_keys
+
+    out: dict[str, str] = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep:
+            raise UsageError(f"invalid --env {k!r}: expected KEY=VALUE", hint="e.g. --env A=1")
+        out[k] = v
+    try:
+        check_env_keys(out)
+    except ValueError as e:
+        raise UsageError(f"invalid --env: {e}", hint="KEY=VALUE with KEY made of letters, "
+                         "digits and _; TPUCTL_* and JAX_* distribution variables are "
+                         "set by tpuctl") from None
+    return out
+
+
+def check(req: LaunchRequest) -> Callable[[Slice], LaunchSpec]:
+    """Everything checkable here; the job for the node's slice."""
+    from tpuctl.naming import validate_node_name
+
+    validate_node_name(req.name)
+    if req.run_id:
+        validate_run_id(req.run_id)
+    if (req.recipe is None) == (not req.command):
+        raise UsageError("give either --recipe FILE or a command after --",
+                         hint="e.g. tpuctl launch NAME -- python train.py cfg.yaml")
+    if req.recipe is not None:
+        from tpuctl.ops.prepared import launch_spec, prepare_file
+
+        prepared = prepare_file(req.recipe, req.name)
+        return lambda sl: launch_spec(prepared, sl, run_id=req.run_id, replace_run=req.replace,
+                                      force=req.force, timeout=req.timeout)
+    env = parse_env_flags(req.env)
+    workdir = "."
+    try:
+        from tpuctl import gitrepo
+
+        workdir = f"work/{gitrepo.inspect().name}"  # where `sync` put this repository
+    except UsageError:
+        pass
+    line = shlex.join(req.command)
+    return lambda sl: LaunchSpec(command=line, env=env, workdir=workdir, venv_hash="current",
+                                 replace=req.replace, force=req.force, run_id=req.run_id,
+                                 timeout=req.timeout)
+
+
+def launch_node(ports: Ports, req: LaunchRequest) -> LaunchResult:
+    """The `launch` command: start the job on every worker and return its run id."""
+    from tpuctl.ops.session import on_slice
+
+    make = check(req)
+    return on_slice(ports, req.name, lambda s: launch(s, make(s.slice)))
+
+
+@dataclass(frozen=True)
+class StopRequest:
+    name: str
+    run_id: str | None = None  # default: the latest
+    grace: float = 10.0  # seconds between TERM and KILL
+
+
+def stop_node(ports: Ports, req: StopRequest) -> StopResult:
+    """The `stop` command, on every worker that can be reached."""
+    from tpuctl.ops.session import on_slice
+
+    if req.run_id:
+        validate_run_id(req.run_id)
+    return on_slice(ports, req.name, lambda s: stop_run(s, req.run_id, grace=req.grace),
+                    shared=True)

@@ -15,6 +15,11 @@ class FileLocal:
     def ensure_key(self) -> tuple[Path, str]:
         return sshkeys.ensure_key()
 
+    def public_key(self) -> str | None:
+        path = sshkeys.key_path()
+        pub = path.with_suffix(".pub")
+        return pub.read_text().strip() if path.is_file() and pub.is_file() else None
+
     def key_path(self) -> Path:
         return sshkeys.key_path()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from tpuctl import validate
 from tpuctl.errors import NotFoundError, UnreachableError, UsageError
@@ -18,6 +18,9 @@ from tpuctl.ops.session import (
     worker_run_id,
 )
 from tpuctl.paths import tpuctl_home
+
+if TYPE_CHECKING:
+    from tpuctl.ops.ports import Ports
 
 
 def default_dest() -> Path:
@@ -96,3 +99,18 @@ async def fetch(session: SliceSession, run_id: str | None, dest: Path) -> FetchR
             missing.append(r.index)
     unreachable = tuple(r.index for r in results if is_unreachable(r))
     return FetchResult(rid, directory, tuple(files), tuple(missing), unreachable)
+
+
+@dataclass(frozen=True)
+class FetchRequest:
+    name: str
+    run_id: str | None = None  # default: the latest
+    dest: Path | None = None  # default: ~/.tpuctl/logs
+
+
+def fetch_node(ports: Ports, req: FetchRequest) -> FetchResult:
+    """The `logs fetch` command."""
+    from tpuctl.ops.session import on_slice
+
+    return on_slice(ports, req.name,
+                    lambda s: fetch(s, req.run_id, req.dest or default_dest()))

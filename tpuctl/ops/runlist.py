@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from tpuctl.ops.outcome import fanout_exit_code
 from tpuctl.ops.runs import RunStatus, WorkerRunStatus, parse_status_line
 from tpuctl.ops.session import SliceSession, is_unreachable, parse_kv, raise_on_failure
+
+if TYPE_CHECKING:
+    from tpuctl.ops.ports import Ports
 
 
 @dataclass(frozen=True)
@@ -63,3 +67,12 @@ async def list_runs(session: SliceSession) -> RunList:
     # newest first; within one second the node's latest run comes first
     runs.sort(key=lambda r: (r.started_at or "", r.run_id in latest, r.run_id), reverse=True)
     return RunList(session.slice.name, tuple(runs), gone)
+
+
+def list_node_runs(ports: Ports, name: str) -> RunList:
+    """The `runs` command."""
+    from tpuctl.naming import validate_node_name
+    from tpuctl.ops.session import on_slice
+
+    validate_node_name(name)
+    return on_slice(ports, name, list_runs, shared=True)

@@ -5,14 +5,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from tpuctl import backoff
 from tpuctl.aio import gather_or_cancel
 from tpuctl.errors import ExitCode, NotFoundError
 from tpuctl.ops.access import GONE_STATES, raise_if_gone
 from tpuctl.ops.outcome import fanout_exit_code
 from tpuctl.ops.session import SliceSession, parse_kv, raise_on_failure, worker_run_id
 
-DEAD_EXIT = 255  # a worker whose supervisor vanished without an exit code
+if TYPE_CHECKING:
+    from tpuctl.ops.ports import Ports
+
+# a worker whose supervisor vanished without an exit code: lost, as OpenSSH says it
+DEAD_EXIT = int(ExitCode.UNREACHABLE)
+FOLLOW_NO_RUN = 3  # follow.sh's exit status when the worker has no such run
 HEARTBEAT_STALE_S = 30  # the supervisor beats every 2 s; 30 s of silence means it is stuck
 
 
@@ -276,7 +283,7 @@ async def tail(session: SliceSession, run_id: str | None, *, lines: int | None =
                 offset = int(meta["tpuctl-offset"])
             offset += received
             first = False
-            if res.exit_code == 3 and res.error is None:
+            if res.exit_code == FOLLOW_NO_RUN and res.error is None:
                 name = session.slice.name
                 raise NotFoundError(f"no run {run_id or '(latest)'} on {name} (w{i})",
                                     hint=f"`tpuctl runs {name}` lists the node's runs; "
@@ -302,7 +309,7 @@ async def tail(session: SliceSession, run_id: str | None, *, lines: int | None =
                 # named, and in the exit code; the other workers' logs go on
                 result.unreachable[i] = res.error or "unreachable"
                 return
-            await asyncio.sleep(min(0.2 * drops, 3.0))
+            await asyncio.sleep(backoff.delay(drops, first=0.2, cap=3.0))
 
     await gather_or_cancel(one(i) for i in chosen)
     if follow and result.timed_out:
@@ -314,3 +321,55 @@ async def tail(session: SliceSession, run_id: str | None, *, lines: int | None =
             hint="its last lines are above; raise the timeout (launch --timeout, or "
             "timeouts.run in the recipe)")
     return result
+
+
+@dataclass(frozen=True)
+class TailRequest:
+    name: str
+    run_id: str | None = None  # default: the latest
+    lines: int = 50  # last N lines per worker
+    follow: bool = False  # until every worker exits; survives SSH drops
+    workers: str = "all"
+
+
+def tail_node(ports: Ports, req: TailRequest, on_line: OnLine) -> TailResult:
+    """The `tail` command."""
+    from tpuctl.ops.session import on_slice
+    from tpuctl.workers.select import parse_worker_selection
+
+    parse_worker_selection(req.workers, None)
+
+    async def go(session: SliceSession) -> TailResult:
+        idx = parse_worker_selection(req.workers, len(session.slice.workers))
+        return await tail(session, req.run_id, lines=req.lines, follow=req.follow,
+                          indices=idx, on_line=on_line)
+
+    return on_slice(ports, req.name, go)
+
+
+@dataclass(frozen=True)
+class StatusRequest:
+    name: str
+    run_id: str | None = None
+    watch: bool = False  # until the run ends (or a server degrades)
+    interval: float = 2.0  # seconds between refreshes
+
+
+def status_node(ports: Ports, req: StatusRequest,
+                on_refresh: Callable[[RunStatus], None] = lambda st: None) -> RunStatus:
+    """The `status` command; with `watch`, every refresh goes to `on_refresh` too. A
+    PREEMPTED or TERMINATED node ends in opening the session: exit 6, named."""
+    from tpuctl.naming import validate_node_name
+    from tpuctl.ops.session import on_slice
+
+    validate_node_name(req.name)
+
+    async def go(session: SliceSession) -> RunStatus:
+        while True:
+            st = await run_status(session, req.run_id)
+            on_refresh(st)
+            if not req.watch or st.finished or st.serve_state in ("degraded", "down"):
+                return st
+            await asyncio.sleep(req.interval)
+
+    return on_slice(ports, req.name, go, shared=True)

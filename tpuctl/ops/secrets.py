@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import io
-import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tpuctl.errors import UsageError
+from tpuctl.naming import ENV_KEY_RE
 from tpuctl.ops.outcome import fanout_exit_code
 from tpuctl.ops.session import SliceSession, is_unreachable, raise_on_failure
 
-_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+if TYPE_CHECKING:
+    from tpuctl.ops.ports import Ports
 
 
 def parse_env(text: str, source: str) -> dict[str, str]:
@@ -32,7 +35,7 @@ def parse_env(text: str, source: str) -> dict[str, str]:
         key, value = binding.key, binding.value
         if key is None:  # a comment or a blank line
             continue
-        if not _KEY.match(key):
+        if not ENV_KEY_RE.match(key):
             raise UsageError(f"{source}: line {line}: invalid variable name; nothing was pushed",
                              hint="names are letters, digits and _, not starting with a digit")
         if value is None:
@@ -108,3 +111,36 @@ async def list_keys(session: SliceSession) -> SecretsListing:
     return SecretsListing(
         keys={r.index: r.stdout.split() for r in results if not is_unreachable(r)},
         unreachable={r.index: r.error or "unreachable" for r in results if is_unreachable(r)})
+
+
+@dataclass(frozen=True)
+class SecretsPushRequest:
+    name: str
+    file: str = ".env"  # a .env file, or - for `stdin`
+    stdin: str | None = None  # the text read from stdin when `file` is -
+
+
+def push_node(ports: Ports, req: SecretsPushRequest) -> SecretsResult:
+    """The `secrets push` command: the whole file checked before anything is sent; workers
+    that cannot be reached are named, the others get it."""
+    from tpuctl.naming import validate_node_name
+    from tpuctl.ops.session import on_slice
+
+    validate_node_name(req.name)
+    if req.file == "-":
+        text, source = req.stdin or "", "stdin"
+    else:
+        path = Path(req.file)
+        if not path.is_file():
+            raise UsageError(f"secrets file {req.file!r} not found",
+                             hint="pass a .env file path, or - to read stdin")
+        text, source = path.read_text(), req.file
+    values = parse_env(text, source)
+    return on_slice(ports, req.name, lambda s: push(s, values, partial=True))
+
+
+def list_node(ports: Ports, name: str) -> SecretsListing:
+    """The `secrets list` command."""
+    from tpuctl.ops.session import on_slice
+
+    return on_slice(ports, name, list_keys)

@@ -12,12 +12,18 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tpuctl.errors import UsageError
-from tpuctl.model import Slice
+from tpuctl.model import DEFAULT_SERVE_PORT, Slice
+from tpuctl.recipes.planner import ServePlan
 from tpuctl.recipes.schema import Recipe, ServeSpec
+
+if TYPE_CHECKING:
+    from tpuctl.ops.ports import Ports
+    from tpuctl.ops.up import UpEvents, UpResult
 
 # flags the planner writes for every rank: a copy in extra_args would silently win (argparse
 # keeps the last value) and break the layout on some ranks only
@@ -28,7 +34,7 @@ PLANNED_FLAGS = ("--model-path", "--tp-size", "--dp-size", "--nnodes", "--node-r
 DIST_PORT_SPAN = 7
 
 
-def plan_for(recipe: Recipe, repo_root: Path) -> Any:  # noqa: ANN401 - a ServePlan
+def plan_for(recipe: Recipe, repo_root: Path) -> ServePlan:
     """Plan locally, before any API call: an impossible layout never starts anything."""
     from tpuctl.recipes.models import load_model_config
     from tpuctl.recipes.planner import plan_serve
@@ -55,7 +61,7 @@ def _flag_value(args: list[str], flag: str) -> str | None:
     return value
 
 
-def check_extra_args(extra: list[str], plan: Any) -> None:  # noqa: ANN401 - a ServePlan
+def check_extra_args(extra: list[str], plan: ServePlan) -> None:
     """Refuse extra flags that the real server would reject (or that would undo the plan)."""
     for flag in PLANNED_FLAGS:
         if any(a == flag or a.startswith(flag + "=") for a in extra):
@@ -93,7 +99,7 @@ def dist_port(base: int, http_port: int) -> int:
     return base
 
 
-def rank_commands(serve: ServeSpec, plan: Any, sl: Slice, dist_port_base: int  # noqa: ANN401
+def rank_commands(serve: ServeSpec, plan: ServePlan, sl: Slice, dist_port_base: int
                   ) -> dict[int, str]:
     if plan.nnodes != len(sl.workers):
         raise UsageError(f"the plan has {plan.nnodes} node(s) but {sl.name} has "
@@ -109,3 +115,58 @@ def rank_commands(serve: ServeSpec, plan: Any, sl: Slice, dist_port_base: int  #
             argv[argv.index("--host") + 1] = w.ip
         out[w.index] = shlex.join(argv)
     return out
+
+
+@dataclass(frozen=True)
+class ServeRequest:
+    """`tpuctl serve`: a serving recipe given as flags."""
+
+    name: str
+    model: str
+    accelerator_type: str
+    sglang_version: str | None = None
+    dp: int | None = None
+    port: int = DEFAULT_SERVE_PORT
+    python: str = "3.12"
+    requirements: str | None = None
+    secrets: str | None = None
+    cpu: bool = False
+    load_format: str | None = None
+    server: str | None = None  # the server program instead of sglang-jax's launch_server
+    ready_timeout: float = 900.0
+    replace: bool = False
+
+
+def serve_recipe(req: ServeRequest) -> Recipe:
+    """The recipe the flags stand for (checked like a recipe file)."""
+    from pydantic import ValidationError
+
+    from tpuctl.accelerators import parse_accelerator
+    from tpuctl.naming import validate_node_name
+
+    validate_node_name(req.name)
+    serve_extra = {"server": shlex.split(req.server)} if req.server else {}
+    try:
+        recipe = Recipe.model_validate({
+            "name": req.name, "accelerator": req.accelerator_type, "python": req.python,
+            "requirements": req.requirements, "secrets": req.secrets,
+            "serve": {"model": req.model, "sglang_version": req.sglang_version, "dp": req.dp,
+                      "port": req.port, "cpu": req.cpu, "load_format": req.load_format,
+                      **serve_extra},
+            "timeouts": {"ready": req.ready_timeout}})
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        raise UsageError(f"invalid {field}: {err['msg'].removeprefix('Value error, ')}",
+                         hint="see `tpuctl serve --help`") from None
+    parse_accelerator(req.accelerator_type)
+    return recipe
+
+
+def serve_node(ports: Ports, req: ServeRequest, events: UpEvents | None = None) -> UpResult:
+    """The `serve` command: plan, then `up`'s steps up to readiness, from this repository."""
+    from tpuctl.ops.prepared import prepare
+    from tpuctl.ops.up import UpOptions, up
+
+    p = prepare(serve_recipe(req), req.name, Path.cwd() / "serve.yaml")
+    return up(ports, p, UpOptions(replace=req.replace, follow=False), events)

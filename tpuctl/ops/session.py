@@ -7,14 +7,16 @@ connected to once. Remote scripts are installed once per content hash.
 from __future__ import annotations
 
 import asyncio
+import re
 import shlex
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from tpuctl import backoff
 from tpuctl.aio import gather_or_cancel
 from tpuctl.cloud.base import Cloud
-from tpuctl.errors import RemoteCommandError
+from tpuctl.errors import ExitCode, RemoteCommandError
 from tpuctl.model import Slice
 from tpuctl.ops import worker_cache
 from tpuctl.ops.access import cached_access, ensure_access, ssh_targets
@@ -106,7 +108,7 @@ class SliceSession:
                 results: dict[int, WorkerResult] = {}
                 for attempt in range(TRANSPORT_ATTEMPTS):  # the installer is idempotent
                     if attempt:
-                        await asyncio.sleep(min(0.5 * 2 ** (attempt - 1), 4.0))
+                        await asyncio.sleep(_retry_wait(attempt))
                     got = await self.run(_INSTALL.format(h=shlex.quote(h)), stdin=data,
                                          indices=pending, timeout=120)
                     results.update((r.index, r) for r in got)
@@ -149,7 +151,7 @@ class SliceSession:
         pending = {i: c for i, c in calls.items() if i not in self.unreachable}
         for attempt in range(TRANSPORT_ATTEMPTS if idempotent else 1):
             if attempt:
-                await asyncio.sleep(min(0.5 * 2 ** (attempt - 1), 4.0))
+                await asyncio.sleep(_retry_wait(attempt))
             if _same and pending:
                 first = next(iter(pending.values()))
                 got = await self.run(_script_cmd(h, name, first[0]) + tail,
@@ -204,6 +206,11 @@ def worker_run_id(index: int, value: str | None) -> str:
                                  f"`tpuctl ssh NAME --worker {index}`") from None
 
 
+def _retry_wait(attempt: int) -> float:
+    """Before re-running an idempotent script whose transport failed: 0.5, 1, 2, 4 s."""
+    return backoff.delay(attempt, first=0.5, cap=4.0)
+
+
 def _transport_failed(r: WorkerResult) -> bool:
     """Worth re-running an idempotent tpuctl script: the connection failed (nobody knows
     whether it ran), or something outside killed it with a signal. Never a timeout, never
@@ -226,6 +233,25 @@ def _script_cmd(h: str, name: str, args: Sequence[str]) -> str:
     return f'bash "$HOME/.tpuctl/bin/{h}/{name}.sh" {shlex.join(args)}'.rstrip()
 
 
+_SCRIPT_PATH = re.compile(r"^\$HOME/\.tpuctl/bin/[0-9a-f]+/(\w+)\.sh$")
+INSTALL_SCRIPTS = "install"  # what `script_call` names the scripts' installer (\w+: no script)
+
+
+def script_call(command: str) -> tuple[str, list[str]] | None:
+    """(script name, arguments) of a command `_script_cmd` built (`install` for the
+    installer), else None: how a recording Workers reads what a session runs."""
+    if command.startswith(_INSTALL.split("{h}", 1)[0]):
+        return INSTALL_SCRIPTS, []
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    if words[-1:] == ["2>&1"]:
+        words = words[:-1]
+    m = _SCRIPT_PATH.match(words[1]) if len(words) > 1 and words[0] == "bash" else None
+    return (m.group(1), words[2:]) if m else None
+
+
 def raise_on_failure(results: Sequence[WorkerResult], what: str,
                      tails: dict[int, str] | None = None) -> None:
     """One error naming every failed worker, its code or transport error, and a log tail."""
@@ -244,7 +270,7 @@ def raise_on_failure(results: Sequence[WorkerResult], what: str,
         if tail:
             why += ": " + " | ".join(tail.splitlines()[-5:])
         parts.append(f"w{r.index} {why}")
-    code = next((r.exit_code for r in failed if r.exit_code), 1) or 1
+    code = next((r.exit_code for r in failed if r.exit_code), None) or int(ExitCode.FAILED)
     hint = "see the lines above; re-run the command after fixing"
     if all(is_unreachable(r) for r in failed):
         hint = ("those workers could not be reached: check the node (`tpuctl describe NAME`), "

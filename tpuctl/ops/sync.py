@@ -5,10 +5,14 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tpuctl import gitrepo
 from tpuctl.errors import UsageError
 from tpuctl.ops.session import SliceSession, parse_kv, raise_on_failure
+
+if TYPE_CHECKING:
+    from tpuctl.ops.ports import Ports
 
 
 @dataclass(frozen=True)
@@ -105,3 +109,22 @@ async def sync(session: SliceSession, state: gitrepo.RepoState, via: str) -> Syn
     return SyncResult(repo=state.name, sha=sha, via=via, changed=tuple(changed),
                       left_out=state.dirty, bundle_bytes=bundle_bytes,
                       untracked=state.untracked)
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    name: str
+    ref: str = "HEAD"
+    via: str = "bundle"  # or origin: workers fetch from the remote
+    allow_dirty: bool = False
+    repo: Path | None = None  # default: the repository around the working directory
+
+
+def sync_node(ports: Ports, req: SyncRequest) -> SyncResult:
+    """The `sync` command: local checks first, then every worker at the commit."""
+    from tpuctl.naming import validate_node_name
+    from tpuctl.ops.session import on_slice
+
+    validate_node_name(req.name)
+    state = plan(req.repo, req.ref, req.via, req.allow_dirty)
+    return on_slice(ports, req.name, lambda s: sync(s, state, req.via))

@@ -24,12 +24,13 @@ from typing import Any, Literal
 
 from tpuctl.accelerators import AcceleratorType, all_accelerator_types, parse_accelerator
 from tpuctl.errors import UsageError
+from tpuctl.model import DEFAULT_SERVE_PORT
 from tpuctl.recipes.models import ModelConfig
 
 Semantics = Literal["new", "old"]
 
 GIB = 1 << 30
-DEFAULT_PORT = 30000
+DEFAULT_PORT = DEFAULT_SERVE_PORT
 DEFAULT_DIST_PORT = 20000
 # sglang-jax's default share of device memory for weights + KV cache on TPU
 # (ServerArgs.mem_fraction_static = 0.88 when not on CPU).

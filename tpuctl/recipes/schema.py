@@ -14,8 +14,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tpuctl.errors import UsageError
+from tpuctl.model import DEFAULT_SERVE_PORT
+from tpuctl.naming import ENV_KEY_RE
 
-_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PYTHON = re.compile(r"^3\.\d{1,2}$")
 
 
@@ -24,7 +25,20 @@ def check_python_version(v: str) -> str:
     if not _PYTHON.match(v):
         raise ValueError(f"python must look like 3.11, got {v[:20]!r}")
     return v
+
+
 _RESERVED_ENV = ("TPUCTL_", "JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+
+
+def check_env_keys(env: dict[str, str]) -> dict[str, str]:
+    """A job's env names (a recipe's `env`, `launch --env`): valid, and none of those tpuctl
+    sets itself at launch. ValueError naming the first bad one."""
+    for key in env:
+        if not ENV_KEY_RE.match(key):
+            raise ValueError(f"invalid variable name {key!r}")
+        if key.startswith(_RESERVED_ENV):
+            raise ValueError(f"{key} is set by tpuctl at launch")
+    return env
 
 
 class _Strict(BaseModel):
@@ -56,7 +70,7 @@ class ServeSpec(_Strict):
     model: str  # a path in the repository (with config.json), or a hub id org/name
     sglang_version: str | None = None  # the version the argv must suit (planner semantics)
     dp: int | None = Field(None, gt=0)
-    port: int = Field(30000, gt=0, lt=65536)
+    port: int = Field(DEFAULT_SERVE_PORT, gt=0, lt=65536)
     cpu: bool = False  # --device cpu --attention-backend native (the emulator)
     load_format: str | None = None  # e.g. dummy: random weights, no download
     server: list[str] = Field(default_factory=lambda: ["python", "-m", "sgl_jax.launch_server"])
@@ -87,12 +101,7 @@ class Recipe(_Strict):
     @field_validator("env")
     @classmethod
     def _env_keys(cls, v: dict[str, str]) -> dict[str, str]:
-        for key in v:
-            if not _ENV_KEY.match(key):
-                raise ValueError(f"invalid variable name {key!r}")
-            if key.startswith(_RESERVED_ENV):
-                raise ValueError(f"{key} is set by tpuctl at launch")
-        return v
+        return check_env_keys(v)
 
     @field_validator("python")
     @classmethod

@@ -84,7 +84,8 @@ class SshWorkers:
             except (OSError, asyncssh.KeyImportError) as exc:
                 raise ConfigError(
                     f"cannot read SSH key {self._key_path}: {one_line(exc)}",
-                    hint="create it with `ssh-keygen -t ed25519 -N '' -f PATH` or pass --ssh-key",
+                    hint="tpuctl makes its key on first use: move this file and its .pub "
+                    "away and run the command again (the new key is added to the node)",
                 ) from exc
         return self._client_key
 

@@ -1,0 +1,28 @@
+"""`tpuctl config`: which cloud, project and zone commands would use, and why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ConfigReport:
+    # setting -> {"value", "source"}: api_endpoint, project, zone, config_file, api_token
+    # (never the token: "(set)" and its file), persist_connections
+    settings: dict[str, dict[str, str | None]]
+
+    def to_dict(self) -> dict[str, dict[str, str | None]]:
+        return self.settings
+
+
+def show_config(api_endpoint: str | None = None, project: str | None = None,
+                zone: str | None = None) -> ConfigReport:
+    from tpuctl.config import api_token, persist_setting, resolve
+
+    cfg = resolve(api_endpoint=api_endpoint, project=project, zone=zone)
+    token, source = api_token(cfg.endpoint.value)
+    seconds, persist_source = persist_setting()
+    return ConfigReport({
+        **cfg.to_dict(),
+        "api_token": {"value": "(set)" if token else None, "source": source},
+        "persist_connections": {"value": f"{seconds:g}", "source": persist_source}})
