@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, UpInBackground
+from tests.conftest import Cli, UpInBackground, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -274,17 +274,47 @@ def test_a_stuck_worker_is_reported_hung_not_running(cli, node, repo, emulator):
     assert _pgid_members(pgid) == []
 
 
+def _holding(pid: int, dev: Path) -> bool:
+    """Whether process `pid` has `dev` open (what launch.sh's busy check looks for)."""
+    try:
+        return any(os.readlink(fd) == str(dev) for fd in Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+
+
 def test_busy_tpu_is_refused_with_the_holder(cli, node, repo, emulator):
     dev = worker_home(emulator, node, 1).parent / "dev" / "accel0"
     holder = subprocess.Popen(["bash", "-c", f"exec 3<{dev}; sleep 60"])
     try:
-        time.sleep(0.3)
+        wait_until(lambda: _holding(holder.pid, dev), bool)
         r = in_repo(cli, repo, "launch", node, "--run-id", "busy-1", "--", "true")
         assert r.returncode == 2
         assert f"pid={holder.pid}" in r.stderr and "w1" in r.stderr
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_dry_runs_on_a_real_node_read_it_and_change_nothing(cli, node, repo, emulator):
+    """The wiring of --dry-run: the real API is read, nothing reaches the workers or changes
+    the node (the rules of what is printed: tests/unit/test_dryrun.py, tests/golden/)."""
+    before = json.loads(cli("describe", node, "--json").stdout)
+    marker = worker_home(emulator, node, 0) / ".tpuctl" / "runs" / "dry-1"
+    steps = {
+        ("sync", node, "--dry-run"): "sync.sh bundle",
+        ("bootstrap", node, "--requirements", "job.sh", "--dry-run"): "bootstrap.sh start",
+        ("launch", node, "--run-id", "dry-1", "--dry-run", "--", "true"):
+            "launch.sh start dry-1 0",
+        ("delete", node, "--dry-run"):
+            f"DELETE /v2/projects/local-project/locations/local-a/nodes/{node}",
+    }
+    for args, expected in steps.items():
+        r = in_repo(cli, repo, *args)
+        assert r.returncode == 0, (args, r.stderr)
+        assert expected in r.stdout and "not sent" in r.stderr, (args, r.stdout)
+    assert not marker.exists()
+    after = json.loads(cli("describe", node, "--json").stdout)
+    assert after == before  # still there, untouched
 
 
 def test_status_of_a_node_without_runs_and_bad_run_ids(cli, repo):
@@ -410,7 +440,7 @@ def test_launch_force_kills_stale_tpu_holders(cli, node, repo, emulator):
     dev = worker_home(emulator, node, 3).parent / "dev" / "accel1"
     holder = subprocess.Popen(["bash", "-c", f"exec 3<{dev}; sleep 60"])
     try:
-        time.sleep(0.3)
+        wait_until(lambda: _holding(holder.pid, dev), bool)
         r = in_repo(cli, repo, "launch", node, "--run-id", "forced", "--force", "--replace",
                     "--", "true")
         assert r.returncode == 0, r.stderr
@@ -472,6 +502,19 @@ def _admin(emulator, node: str, verb: str) -> None:  # noqa: ANN001
     emulator.admin("POST", f"projects/local-project/locations/local-a/nodes/{node}:{verb}")
 
 
+def _following(node: str, run_id: str) -> bool:
+    """A worker of the node runs follow.sh on this run (an emulated worker: a process here)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            words = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(w.endswith(b"/follow.sh") for w in words) and run_id.encode() in words \
+                and f"{node}/w".encode() in b" ".join(words):
+            return True
+    return False
+
+
 def test_preemption_during_tail_follow_exits_6_and_gc_collects_it(cli, repo, emulator):
     import sys
 
@@ -483,7 +526,8 @@ def test_preemption_during_tail_follow_exits_6_and_gc_collects_it(cli, repo, emu
     follower = subprocess.Popen(
         [sys.executable, "-m", "tpuctl", "tail", name, "doomed", "--follow"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli.env(), cwd=repo)
-    time.sleep(2)
+    # preempt once the follow is under way: follow.sh streaming the run's log on a worker
+    wait_until(lambda: _following(name, "doomed"), bool, timeout=60)
     _admin(emulator, name, "preempt")
     out, err = follower.communicate(timeout=120)
     assert follower.returncode == 6, err
@@ -495,9 +539,12 @@ def test_preemption_during_tail_follow_exits_6_and_gc_collects_it(cli, repo, emu
     # gc: the preempted node and an expired one, never an unmanaged one
     r = cli("create", "expiring", "--type", "v6e-8", "--ttl", "1s")
     assert r.returncode == 0, r.stderr
-    time.sleep(1.5)
-    r = cli("gc", "--dry-run", "--json")
-    names = {c["name"]: c["reason"] for c in json.loads(r.stdout)["candidates"]}
+
+    def candidates() -> dict[str, str]:
+        r = cli("gc", "--dry-run", "--json")
+        return {c["name"]: c["reason"] for c in json.loads(r.stdout)["candidates"]}
+
+    names = wait_until(candidates, lambda n: "expiring" in n, timeout=20)
     assert names.get(name) == "preempted" and "expired" in names.get("expiring", "")
     assert "shared-v6e16" not in names and NODE not in names
     r = cli("gc")
@@ -550,8 +597,5 @@ def test_launch_timeout_is_enforced_on_the_workers(cli, node, repo, emulator):
     assert st["state"] == "timed-out"
     for i in range(4):
         pgid = int((worker_home(emulator, node, i) / ".tpuctl/runs/too-long/pgid").read_text())
-        for _ in range(25):  # the watchdog leaves within a poll of the job's end
-            if not _pgid_members(pgid):
-                break
-            time.sleep(0.2)
-        assert _pgid_members(pgid) == []
+        # the watchdog leaves within a poll of the job's end
+        wait_until(lambda pgid=pgid: _pgid_members(pgid), lambda m: m == [], timeout=5)

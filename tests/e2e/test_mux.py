@@ -41,6 +41,12 @@ def node(mcli: Cli) -> Iterator[str]:
     mcli("delete", name, "--yes")
 
 
+def _sleeping(secs: str) -> int:
+    """How many `sleep SECS` processes run (the emulated workers' share this machine)."""
+    r = subprocess.run(["pgrep", "-f", f"^sleep {secs}$"], capture_output=True, text=True)
+    return len(r.stdout.split())
+
+
 def _daemons(home: Path) -> list[int]:
     """Live daemon processes whose HOME is `home` (from their environment)."""
     found = []
@@ -142,17 +148,12 @@ def test_ctrl_c_through_the_daemon_stops_the_remote_command(fresh: Cli, node: st
     _exec(fresh, node, "true")
     wait_until(lambda: _status(fresh)["running"], bool)
     secs = f"{300 + uuid.uuid4().int % 1000}.25"  # a sleep only this test runs
-
-    def sleeping() -> int:
-        r = subprocess.run(["pgrep", "-f", f"^sleep {secs}$"], capture_output=True, text=True)
-        return len(r.stdout.split())
-
     proc = _exec_in_background(fresh, node, "sleep", secs)
-    wait_until(sleeping, lambda n: n == 4, timeout=30)
+    wait_until(lambda: _sleeping(secs), lambda n: n == 4, timeout=30)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
-    wait_until(sleeping, lambda n: n == 0, timeout=15)  # gone on every worker
+    wait_until(lambda: _sleeping(secs), lambda n: n == 0, timeout=15)  # gone everywhere
     assert _status(fresh)["busy"] == 0  # and the daemon is free again
     assert _exec(fresh, node, "true").returncode == 0
 
@@ -161,9 +162,10 @@ def test_a_daemon_killed_mid_command_fails_it_clearly_and_the_next_one_works(
         fresh: Cli, node: str) -> None:
     _exec(fresh, node, "true")
     pid = wait_until(lambda: _status(fresh).get("pid"), bool)
-    proc = _exec_in_background(fresh, node, "sleep", "20")
+    secs = f"20.{uuid.uuid4().int % 1000:03d}"  # a sleep only this test runs
+    proc = _exec_in_background(fresh, node, "sleep", secs)
     wait_until(lambda: _status(fresh).get("busy"), lambda n: n == 1, timeout=30)
-    time.sleep(0.5)
+    wait_until(lambda: _sleeping(secs), lambda n: n == 4, timeout=30)  # running everywhere
     os.kill(int(pid), signal.SIGKILL)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 255, err
@@ -193,8 +195,10 @@ def test_off_means_no_daemon(fresh: Cli, node: str) -> None:
     for _ in range(2):
         r = _exec(fresh, node, "true", TPUCTL_PERSIST_CONNECTIONS="0")
         assert r.returncode == 0
-    time.sleep(1)
+    # no wait needed: a command starts its daemon (Popen, which returns once the child has
+    # exec'd) before it exits, so one started by these commands would be listed already
     assert not _daemons(fresh.home)
+    assert not list((fresh.home / ".tpuctl" / "mux").glob("*.sock"))
     r = fresh("mux", "status", env=fresh.env(TPUCTL_PERSIST_CONNECTIONS="0"))
     assert "persistence off" in r.stdout
 

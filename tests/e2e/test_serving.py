@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli
+from tests.conftest import Cli, wait_until
 from tests.e2e.test_loop import git
 
 pytestmark = pytest.mark.e2e
@@ -80,9 +80,8 @@ def test_serve_ready_generate_then_degraded_when_a_rank_dies(cli, project, emula
         import signal
 
         os.killpg(_pgid(emulator, node, 2), signal.SIGKILL)
-        time.sleep(1)
-        r = tpuctl(cli, project, "status", node, "--json")
-        st = json.loads(r.stdout)
+        st = wait_until(lambda: json.loads(tpuctl(cli, project, "status", node, "--json").stdout),
+                        lambda st: st["serve"] != "serving", timeout=30)
         assert st["serve"] == "degraded" and st["degraded_workers"] == [2]
         r = tpuctl(cli, project, "status", node, "--watch")
         assert r.returncode == 1 and "w2" in r.stderr
