@@ -300,7 +300,7 @@ class Bench:
     def emulator_hwm_kb(self) -> int | None:
         return proc_hwm_kb(self.proc.pid) if self.proc else None
 
-    def cloud(self) -> Any:  # noqa: ANN401
+    def cloud(self) -> Any:
         from tpuctl.ops.context import cloud_from_options
 
         return cloud_from_options(api_endpoint=self.endpoint, project=None, zone=None)

@@ -42,7 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
+from common import (
     HERE,
     SIZES,
     Bench,
@@ -181,7 +181,7 @@ async def tpuctl_new(sl: Slice) -> float:
     return elapsed
 
 
-async def tpuctl_reuse(session: Any, size: int) -> float:  # noqa: ANN401
+async def tpuctl_reuse(session: Any, size: int) -> float:
     t0 = time.perf_counter()
     results = await session.run("true")
     elapsed = time.perf_counter() - t0
@@ -200,8 +200,8 @@ class Meter:
         self.client: dict[str, list[float]] = {m: [] for m in METHODS}
         self.server: dict[str, list[float]] = {m: [] for m in METHODS}
 
-    def measured(self, method: str, fn: Any, *args: Any,  # noqa: ANN401
-                 helpers: list[int] | None = None, **kw: Any) -> Any:  # noqa: ANN401
+    def measured(self, method: str, fn: Any, *args: Any,
+                 helpers: list[int] | None = None, **kw: Any) -> Any:
         """`helpers`: background processes of the client side (connection daemon, OpenSSH
         masters) whose CPU counts as the client's."""
         def side() -> float:
@@ -307,7 +307,7 @@ def main() -> int:
     loop.close()
 
     # -- tables, ratios and targets -----------------------------------------------------------
-    def method_table(title: str, cell: Any) -> None:  # noqa: ANN401
+    def method_table(title: str, cell: Any) -> None:
         """One row per size, one column per method, `cell(method's results)` in each."""
         rows = []
         for size in sizes:

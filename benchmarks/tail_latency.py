@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
+from common import (
     SIZES,
     Bench,
     fmt_s,
@@ -94,7 +94,7 @@ def main() -> int:
             latencies.append(now - written)
             per_worker.setdefault(index, []).append(now - written)
 
-        async def follow() -> Any:  # noqa: ANN401
+        async def follow() -> Any:
             session = open_session(cloud, name)
             t_follow = time.perf_counter()
 

@@ -41,20 +41,20 @@ class Emulator:
     def token(self) -> str:
         return self.token_file.read_text().strip()
 
-    def admin(self, method: str, path: str, body: bytes | None = b"") -> Any:  # noqa: ANN401
+    def admin(self, method: str, path: str, body: bytes | None = b"") -> Any:
         """One authenticated admin call (`path` after /emulator/v1/); its JSON answer."""
         return admin_call(self.endpoint, self.token, method, path, body)
 
 
 def admin_call(endpoint: str, token: str | None, method: str, path: str,
-               body: bytes | None = b"") -> Any:  # noqa: ANN401
+               body: bytes | None = b"") -> Any:
     import json
     import urllib.request
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     req = urllib.request.Request(f"{endpoint}/emulator/v1/{path}", data=body, method=method,
                                  headers=headers)
-    with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 (loopback)
+    with urllib.request.urlopen(req, timeout=30) as resp:  # loopback
         return json.loads(resp.read() or b"{}")
 
 
@@ -213,7 +213,7 @@ def node_name() -> str:
     return f"t-{uuid.uuid4().hex[:8]}"
 
 
-def tpu_client(endpoint: str, token: str | Path | None):  # noqa: ANN201
+def tpu_client(endpoint: str, token: str | Path | None):
     """The real google-cloud-tpu client pointed at the emulator, with its bearer token (or
     its state dir, where the token is); None: no credentials at all."""
     from google.cloud import tpu_v2
@@ -227,7 +227,7 @@ def tpu_client(endpoint: str, token: str | Path | None):  # noqa: ANN201
 
 
 def wait_until(fn: Callable[[], Any], pred: Callable[[Any], bool], timeout: float = 10.0
-               ) -> Any:  # noqa: ANN401
+               ) -> Any:
     """Poll fn() every 20 ms until pred(value); the last value is in the failure message."""
     deadline = time.monotonic() + timeout
     while True:
@@ -239,8 +239,8 @@ def wait_until(fn: Callable[[], Any], pred: Callable[[Any], bool], timeout: floa
         time.sleep(0.02)
 
 
-def create_keyed_node(client: Any, parent: str, node_id: str, public_key: str,  # noqa: ANN401
-                      polling: Any) -> list[tuple[str, int, str]]:  # noqa: ANN401
+def create_keyed_node(client: Any, parent: str, node_id: str, public_key: str,
+                      polling: Any) -> list[tuple[str, int, str]]:
     """A v6e-16 whose `ssh-keys` authorize alice's `public_key`; its workers' SSH endpoints."""
     from google.cloud import tpu_v2
 
@@ -252,7 +252,7 @@ def create_keyed_node(client: Any, parent: str, node_id: str, public_key: str,  
     return ssh_endpoints(client, f"{parent}/nodes/{node_id}")
 
 
-def ssh_endpoints(client: Any, node: str) -> list[tuple[str, int, str]]:  # noqa: ANN401
+def ssh_endpoints(client: Any, node: str) -> list[tuple[str, int, str]]:
     """(ip, ssh port, host key line) per worker, read from the API as tpuctl's adapter does."""
     got = client.get_node(name=node)
     attrs = client.get_guest_attributes(request={"name": node}).guest_attributes

@@ -71,7 +71,7 @@ class LazyCloud:
             other._where = (self.project, zone, self.endpoint)
         return cast(Cloud, other)
 
-    def __getattr__(self, attr: str) -> Any:  # noqa: ANN401  (only called for API verbs)
+    def __getattr__(self, attr: str) -> Any:  # only called for API verbs
         if attr.startswith("_"):  # never for our own state (copy/pickle probe those)
             raise AttributeError(attr)
         if self._real is None:

@@ -71,7 +71,7 @@ def build_index(root: Path) -> Path:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
@@ -153,11 +153,11 @@ def node(cli: Cli) -> Iterator[str]:
     cli("delete", NODE, "--yes", timeout=180)
 
 
-def home(emulator, i: int) -> Path:  # noqa: ANN001
+def home(emulator, i: int) -> Path:
     return emulator.state_dir / "nodes" / f"local-project.local-a.{NODE}" / f"w{i}" / "home"
 
 
-def venvs(emulator, i: int) -> Path:  # noqa: ANN001
+def venvs(emulator, i: int) -> Path:
     return home(emulator, i) / ".tpuctl" / "venvs"
 
 
@@ -173,7 +173,7 @@ def bootstrap_json(cli: Cli, node: str, req: Path) -> dict:
     return json.loads(r.stdout)
 
 
-def hash_of(emulator, i: int, req: bytes) -> str | None:  # noqa: ANN001
+def hash_of(emulator, i: int, req: bytes) -> str | None:
     """The bootstrap hash on worker i whose saved requirements are exactly `req`."""
     for p in venvs(emulator, i).glob("*.req"):
         try:
@@ -287,7 +287,7 @@ def test_a_python_other_than_the_images_comes_from_this_machine(cli, node, index
 
 
 @pytest.fixture(scope="module")
-def built(cli, node, index, tmp_path_factory) -> tuple[Path, dict]:  # noqa: ANN001
+def built(cli, node, index, tmp_path_factory) -> tuple[Path, dict]:
     req = tmp_path_factory.mktemp("req") / "requirements.txt"
     req.write_text(f"--index-url {index.url}\ntinypkg==1.0\n")
     return req, bootstrap_json(cli, node, req)

@@ -237,7 +237,7 @@ def test_no_project_and_no_credentials(cli, tmp_path):
 THEIRS = {"ssh-keys": "bob:ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBob bob"}
 
 
-def _foreign_node(emulator, name: str, labels: dict[str, str]):  # noqa: ANN001, ANN202
+def _foreign_node(emulator, name: str, labels: dict[str, str]):
     """A node someone else made (gcloud, or another user's tpuctl): their key, their labels."""
     from google.cloud import tpu_v2
 

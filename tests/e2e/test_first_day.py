@@ -152,7 +152,7 @@ def test_install_project_reaches_the_workers(cli, node, repo):
     assert r.returncode == 1 and "pyproject.toml" in r.stderr
 
 
-def _spawn(cli: Cli, cwd: Path, *args: str):  # noqa: ANN202
+def _spawn(cli: Cli, cwd: Path, *args: str):
     pexpect = pytest.importorskip("pexpect")
     child = pexpect.spawn(sys.executable, ["-m", "tpuctl", *args], env=cli.env(),
                           cwd=str(cwd), encoding="utf-8", timeout=240, dimensions=(40, 160))

@@ -45,14 +45,14 @@ def node(cli: Cli) -> str:
 
 
 @pytest.fixture(scope="module")
-def ports(cli: Cli):  # noqa: ANN201
+def ports(cli: Cli):
     os.environ["HOME"] = str(cli.home)  # the CLI's key and known_hosts
     from tpuctl.wiring import ports
 
     return ports(cli.endpoint)
 
 
-def _roundtrip(ports, env: dict[str, str], argv: list[str], secret: str) -> dict:  # noqa: ANN001
+def _roundtrip(ports, env: dict[str, str], argv: list[str], secret: str) -> dict:
     from tpuctl.ops import launch, runs, secrets
     from tpuctl.ops.session import open_session
 

@@ -54,7 +54,7 @@ def in_repo(cli: Cli, repo: Path, *args: str, **kw) -> subprocess.CompletedProce
                           timeout=kw.get("timeout", 180))
 
 
-def worker_home(emulator, node: str, i: int) -> Path:  # noqa: ANN001
+def worker_home(emulator, node: str, i: int) -> Path:
     return emulator.state_dir / "nodes" / f"local-project.local-a.{node}" / f"w{i}" / "home"
 
 
@@ -324,7 +324,7 @@ def test_status_of_a_node_without_runs_and_bad_run_ids(cli, repo):
     assert r.returncode == 3
 
 
-def _drop(emulator, node: str) -> None:  # noqa: ANN001
+def _drop(emulator, node: str) -> None:
     emulator.admin("POST", f"projects/local-project/locations/local-a/nodes/{node}:dropConnections")
 
 
@@ -498,7 +498,7 @@ def test_logs_fetch_refuses_a_run_id_from_a_worker_that_leads_outside_dest(cli, 
             latest.write_text(before)
 
 
-def _admin(emulator, node: str, verb: str) -> None:  # noqa: ANN001
+def _admin(emulator, node: str, verb: str) -> None:
     emulator.admin("POST", f"projects/local-project/locations/local-a/nodes/{node}:{verb}")
 
 

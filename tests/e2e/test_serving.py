@@ -49,7 +49,7 @@ def tpuctl(cli: Cli, proj: Path, *args: str, timeout: float = 300
                           stdin=subprocess.DEVNULL)
 
 
-def _pgid(emulator, node: str, worker: int) -> int:  # noqa: ANN001
+def _pgid(emulator, node: str, worker: int) -> int:
     home = emulator.state_dir / "nodes" / f"local-project.local-a.{node}" / f"w{worker}" / "home"
     run = (home / ".tpuctl/runs/latest").read_text().strip()
     return int((home / ".tpuctl/runs" / run / "pgid").read_text())

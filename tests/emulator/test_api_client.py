@@ -310,13 +310,13 @@ def test_preemption_suspends_the_queued_resource(
     req = urllib.request.Request(
         f"{fake_emulator.endpoint}/emulator/v1/{node_name}:preempt", data=b"{}", method="POST",
         headers=AUTH)
-    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (loopback)
+    with urllib.request.urlopen(req, timeout=10) as resp:  # loopback
         assert json.loads(resp.read())["state"] == "PREEMPTED"
     assert client.get_node(name=node_name).state == State.PREEMPTED
     assert client.get_queued_resource(name=qr_name).state.state == QState.SUSPENDED
     status_req = urllib.request.Request(f"{fake_emulator.endpoint}/emulator/v1/status",
                                         headers=AUTH)
-    with urllib.request.urlopen(status_req) as resp:  # noqa: S310
+    with urllib.request.urlopen(status_req) as resp:
         status = json.loads(resp.read())
     assert any(n["name"] == node_name and n["state"] == "PREEMPTED" for n in status["nodes"])
 
@@ -345,7 +345,7 @@ def test_restart_resumes_transitions_and_keeps_stopped_nodes(
         hosts.append(FakeWorkerHost(d, port))
         return hosts[-1]
 
-    def connect(endpoint: str) -> Any:  # noqa: ANN401
+    def connect(endpoint: str) -> Any:
         return tpu_client(endpoint, tmp_path)
 
     with run_in_thread(tmp_path, create_delay=0.01, worker_host=factory) as endpoint:
@@ -416,13 +416,13 @@ def test_every_call_needs_the_emulators_token(client: Any, fake_emulator: Any, m
         req = urllib.request.Request(fake_emulator.endpoint + path, data=body, method=method,
                                      headers=headers)
         with pytest.raises(urllib.error.HTTPError) as info:
-            urllib.request.urlopen(req, timeout=10)  # noqa: S310 (loopback)
+            urllib.request.urlopen(req, timeout=10)  # loopback
         assert info.value.code == 401
         assert json.loads(info.value.read())["error"]["status"] == "UNAUTHENTICATED"
     # nothing happened: no node, no fault
     assert "intruder" not in {n.name.rsplit("/", 1)[-1] for n in client.list_nodes(parent=PARENT)}
     req = urllib.request.Request(f"{fake_emulator.endpoint}/emulator/v1/faults", headers=AUTH)
-    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+    with urllib.request.urlopen(req, timeout=10) as resp:
         assert json.loads(resp.read())["faults"] == {}
 
 

@@ -23,7 +23,7 @@ NAME = f"{PARENT}/nodes/real-node"
 POLL = retry.Retry(predicate=polling.POLLING_PREDICATE, initial=0.02, maximum=0.1, timeout=30)
 
 
-def _workers(client: Any) -> list[tuple[str, int, str]]:  # noqa: ANN401
+def _workers(client: Any) -> list[tuple[str, int, str]]:
     return ssh_endpoints(client, NAME)
 
 

@@ -55,7 +55,7 @@ def _admin(endpoint: str, method: str, path: str, body: Any = None) -> tuple[int
     req = urllib.request.Request(f"{endpoint}/emulator/v1/{path}", data=data, method=method,
                                  headers={"Authorization": f"Bearer {TOKEN}"})
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+        with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())

@@ -35,7 +35,7 @@ def test_serve_writes_info_and_stops_on_sigterm(tmp_path: Path) -> None:
         assert tmp_path.stat().st_mode & 0o777 == 0o700
         req = urllib.request.Request(f"{endpoint}/emulator/v1/status",
                                      headers={"Authorization": f"Bearer {token}"})
-        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+        with urllib.request.urlopen(req, timeout=10) as resp:
             status = json.loads(resp.read())
         assert "token" not in status
         assert status["ssh_port"] == info["ssh_port"] > 0 and status["nodes"] == []

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("jax")
-import numpy as np  # noqa: E402  (after the skip: numpy comes with jax)
+import numpy as np  # after the skip: numpy comes with jax
 
 REPO = Path(__file__).resolve().parents[2]
 PROGRAM = REPO / "recipes" / "programs" / "train.py"

@@ -146,7 +146,7 @@ def _listen(host: str, port: int) -> socket.socket:
 class Peer:
     """Rank 0's view of one subscriber: its socket, and replies to generation steps."""
 
-    def __init__(self, rank: int, sock: socket.socket, reader: Any) -> None:  # noqa: ANN401
+    def __init__(self, rank: int, sock: socket.socket, reader: Any) -> None:
         self.rank = rank
         self.sock = sock
         self.reader = reader
@@ -251,10 +251,10 @@ def make_handler(args: argparse.Namespace, rank0: Rank0 | None) -> type[BaseHTTP
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *a: Any) -> None:  # noqa: A002,ANN401
+        def log_message(self, format: str, *a: Any) -> None:
             pass
 
-        def _send(self, code: int, body: Any = None) -> None:  # noqa: ANN401
+        def _send(self, code: int, body: Any = None) -> None:
             data = b"" if body is None else json.dumps(body).encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")

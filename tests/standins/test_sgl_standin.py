@@ -80,7 +80,7 @@ class Cluster:
         if self.nnodes > 1:
             argv += ["--nnodes", str(self.nnodes), "--node-rank", str(rank),
                      "--dist-init-addr", f"127.0.0.1:{self.dist}"]
-        log = open(self.log_path(rank), "wb")  # noqa: SIM115 (closed with the process)
+        log = open(self.log_path(rank), "wb")  # closed with the process
         self.procs[rank] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, env=self.env)
 

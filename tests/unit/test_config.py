@@ -155,7 +155,7 @@ def test_the_search_stops_at_the_repository_root_and_at_home(tmp_path, monkeypat
 # ------------------------------------------------------------------ the emulator's token
 
 
-def _fake_emulator_dir(d, endpoint: str, token: str):  # noqa: ANN001, ANN202
+def _fake_emulator_dir(d, endpoint: str, token: str):
     d.mkdir(parents=True)
     (d / "token").write_text(token + "\n")
     (d / "emulator.json").write_text(json.dumps({"pid": os.getpid(), "endpoint": endpoint,

@@ -38,7 +38,7 @@ def _commands() -> dict[tuple[str, ...], Any]:
 
     found: dict[tuple[str, ...], Any] = {}
 
-    def walk(cmd: Any, prefix: tuple[str, ...]) -> None:  # noqa: ANN401
+    def walk(cmd: Any, prefix: tuple[str, ...]) -> None:
         subs = getattr(cmd, "commands", None)
         if subs is None:
             found[prefix] = cmd
@@ -50,7 +50,7 @@ def _commands() -> dict[tuple[str, ...], Any]:
     return found
 
 
-def _options(cmd: Any) -> list[set[str]]:  # noqa: ANN401
+def _options(cmd: Any) -> list[set[str]]:
     """Each option's names (`{"-n", "--lines"}`), the common ones left out."""
     return [set(p.opts) | set(p.secondary_opts) for p in cmd.params
             if getattr(p, "param_type_name", "") == "option" and not set(p.opts) & COMMON]

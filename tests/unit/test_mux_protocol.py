@@ -46,7 +46,7 @@ def test_an_unknown_or_unsafe_type_name_is_a_plain_tpuctl_error(name: object) ->
     assert type(back) is errors.TpuctlError and back.message == "m"
 
 
-def test_a_long_home_has_no_socket(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
+def test_a_long_home_has_no_socket(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / ("x" * 90)))
     assert mux.usable_socket_path() is None
     monkeypatch.setenv("HOME", str(tmp_path))

@@ -33,7 +33,7 @@ def _launch(home: Path, command: str, limit: str) -> Path:
     return home / ".tpuctl" / "runs" / "r1"
 
 
-def _wait(pred, timeout: float = 10.0) -> float:  # noqa: ANN001
+def _wait(pred, timeout: float = 10.0) -> float:
     t0 = time.monotonic()
     while not pred():
         assert time.monotonic() - t0 < timeout, "timed out"

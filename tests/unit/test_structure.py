@@ -51,7 +51,7 @@ def _command_paths() -> list[list[str]]:
 
     paths: list[list[str]] = [[]]
 
-    def walk(cmd: Any, prefix: list[str]) -> None:  # noqa: ANN401 (typer's vendored click)
+    def walk(cmd: Any, prefix: list[str]) -> None:  # typer's vendored click
         for name, sub in (getattr(cmd, "commands", None) or {}).items():
             if not getattr(sub, "hidden", False):
                 paths.append([*prefix, name])
@@ -196,7 +196,7 @@ def test_session_steps_share_one_connection_per_worker(env: _Env) -> None:
     assert env.accepted() - before == n
 
 
-def _fake_cloud(sl: Any) -> Any:  # noqa: ANN401
+def _fake_cloud(sl: Any) -> Any:
     """A cloud that answers get_node with `sl`, records it, and fails on any other verb."""
 
     class FakeCloud:
@@ -205,17 +205,17 @@ def _fake_cloud(sl: Any) -> Any:  # noqa: ANN401
         def __init__(self) -> None:
             self.calls: list[str] = []
 
-        def get_node(self, name: str) -> Any:  # noqa: ANN401
+        def get_node(self, name: str) -> Any:
             self.calls.append(f"get_node {name}")
             return sl
 
-        def __getattr__(self, name: str) -> Any:  # noqa: ANN401
+        def __getattr__(self, name: str) -> Any:
             raise AssertionError(f"exec must not call cloud.{name}")
 
     return FakeCloud()
 
 
-def _ports(cloud: Any) -> Any:  # noqa: ANN401
+def _ports(cloud: Any) -> Any:
     """The real Local and Connect ports (the wiring's) around a fake cloud."""
     from tpuctl.ops.local import FileLocal
     from tpuctl.ops.ports import Ports
@@ -224,7 +224,7 @@ def _ports(cloud: Any) -> Any:  # noqa: ANN401
     return Ports(cloud=cloud, connect=connect, local=FileLocal(), http=None)  # type: ignore
 
 
-def _env_slice(env: _Env) -> Any:  # noqa: ANN401
+def _env_slice(env: _Env) -> Any:
     from tpuctl.model import Slice, Worker
     from tpuctl.ops.access import ssh_key_metadata
     from tpuctl.ops.local import FileLocal
@@ -287,7 +287,7 @@ def _peak_connects(env: _Env, monkeypatch: pytest.MonkeyPatch, max_concurrency: 
     real = ssh_mod.asyncssh.connect
     state = {"now": 0, "peak": 0}
 
-    async def counting_connect(*args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+    async def counting_connect(*args: Any, **kwargs: Any) -> Any:
         state["now"] += 1
         state["peak"] = max(state["peak"], state["now"])
         try:
@@ -297,7 +297,7 @@ def _peak_connects(env: _Env, monkeypatch: pytest.MonkeyPatch, max_concurrency: 
             state["now"] -= 1
 
     class _Asyncssh:  # the module as SshWorkers sees it, with connect wrapped
-        def __getattr__(self, name: str) -> Any:  # noqa: ANN401
+        def __getattr__(self, name: str) -> Any:
             return counting_connect if name == "connect" else getattr(real_mod, name)
 
     real_mod = ssh_mod.asyncssh

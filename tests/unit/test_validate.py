@@ -72,7 +72,7 @@ def test_run_ids_are_one_plain_path_component(text):
 
 
 def _node(ip: str = "10.0.0.2", name: str = "projects/p/locations/us-east5-b/nodes/n",
-          **kw):  # noqa: ANN003, ANN202
+          **kw):
     from google.cloud import tpu_v2
 
     return tpu_v2.Node(name=name, accelerator_type=kw.pop("accelerator_type", "v6e-8"),

@@ -21,7 +21,7 @@ class _Cloud:
         self.endpoint, self.project, self.zone = endpoint, project, zone
 
 
-def _slice(**kw: Any) -> Slice:  # noqa: ANN401
+def _slice(**kw: Any) -> Slice:
     base = Slice(name="job", project="p", zone="z", accelerator_type="v6e-16",
                  runtime_version="v2-alpha-tpuv6e", state="READY",
                  labels={"managed-by": "tpuctl"}, metadata={"ssh-keys": "alice:ssh-ed25519 X",

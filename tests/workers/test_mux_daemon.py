@@ -48,7 +48,7 @@ def client(env: Env, targets: list[SshTarget] | None = None) -> mux.MuxWorkers:
                           connect_timeout=5, connect_attempts=1)
 
 
-def run(coro):  # noqa: ANN001, ANN201
+def run(coro):
     return asyncio.run(coro)
 
 

@@ -117,7 +117,7 @@ class Progress:
 _live_console: Any = None
 
 
-def live_console() -> Any:  # noqa: ANN401 - a rich Console, or None
+def live_console() -> Any:  # a rich Console, or None
     return _live_console
 
 

@@ -101,10 +101,10 @@ class BearerToken(google.auth.credentials.Credentials):
         super().__init__()
         self.token = token
 
-    def refresh(self, request: Any) -> None:  # noqa: ANN401 - google-auth's transport request
+    def refresh(self, request: Any) -> None:  # google-auth's transport request
         return None
 
-    def apply(self, headers: Any, token: str | None = None) -> None:  # noqa: ANN401
+    def apply(self, headers: Any, token: str | None = None) -> None:
         if self.token:
             headers["authorization"] = f"Bearer {self.token}"
 
@@ -162,7 +162,7 @@ def node_to_slice(node: Any, guest: list[GuestAttribute] | None = None) -> Slice
                          "TPU API (or your own emulator)") from None
 
 
-def _node_to_slice(node: Any, guest: list[GuestAttribute]) -> Slice:  # noqa: ANN401
+def _node_to_slice(node: Any, guest: list[GuestAttribute]) -> Slice:
     from tpuctl import validate
 
     parts = node.name.split("/")

@@ -100,7 +100,7 @@ def admin(target: AdminTarget, method: str, path: str,
         headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - http(s) endpoint
+        with urllib.request.urlopen(req, timeout=30) as resp:  # http(s) endpoint
             return json.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as e:
         try:

@@ -44,7 +44,7 @@ def raise_if_gone(cloud: Cloud, name: str, *, context: str, hint: str) -> None:
     terminated; nothing when the node is fine or the API cannot say (that is not news)."""
     try:
         node = cloud.get_node(name)
-    except Exception:  # noqa: BLE001 - the caller's own error is the one to report
+    except Exception:  # the caller's own error is the one to report
         return
     if node.state in GONE_STATES:
         raise PreemptedError(f"node {name!r} was {node.state.lower()} {context}", hint=hint)

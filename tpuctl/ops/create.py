@@ -274,5 +274,5 @@ def _abandon(ports: Ports, name: str, queued: bool) -> None:
             cloud.delete_queued_resource(name)
         else:
             cloud.delete_node(name)
-    except Exception:  # noqa: BLE001 - best effort on the way out; the original error matters
+    except Exception:  # best effort on the way out; the original error matters
         pass

@@ -115,7 +115,7 @@ def worker_env(session: SliceSession, spec: LaunchSpec, run_id: str, index: int
     return env
 
 
-def _refusal(results: list, what: str) -> None:  # noqa: ANN001
+def _refusal(results: list, what: str) -> None:
     for r in results:
         if r.exit_code in _REFUSALS and r.error is None:
             cls, hint = _REFUSALS[r.exit_code]

@@ -64,7 +64,7 @@ def _some(paths: tuple[str, ...], n: int = 5) -> str:
     return ", ".join(paths[:n]) + (f" and {len(paths) - n} more" if len(paths) > n else "")
 
 
-def _parse_commits(results: list, sha: str) -> tuple[list[int], list[str]]:  # noqa: ANN001
+def _parse_commits(results: list, sha: str) -> tuple[list[int], list[str]]:
     changed, wrong = [], []
     for r in results:
         fields = parse_kv(r.stdout)

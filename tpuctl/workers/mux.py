@@ -129,7 +129,7 @@ def start_daemon(persist: float) -> None:
     private_dir(mux_dir())
     env = {k: os.environ[k] for k in _DAEMON_ENV if k in os.environ}
     with contextlib.suppress(OSError):
-        subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
+        subprocess.Popen(  # our own interpreter and module, no shell
             [sys.executable, "-m", "tpuctl.workers.muxd", "--persist", f"{persist:g}"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True, close_fds=True, cwd="/", env=env)
@@ -310,7 +310,7 @@ class MuxWorkers:
             await self._local.close()
 
 
-async def _frames(reader: asyncio.StreamReader) -> Any:  # noqa: ANN401 - async iterator
+async def _frames(reader: asyncio.StreamReader) -> Any:  # async iterator
     while True:
         line = await reader.readline()
         if not line:

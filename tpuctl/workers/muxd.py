@@ -197,7 +197,7 @@ async def serve(persist: float) -> int:
     path = mux.usable_socket_path()
     if path is None:
         return 2
-    lock = open(path.with_suffix(".lock"), "a")  # noqa: SIM115 - held for the process's life
+    lock = open(path.with_suffix(".lock"), "a")  # held for the process's life
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
