@@ -2,12 +2,14 @@
 output depends only on tpuctl and the recipes (tests/golden/test_golden.py compares,
 `python -m tests.golden.regen` rewrites).
 
-Every case runs the real entry point in process with the API endpoint on a closed port
-(nothing may be asked of it), a fresh HOME (no SSH key yet), LOGNAME=golden (the owner label
-and the ssh-keys user), and, for recipes, a copy of `recipes/` committed at a fixed date in a
+Every case runs the real entry point in process with the API endpoint (and the Hugging Face
+hub: a hub id is planned from tpuctl's built-in config) on a closed port (nothing may be
+asked of them), a fresh HOME (no SSH key yet), LOGNAME=golden (the owner label and the
+ssh-keys user), and, for recipes, a copy of `recipes/` committed at a fixed date in a
 repository called `tpuctl` (so the commit, the checkout path and the venv hashes are the same
-on every machine). The only value that still varies, `create --ttl`'s expiry time, is
-replaced by `<expires>`.
+on every machine). Two values are replaced: `create --ttl`'s expiry time by `<expires>`, and
+the commit of that copy by `<commit>` (it is the same everywhere, but it changes with any file
+under recipes/, which would rewrite every transcript).
 """
 
 from __future__ import annotations
@@ -79,13 +81,13 @@ def environment(base: Path, cwd: Path) -> Iterator[None]:
     """The process environment every case runs in (restored afterwards)."""
     saved, old_cwd = dict(os.environ), Path.cwd()
     for k in list(os.environ):
-        if k.startswith(("TPUCTL_", "CLOUDSDK_", "GOOGLE_")) or k == "CI":
+        if k.startswith(("TPUCTL_", "CLOUDSDK_", "GOOGLE_", "HF_")) or k == "CI":
             del os.environ[k]
     home = base / "home"
     home.mkdir(exist_ok=True)
-    os.environ.update(TPUCTL_API_ENDPOINT=DEAD, HOME=str(home), LOGNAME="golden",
-                      USER="golden", CLOUDSDK_CONFIG=str(base / "gcloud"), COLUMNS="100",
-                      TPUCTL_PERSIST_CONNECTIONS="0")
+    os.environ.update(TPUCTL_API_ENDPOINT=DEAD, HF_ENDPOINT=DEAD, HOME=str(home),
+                      LOGNAME="golden", USER="golden", CLOUDSDK_CONFIG=str(base / "gcloud"),
+                      COLUMNS="100", TPUCTL_PERSIST_CONNECTIONS="0")
     os.chdir(cwd)
     try:
         yield
@@ -95,8 +97,11 @@ def environment(base: Path, cwd: Path) -> Iterator[None]:
         os.environ.update(saved)
 
 
-def normalise(text: str) -> str:
-    return re.sub(r'("tpuctl-expires": )"\d+"', r'\1"<expires>"', text)
+def normalise(text: str, commit: str | None = None) -> str:
+    text = re.sub(r'("tpuctl-expires": )"\d+"', r'\1"<expires>"', text)
+    if commit:
+        text = text.replace(commit, "<commit>").replace(commit[:12], "<commit>")
+    return text
 
 
 def transcript(name: str, base: Path) -> tuple[int, str, str]:
@@ -104,9 +109,13 @@ def transcript(name: str, base: Path) -> tuple[int, str, str]:
     from tpuctl.cli.main import run
 
     argv = cases()[name]
-    repo = make_repo(base) if argv[0] == "up" else base
+    repo, commit = base, None
+    if argv[0] == "up":
+        repo = make_repo(base)
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=True,
+                                capture_output=True, text=True).stdout.strip()
     out, err = io.StringIO(), io.StringIO()
     with environment(base, repo), contextlib.redirect_stdout(out), \
             contextlib.redirect_stderr(err):
         code = run(argv)
-    return code, normalise(out.getvalue()), err.getvalue()
+    return code, normalise(out.getvalue(), commit), err.getvalue()
