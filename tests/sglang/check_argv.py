@@ -21,6 +21,6 @@ for argv in json.load(sys.stdin):
             args.tp_size // args.dp_size)
         results.append({"ok": True, "tp": args.tp_size, "dp": args.dp_size,
                         "nnodes": args.nnodes, "node_rank": args.node_rank})
-    except (Exception, SystemExit) as e:  # noqa: BLE001 - argparse exits on bad flags
+    except (Exception, SystemExit) as e:  # argparse exits on bad flags
         results.append({"ok": False, "error": f"{type(e).__name__}: {e}"})
 print(json.dumps(results))
