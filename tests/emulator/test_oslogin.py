@@ -45,7 +45,7 @@ def call(endpoint: str, method: str, path: str, body: Any = None) -> tuple[int, 
     req = urllib.request.Request(f"{endpoint}/{path}", data=data, method=method,
                                  headers={"Authorization": f"Bearer {TOKEN}"})
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (loopback)
+        with urllib.request.urlopen(req, timeout=10) as resp:  # loopback
             return resp.status, json.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())

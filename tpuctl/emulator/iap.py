@@ -80,7 +80,7 @@ def _resolve(project: str, zone: str, instance: str) -> tuple[str, str]:
         f"{endpoint}/emulator/v1/iap/{quoted}",
         headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 (loopback)
+        with urllib.request.urlopen(req, timeout=30) as resp:  # loopback
             found = json.loads(resp.read())
     except urllib.error.HTTPError as e:
         if e.code == 404:
