@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tpuctl.emulator import catalog, gceapi, metadata
+from tpuctl.emulator import capacityapi, catalog, gceapi, metadata
 from tpuctl.emulator.admin import (
     admin_clear_faults,
     admin_delete_bastion,
@@ -258,6 +258,7 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         ("GET", rf"/emulator/v1/iap/(?P<project>{_SEG})/(?P<zone>{_SEG})/(?P<instance>{_SEG})",
          admin_iap_instance),
         *gceapi.ROUTES,
+        *capacityapi.ROUTES,
     ]
 ]
 
