@@ -121,6 +121,8 @@ class Core:
     fabric: Fabric = field(init=False)  # what workers ask while they run
     reservations: Reservations = field(init=False)
     disks: Disks = field(init=False)
+    # why a queued resource's node could not be created (it has no operation of its own)
+    create_errors: dict[str, tuple[int, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.ops = Operations(self.store)

@@ -136,6 +136,8 @@ if [ "$mode" = ro ] && case ",$opts," in *,ro,*) false ;; *) true ;; esac; then
 fi
 data="${img%.img}.fs/$uuid"
 mkdir -p -- "$data"
+# a read-only attachment is read-only for every VM that has it (no writer can coexist)
+if [ "$mode" = ro ]; then chmod -R a-w -- "$data"; else chmod -R u+w -- "$data"; fi
 rmdir -- "$dir" && ln -s -- "$data" "$dir"
 mkdir -p -- "$(dirname -- "$table")"
 echo "$src $dir $type $mode 0 0" >> "$table"

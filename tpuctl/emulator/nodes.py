@@ -170,6 +170,8 @@ class Nodes:
         self._store.nodes.pop(rec.name, None)
         nodeboot.release(self._core, rec)
         self._ops.finish(rec.pending_op, error=error)
+        if rec.resource.get("queuedResource"):
+            self._core.create_errors[rec.name] = error
         self._core.save()
 
     async def finish_create(self, name: str, *, delay: float) -> None:

@@ -20,7 +20,13 @@ from typing import Any
 
 from tpuctl.emulator import addressing, capacity
 from tpuctl.emulator.core import Core
-from tpuctl.emulator.errors import already_exists, failed_precondition, not_found
+from tpuctl.emulator.errors import (
+    CODE_RESOURCE_EXHAUSTED,
+    ApiError,
+    already_exists,
+    failed_precondition,
+    not_found,
+)
 from tpuctl.emulator.nodes import Nodes
 from tpuctl.emulator.queuedspec import (
     INPUT_FIELDS,
@@ -107,9 +113,10 @@ class QueuedResources:
         used = {r.slot for r in self._store.nodes.values()}
         if self._store.bastion and self._store.bastion.get("slot"):
             used.add(int(self._store.bastion["slot"]))
-        free = addressing.MAX_SLOTS - len(used | addressing.slots_elsewhere())
-        if free < len(plan.plans):
-            return True
+        if addressing.MAX_SLOTS - len(used) < len(plan.plans) + 16:  # near the emulator's limit
+            free = addressing.MAX_SLOTS - len(used | addressing.slots_elsewhere())
+            if free < len(plan.plans):
+                return True
         ref = plan.reservation
         if ref is None:
             return self._core.faults.stocked_out(zone)
@@ -177,7 +184,13 @@ class QueuedResources:
                     self._store.nodes.pop(rec.name, None)
                 self._fail(qr, 6, f"Resource '{p.resource['name']}' already exists")
                 return
-            rec = self._nodes.store(p, queued_resource=qr.name)
+            try:
+                rec = self._nodes.store(p, queued_resource=qr.name)
+            except ApiError as e:  # no address block left after all: none of them
+                for stored in recs:
+                    self._store.nodes.pop(stored.name, None)
+                self._fail(qr, CODE_RESOURCE_EXHAUSTED, e.message)
+                return
             rec.reservation = (assigned or {}).get(rec.name)
             recs.append(rec)
         by_name = {r.name: r for r in recs}
@@ -216,13 +229,10 @@ class QueuedResources:
         self._core.save()
 
     def _create_error(self, qr: QueuedResourceRecord) -> tuple[int, str] | None:
-        """The error of the first failed create operation of the request's nodes."""
-        for op in self._store.operations.values():
-            meta = op.get("metadata", {})
-            if (meta.get("verb") == "create" and meta.get("target") in qr.node_names
-                    and op.get("error")):
-                return int(op["error"]["code"]), str(op["error"]["message"])
-        return None
+        """Why the first of the request's nodes that failed could not be created."""
+        errors = [self._core.create_errors.pop(n) for n in qr.node_names
+                  if n in self._core.create_errors]
+        return errors[0] if errors else None
 
     # ---------------------------------------------------------------- delete, reset
 
