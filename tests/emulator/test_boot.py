@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -119,6 +120,10 @@ def test_startup_script_dies_with_its_node_and_none_is_reported(boot: Boot) -> N
 
 
 def test_a_data_disk_is_formatted_mounted_and_kept(boot: Boot) -> None:
+    from tpuctl.emulator.vms import with_sbin
+
+    if not shutil.which("mkfs.ext4", path=with_sbin(os.environ.get("PATH", ""))):
+        pytest.skip("mkfs.ext4 (e2fsprogs) is not installed on this machine")
     assert admin(boot.endpoint, "POST", DISKS, {"name": "ckpt", "sizeGb": 1})[0] == 200
     source = "projects/boot/zones/local-a/disks/ckpt"
     writer = boot.create("writer", acc="v6e-8",

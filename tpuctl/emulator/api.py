@@ -16,7 +16,8 @@ Deliberate differences from GCP (kept small, each for a reason):
   local user's;
 - `/emulator/v1/status` (GET), `/emulator/v1/<node name>:preempt[?after=SECONDS]`,
   `/emulator/v1/<node name>:dropConnections[?worker=I]` (POST) and `/emulator/v1/faults`
-  (GET, POST, DELETE) are admin calls (admin.py); faults never apply to them.
+  (GET, POST, DELETE) are admin calls (admin.py), as are reservations and disks
+  (capacityapi.py); faults never apply to them.
 """
 
 from __future__ import annotations

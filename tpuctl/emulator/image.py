@@ -51,6 +51,7 @@ while [ $# -gt 0 ]; do
 done
 [ $# -gt 0 ] || { echo "usage: sudo [-n] [-u user] command" >&2; exit 1; }
 export SUDO_USER="${LOGNAME:-}" USER=root LOGNAME=root
+case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" ;; esac
 exec "$@"
 """
 

@@ -33,6 +33,7 @@ _HOST_NETWORK_ENV = (
 )
 _CLIENT_ENV_PREFIXES = ("LC_",)
 PYTHONS_DIR = "python-bin"  # under the state dir: python3.N links offered to every worker
+SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 
 AuthorizedKeys = Callable[[str], list[str]]
 
@@ -72,6 +73,13 @@ def worker_ip(slot: int, index: int) -> str:
     """Loopback address of worker `index` of the node in `slot` (all of 127/8 routes to lo):
     its internal address (addressing.py)."""
     return addressing.internal_ip(slot, index)
+
+
+def with_sbin(path: str) -> str:
+    """Ubuntu's login PATH (/etc/environment) has the sbin directories (mkfs.ext4, blkid),
+    where Debian's user PATH may not."""
+    parts = path.split(os.pathsep)
+    return os.pathsep.join(parts + [d for d in SBIN if d not in parts])
 
 
 @dataclass(frozen=True)
@@ -169,7 +177,7 @@ class VmWorker:
             # `uv python install` would give a real image, from this machine
             # (tpuctl/emulator/pythons.py); uv never downloads one here
             PATH=os.pathsep.join((str(self.image_bin), str(self.uv_cache.parent / PYTHONS_DIR),
-                                  image_path())),
+                                  with_sbin(image_path()))),
             UV_PYTHON_DOWNLOADS="never",
             LANG=client_env.get("LANG", "C.UTF-8"),
             JAX_PLATFORMS="cpu",
