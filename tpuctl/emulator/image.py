@@ -69,7 +69,8 @@ while [ $# -gt 0 ]; do
     -ocat) output=cat; shift ;;
     -n|--lines) lines=$2; shift 2 ;;
     --lines=*) lines=${1#*=}; shift ;;
-    -b|--boot|--no-pager|-q|--quiet|--no-hostname|-a|--all) shift ;;
+    -b|--boot) shift; case "${1:-}" in -[0-9]*|[0-9]*) shift ;; esac ;;
+    --boot=*|--no-pager|-q|--quiet|--no-hostname|-a|--all) shift ;;
     -f|--follow) follow=1; shift ;;
     *) echo "journalctl: option $1 is not emulated (tpuctl emulator)" >&2; exit 1 ;;
   esac
