@@ -213,14 +213,16 @@ def test_queued_resource_requests_are_checked(fake_emulator: Any, body: dict[str
 def test_valid_after_waits_and_valid_until_fails(fake_emulator: Any, client: Any,
                                                  unique: Callable[[str], str]) -> None:
     ep = fake_emulator.endpoint
+    asked = time.monotonic()
     later = create_qr(ep, unique("after"), {"tpu": {"nodeSpec": [spec(unique("na"))]},
                                             "queueingPolicy": {"validAfterDuration": "0.6s"}})
     seen = wait_until(lambda: qr_state(client, later),
-                      lambda s: s.state == QState.WAITING_FOR_RESOURCES, timeout=5)
-    assert seen.state_initiator == tpu_v2.QueuedResourceState.StateInitiator.SERVICE
-    started = time.monotonic()
+                      lambda s: s.state in (QState.WAITING_FOR_RESOURCES, QState.ACTIVE),
+                      timeout=5)
     wait_until(lambda: qr_state(client, later), lambda s: s.state == QState.ACTIVE, timeout=10)
-    assert time.monotonic() - started > 0.2  # held until its valid-after time
+    assert time.monotonic() - asked >= 0.55  # held until its valid-after time
+    if seen.state == QState.WAITING_FOR_RESOURCES:  # (a slow machine may not see it waiting)
+        assert seen.state_initiator == tpu_v2.QueuedResourceState.StateInitiator.SERVICE
 
     with faults(ep, **{"stockout-zones": "local-a"}):  # nothing frees up in time
         doomed = create_qr(ep, unique("until"), {
