@@ -36,6 +36,7 @@ PROTO_ENUMS: dict[tuple[str, str], Any] = {
     ("Node", "health"): tpu_v2.Node.Health,
     ("Node", "apiVersion"): tpu_v2.Node.ApiVersion,
     ("AcceleratorConfig", "type"): tpu_v2.AcceleratorConfig.Type,
+    ("AttachedDisk", "mode"): tpu_v2.AttachedDisk.DiskMode,
     ("QueuedResourceState", "state"): tpu_v2.QueuedResourceState.State,
     ("QueuedResourceState", "stateInitiator"): tpu_v2.QueuedResourceState.StateInitiator,
 }
@@ -148,6 +149,7 @@ def test_catalog_enum_numbers_match_the_client_protos() -> None:
         (catalog.ACCELERATOR_CONFIG_TYPE, tpu_v2.AcceleratorConfig.Type),
         (catalog.QUEUED_RESOURCE_STATE, tpu_v2.QueuedResourceState.State),
         (catalog.QUEUED_RESOURCE_STATE_INITIATOR, tpu_v2.QueuedResourceState.StateInitiator),
+        (catalog.DISK_MODE, tpu_v2.AttachedDisk.DiskMode),
     ]
     for table, proto_enum in pairs:
         assert dict(table) == {m.name: m.value for m in proto_enum}

@@ -16,7 +16,8 @@ Deliberate differences from GCP (kept small, each for a reason):
   local user's;
 - `/emulator/v1/status` (GET), `/emulator/v1/<node name>:preempt[?after=SECONDS]`,
   `/emulator/v1/<node name>:dropConnections[?worker=I]` (POST) and `/emulator/v1/faults`
-  (GET, POST, DELETE) are admin calls (admin.py); faults never apply to them.
+  (GET, POST, DELETE) are admin calls (admin.py), as are reservations and disks
+  (capacityapi.py); faults never apply to them.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tpuctl.emulator import catalog, gceapi, metadata
+from tpuctl.emulator import capacityapi, catalog, gceapi, metadata
 from tpuctl.emulator.admin import (
     admin_clear_faults,
     admin_delete_bastion,
@@ -258,6 +259,7 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         ("GET", rf"/emulator/v1/iap/(?P<project>{_SEG})/(?P<zone>{_SEG})/(?P<instance>{_SEG})",
          admin_iap_instance),
         *gceapi.ROUTES,
+        *capacityapi.ROUTES,
     ]
 ]
 

@@ -113,6 +113,7 @@ QUEUED_RESOURCE_STATE_INITIATOR: Mapping[str, int] = {
     "USER": 1,
     "SERVICE": 2,
 }
+DISK_MODE: Mapping[str, int] = {"DISK_MODE_UNSPECIFIED": 0, "READ_WRITE": 1, "READ_ONLY": 2}
 
 
 def region_of(zone: str) -> str:
@@ -171,13 +172,14 @@ def decode_enum(table: Mapping[str, int], value: Any) -> str | None:
 _ENUM_FIELDS: dict[str, dict[str, Mapping[str, int]]] = {
     "Node": {"state": NODE_STATE, "health": NODE_HEALTH, "apiVersion": API_VERSION},
     "AcceleratorConfig": {"type": ACCELERATOR_CONFIG_TYPE},
+    "AttachedDisk": {"mode": DISK_MODE},
     "QueuedResourceState": {
         "state": QUEUED_RESOURCE_STATE,
         "stateInitiator": QUEUED_RESOURCE_STATE_INITIATOR,
     },
 }
 _MESSAGE_FIELDS: dict[str, dict[str, str]] = {
-    "Node": {"acceleratorConfig": "AcceleratorConfig"},
+    "Node": {"acceleratorConfig": "AcceleratorConfig", "dataDisks": "AttachedDisk"},
     "AcceleratorType": {"acceleratorConfigs": "AcceleratorConfig"},
     "QueuedResource": {"state": "QueuedResourceState", "tpu": "Tpu"},
     "Tpu": {"nodeSpec": "NodeSpec"},

@@ -307,3 +307,43 @@ def preempt(target: AdminTarget, project: str, zone: str, node: str,
     name = f"projects/{project}/locations/{zone}/nodes/{node}"
     query = {"after": repr(after)} if after is not None else None
     return Preempted(node, after, admin(target, "POST", f"{name}:preempt", {}, query))
+
+
+# -------------------------------------------------------------------- capacity a project owns
+
+def create_reservation(target: AdminTarget, project: str, zone: str, reservation_id: str,
+                       accelerator_type: str, count: int = 1) -> dict[str, Any]:
+    """A reservation of `count` x `accelerator_type` worth of chips (admin call; GCP sells
+    them): reserved nodes and queued resources with a reservationName draw on it."""
+    body = {"reservationId": reservation_id, "acceleratorType": accelerator_type,
+            "count": count}
+    result: dict[str, Any] = admin(target, "POST",
+                                   f"projects/{project}/locations/{zone}/reservations", body)
+    return result
+
+
+def list_reservations(target: AdminTarget, project: str, zone: str) -> list[dict[str, Any]]:
+    got = admin(target, "GET", f"projects/{project}/locations/{zone}/reservations")
+    return list(got.get("reservations") or [])
+
+
+def delete_reservation(target: AdminTarget, project: str, zone: str,
+                       reservation_id: str) -> None:
+    admin(target, "DELETE", f"projects/{project}/locations/{zone}/reservations/{reservation_id}")
+
+
+def create_disk(target: AdminTarget, project: str, zone: str, name: str,
+                size_gb: int = 10) -> dict[str, Any]:
+    """A blank Compute disk a node can attach as `dataDisks[].sourceDisk`
+    (`projects/P/zones/Z/disks/NAME`)."""
+    result: dict[str, Any] = admin(target, "POST", f"projects/{project}/zones/{zone}/disks",
+                                   {"name": name, "sizeGb": size_gb})
+    return result
+
+
+def list_disks(target: AdminTarget, project: str, zone: str) -> list[dict[str, Any]]:
+    return list(admin(target, "GET", f"projects/{project}/zones/{zone}/disks").get("disks") or [])
+
+
+def delete_disk(target: AdminTarget, project: str, zone: str, name: str) -> None:
+    admin(target, "DELETE", f"projects/{project}/zones/{zone}/disks/{name}")

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from tpuctl.emulator.disks import Disks
 from tpuctl.emulator.fabric import Fabric
 from tpuctl.emulator.faults import Faults
 from tpuctl.emulator.guestagent import GuestAgents
@@ -17,6 +18,7 @@ from tpuctl.emulator.operations import Operations
 from tpuctl.emulator.oslogin import OsLogin
 from tpuctl.emulator.persistence import Store
 from tpuctl.emulator.projects import Projects
+from tpuctl.emulator.reservations import Reservations
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +119,10 @@ class Core:
     oslogin: OsLogin = field(init=False)
     projects: Projects = field(init=False)
     fabric: Fabric = field(init=False)  # what workers ask while they run
+    reservations: Reservations = field(init=False)
+    disks: Disks = field(init=False)
+    # why a queued resource's node could not be created (it has no operation of its own)
+    create_errors: dict[str, tuple[int, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.ops = Operations(self.store)
@@ -124,6 +130,8 @@ class Core:
         self.oslogin = OsLogin(self.store, self.faults)
         self.projects = Projects(self.store)
         self.fabric = Fabric(self.store, self.faults, self.agents)
+        self.reservations = Reservations(self.store)
+        self.disks = Disks(self.store)
 
     @property
     def current_create_delay(self) -> float:

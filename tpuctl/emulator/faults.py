@@ -254,7 +254,11 @@ class Faults:
         return str(self._values.get(STOCKOUT_MODE, "operation"))
 
     def stockout_message(self, zone: str) -> str:
-        return STOCKOUT_MESSAGE.format(zone=zone, eid=f"{self._eid.getrandbits(60):x}")
+        return STOCKOUT_MESSAGE.format(zone=zone, eid=self.eid())
+
+    def eid(self) -> str:
+        """An error id, as GCP's capacity errors end with `[EID: 0x...]` (seeded)."""
+        return f"{self._eid.getrandbits(60):x}"
 
     def create_delay(self, default: float) -> float:
         value = self._values.get(CREATE_DELAY)

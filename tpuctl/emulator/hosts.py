@@ -5,10 +5,12 @@ with every process they started."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from tpuctl.emulator import addressing, workerfaults
+from tpuctl.emulator import addressing, image, startup, workerfaults
 from tpuctl.emulator.processes import kill_node_processes
 from tpuctl.emulator.pythons import offer_interpreters
 from tpuctl.emulator.sshserver import HOST_KEY_FILE, load_or_create_host_key, public_line
@@ -22,6 +24,13 @@ from tpuctl.emulator.vms import (
     World,
     image_path,
 )
+
+log = logging.getLogger(__name__)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("a startup script runner failed", exc_info=task.exception())
 
 
 class WorkerHost:
@@ -132,6 +141,25 @@ class WorkerHost:
         if node is not None and not node.stopping and index < len(node.workers):
             await workerfaults.apply(node.workers[index], want)
 
+    def attach_disks(self, node_id: str, disks: Sequence[tuple[Path, bool]]) -> None:
+        """The node's data disks, on every worker where a TPU VM has them (image.py)."""
+        for w in self._nodes[node_id].workers:
+            w.ensure_image()
+            image.attach_disks(w.root, disks)
+
+    def run_startup_scripts(self, node_id: str, found: Mapping[str, str],
+                            hostnames: Sequence[str]) -> None:
+        """Boot: every worker runs the node's startup scripts (startup.py), in the
+        background; they end with the node."""
+        node = self._nodes.get(node_id)
+        if node is None or node.stopping:
+            return
+        loop = asyncio.get_running_loop()
+        for w in node.workers:
+            task = loop.create_task(startup.run(w, dict(found), hostnames[w.index]))
+            task.add_done_callback(_log_failure)
+            node.startup.append(task)
+
     def drop_connections(self, node_id: str, index: int) -> None:
         """Fault injection: abort a worker's live SSH connections (its commands get killed)."""
         self._nodes[node_id].workers[index].drop_connections()
@@ -141,6 +169,8 @@ class WorkerHost:
         node = self._nodes.get(node_id)
         if node is not None:
             node.stopping = True
+            for task in node.startup:  # the VM goes down: its log just ends
+                task.cancel()
             for w in node.workers:
                 w.close_listener()
                 w.drop_connections()

@@ -45,8 +45,15 @@ def tpu_attributes(rec: NodeRecord, index: int) -> dict[str, str]:
     ips = [w["ip"] for w in sorted(rec.workers, key=lambda w: int(w["index"]))]
     acc = str(rec.resource.get("acceleratorType", ""))
     topology = str((rec.resource.get("acceleratorConfig") or {}).get("topology", ""))
+    sched = rec.resource.get("schedulingConfig") or {}
+    preemptible = bool(sched.get("spot") or sched.get("preemptible"))
     env = {"ACCELERATOR_TYPE": acc, "NODE_ID": rec.name.rsplit("/", 1)[1], "TOPOLOGY": topology,
-           "WORKER_ID": str(index), "ZONE": zone}
+           "WORKER_ID": str(index), "ZONE": zone, "PREEMPTIBLE": str(preemptible).lower()}
+    if rec.megascale:  # a multislice node: what JAX's multislice cluster detection reads
+        env.update(MEGASCALE_COORDINATOR_ADDRESS=str(rec.megascale["coordinator"]),
+                   MEGASCALE_NUM_SLICES=str(rec.megascale["numSlices"]),
+                   MEGASCALE_SLICE_ID=str(rec.megascale["sliceId"]),
+                   MEGASCALE_PORT=str(rec.megascale["port"]))
     return {
         "agent-worker-number": str(index),
         "accelerator-type": acc,
@@ -79,6 +86,15 @@ def _values(request: web.Request, rec: NodeRecord, index: int) -> dict[str, str]
         "instance/tags": str(rec.resource.get("tags", [])).replace("'", '"'),
         "project/project-id": project,
     })
+    sched = rec.resource.get("schedulingConfig") or {}
+    out["instance/scheduling/preemptible"] = "TRUE" if (
+        sched.get("spot") or sched.get("preemptible")) else "FALSE"
+    account = rec.resource.get("serviceAccount") or {}
+    if account.get("email"):  # who the VM acts as (no tokens here: docs/emulator.md)
+        sa = "instance/service-accounts/default/"
+        out[sa + "email"] = str(account["email"])
+        out[sa + "scopes"] = "".join(f"{x}\n" for x in account.get("scope") or [])
+        out["instance/service-accounts/"] = f"default/\n{account['email']}/\n"
     ext = external_ip(rec, index, state.faults)
     if ext:
         out["instance/network-interfaces/0/access-configs/0/external-ip"] = ext

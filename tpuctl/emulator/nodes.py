@@ -9,12 +9,11 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from tpuctl.emulator import addressing, guestagent
+from tpuctl.emulator import addressing, guestagent, nodeboot
 from tpuctl.emulator.core import Core
 from tpuctl.emulator.errors import (
     CODE_ABORTED,
     CODE_INTERNAL,
-    CODE_RESOURCE_EXHAUSTED,
     ApiError,
     failed_precondition,
     not_found,
@@ -125,7 +124,8 @@ class Nodes:
     def create_node(self, parent: str, node_id: str, body: dict[str, Any]) -> dict[str, Any]:
         plan = self.plan(parent, node_id, body)
         faults = self._core.faults
-        if faults.stocked_out(plan.zone) and faults.stockout_mode == "request":
+        reserved = plan.resource["schedulingConfig"].get("reserved")
+        if faults.stocked_out(plan.zone) and faults.stockout_mode == "request" and not reserved:
             raise ApiError(429, "RESOURCE_EXHAUSTED", faults.stockout_message(plan.zone))
         rec = self.store(plan)
         op = self._ops.new(parent, "create", rec.name)
@@ -151,6 +151,7 @@ class Nodes:
             {"index": w.index, "ip": w.ip, "ssh_port": w.ssh_port, "host_key": w.host_key}
             for w in sorted(started, key=lambda w: w.index)
         ]
+        await nodeboot.attach_disks(self._core, rec)
         self._core.agents.boot(name, self.wanted_logins(rec), applied=booted)
         # fresh listeners: every worker reachable again, then the faults apply anew
         await self._reconciler.restarted(rec.key)
@@ -161,22 +162,26 @@ class Nodes:
         except Exception:  # a node whose workers cannot come back is unhealthy, not fatal
             log.exception("could not restart the workers of %s", rec.name)
             rec.resource["health"] = "TIMEOUT"
+            return
+        nodeboot.run_startup_scripts(self._core, rec)  # its processes died: a reboot
+
+    def _fail_create(self, rec: NodeRecord, error: tuple[int, str]) -> None:
+        """The create operation fails and the node is gone (as on GCP)."""
+        self._store.nodes.pop(rec.name, None)
+        nodeboot.release(self._core, rec)
+        self._ops.finish(rec.pending_op, error=error)
+        if rec.resource.get("queuedResource"):
+            self._core.create_errors[rec.name] = error
+        self._core.save()
 
     async def finish_create(self, name: str, *, delay: float) -> None:
         await asyncio.sleep(delay)
         rec = self._store.nodes.get(name)
         if rec is None or rec.state != "CREATING":
             return
-        zone = parse_location(name.rsplit("/nodes/", 1)[0])[1]
-        faults = self._core.faults
-        if faults.stocked_out(zone) and not rec.resource.get("queuedResource"):
-            # as on GCP: the create operation fails with code 8 and the node is gone
-            self._store.nodes.pop(name, None)
-            self._ops.finish(
-                rec.pending_op,
-                error=(CODE_RESOURCE_EXHAUSTED, faults.stockout_message(zone)),
-            )
-            self._core.save()
+        refused = nodeboot.admit(self._core, rec)
+        if refused is not None:  # capacity or disks: code 8 (stockout, reservation), 5, 9
+            self._fail_create(rec, refused)
             return
         try:
             await self._start_workers(rec)
@@ -187,17 +192,14 @@ class Nodes:
             with contextlib.suppress(Exception):
                 await self._workers.stop_node(rec.key)
                 self._workers.remove_node(rec.key)
-            self._store.nodes.pop(name, None)
-            self._ops.finish(
-                rec.pending_op, error=(CODE_INTERNAL, f"could not start the workers: {e}")
-            )
-            self._core.save()
+            self._fail_create(rec, (CODE_INTERNAL, f"could not start the workers: {e}"))
             return
         rec.resource["state"] = "READY"
         rec.resource["health"] = "HEALTHY"
         self._ops.finish(rec.pending_op, response=self.node_any(rec))
         rec.pending_op = None
         self._core.save()
+        nodeboot.run_startup_scripts(self._core, rec)
 
     # ---------------------------------------------------------------- stop/start
 
@@ -259,6 +261,7 @@ class Nodes:
         self._ops.finish(rec.pending_op, response=self.node_any(rec))
         rec.pending_op = None
         self._core.save()
+        nodeboot.run_startup_scripts(self._core, rec)  # at every boot, as on GCP
 
     # ---------------------------------------------------------------- update
 
@@ -268,7 +271,16 @@ class Nodes:
         paths = update_paths(body, update_mask)
         if rec.state not in ("READY", "STOPPED"):
             raise failed_precondition(f"Node {name} is {rec.state}; it cannot be updated now")
-        rec.resource = updated(rec.resource, body, paths)
+        before, rec.resource = rec.resource, updated(rec.resource, body, paths)
+        if "dataDisks" in paths:  # attach and detach now, as GCP's UpdateNode does
+            refused = self._core.disks.check_attach(rec)
+            if refused is not None:
+                rec.resource = before
+                raise ApiError(404 if refused[0] == 5 else 400,
+                               "NOT_FOUND" if refused[0] == 5 else "FAILED_PRECONDITION",
+                               refused[1])
+            if rec.workers and rec.state == "READY":
+                self._tasks.spawn_background(nodeboot.attach_disks(self._core, rec))
         self._core.agents.change(name, self.wanted_logins(rec))
         op = self._ops.new(name.rsplit("/nodes/", 1)[0], "update", name)
         op_name = op["name"]
@@ -327,6 +339,7 @@ class Nodes:
         await self._workers.stop_node(rec.key)
         self._workers.remove_node(rec.key)
         del self._store.nodes[name]
+        nodeboot.release(self._core, rec)
         self._core.agents.forget(name)
         self._ops.finish(rec.pending_op)
         qr_name = rec.resource.get("queuedResource")

@@ -10,7 +10,7 @@ from collections.abc import Container
 from typing import Any
 
 from tpuctl.accelerators import AcceleratorType
-from tpuctl.emulator import catalog, netconfig
+from tpuctl.emulator import capacity, catalog, disks, netconfig
 from tpuctl.emulator.errors import already_exists, invalid_argument
 from tpuctl.emulator.resources import NodePlan, check_location, now_rfc3339, parse_location
 
@@ -103,14 +103,10 @@ def plan_node(
         raise invalid_argument("runtimeVersion is required")
     if runtime not in catalog.runtime_versions(zone):
         raise invalid_argument(f"Runtime version {runtime!r} is not supported in zone {zone}")
-    labels = string_map(body.get("labels", {}), "labels")
-    metadata = string_map(body.get("metadata", {}), "metadata")
-    sched_in = body.get("schedulingConfig") or {}
-    if not isinstance(sched_in, dict):
-        raise invalid_argument("schedulingConfig must be an object")
-    sched = {k: bool(sched_in.get(k, False)) for k in ("preemptible", "spot", "reserved")}
-    if sched["spot"] and sched["preemptible"]:
-        raise invalid_argument("a node cannot be both spot and preemptible")
+    labels = label_map(body.get("labels", {}))
+    metadata = metadata_map(body.get("metadata", {}))
+    sched = capacity.scheduling_config(body.get("schedulingConfig"))
+    data_disks = disks.data_disks(body.get("dataDisks"), zone, acc.hosts)
     network = netconfig.network_fields(body, project, zone)
     tags = netconfig.tags(body["tags"]) if body.get("tags") is not None else []
     resource: dict[str, Any] = {
@@ -123,11 +119,7 @@ def plan_node(
         "createTime": now_rfc3339(),
         **network,
         "cidrBlock": str(body.get("cidrBlock") or "10.128.0.0/20"),
-        "serviceAccount": body.get("serviceAccount")
-        or {
-            "email": "default",
-            "scope": ["https://www.googleapis.com/auth/cloud-platform"],
-        },
+        "serviceAccount": service_account(body.get("serviceAccount"), project),
         "schedulingConfig": sched,
         "apiVersion": "V2",
     }
@@ -140,9 +132,10 @@ def plan_node(
         resource["metadata"] = metadata
     if tags:
         resource["tags"] = tags
-    for key in ("dataDisks", "shieldedInstanceConfig"):
-        if body.get(key):
-            resource[key] = copy.deepcopy(body[key])
+    if data_disks:
+        resource["dataDisks"] = data_disks
+    if body.get("shieldedInstanceConfig"):
+        resource["shieldedInstanceConfig"] = copy.deepcopy(body["shieldedInstanceConfig"])
     return NodePlan(project, zone, node_id, acc, resource)
 
 
@@ -216,8 +209,19 @@ def updated(resource: dict[str, Any], body: dict[str, Any], paths: list[str]) ->
             else:
                 new.pop("tags", None)
             continue
+        if path == "schedulingConfig":
+            new["schedulingConfig"] = capacity.scheduling_config(body.get(path))
+            continue
+        if path == "dataDisks":
+            value_disks = disks.data_disks(body.get(path), zone, _hosts(resource))
+            if value_disks:
+                new["dataDisks"] = value_disks
+            else:
+                new.pop("dataDisks", None)
+            continue
         if path in ("labels", "metadata"):
-            value_map = string_map(body.get(path, {}), path)
+            value_map = label_map(body.get(path, {})) if path == "labels" else metadata_map(
+                body.get(path, {}))
             if value_map:
                 new[path] = value_map
             else:
@@ -237,6 +241,76 @@ def _camel(path: str) -> str:
         head, *rest = part.split("_")
         out.append(head + "".join(r[:1].upper() + r[1:] for r in rest))
     return ".".join(out)
+
+
+def _hosts(resource: dict[str, Any]) -> int:
+    parent = resource["name"].rsplit("/nodes/", 1)[0]
+    acc = catalog.find_accelerator(parse_location(parent)[1], str(resource["acceleratorType"]))
+    return acc.hosts if acc is not None else 1
+
+
+# Compute's rules for labels and metadata keys (TPU VMs are Compute instances).
+_LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
+_METADATA_KEY_RE = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
+MAX_LABELS = 64
+MAX_METADATA_BYTES = 512 * 1024
+MAX_STARTUP_SCRIPT_BYTES = 256 * 1024
+DEFAULT_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
+
+
+def label_map(value: Any) -> dict[str, str]:
+    labels = string_map(value, "labels")
+    if len(labels) > MAX_LABELS:
+        raise invalid_argument(f"Invalid value for field 'node.labels': at most {MAX_LABELS} "
+                               "labels")
+    for k, v in labels.items():
+        if not _LABEL_KEY_RE.match(k) or not _LABEL_VALUE_RE.match(v):
+            raise invalid_argument(
+                f"Invalid value for field 'node.labels': {k}={v!r}. Keys are 1-63 lowercase "
+                "letters, digits, '_' or '-' starting with a letter; values 0-63 of them")
+    return labels
+
+
+def metadata_map(value: Any) -> dict[str, str]:
+    metadata = string_map(value, "metadata")
+    for k in metadata:
+        if not _METADATA_KEY_RE.match(k):
+            raise invalid_argument(
+                f"Invalid value for field 'node.metadata': key {k!r}. Must be a match of "
+                "regex '[a-zA-Z0-9-_]{1,128}'")
+    if sum(len(k) + len(v.encode()) for k, v in metadata.items()) > MAX_METADATA_BYTES:
+        raise invalid_argument("Invalid value for field 'node.metadata': the metadata of a "
+                               "node must be less than 512 KB")
+    if len(metadata.get("startup-script", "").encode()) > MAX_STARTUP_SCRIPT_BYTES:
+        raise invalid_argument("Invalid value for field 'node.metadata': startup-script must "
+                               "be at most 256 KB (use startup-script-url)")
+    return metadata
+
+
+def service_account(value: Any, project: str) -> dict[str, Any]:
+    """The node's service account as GCP stores it: the project's default Compute service
+    account and the cloud-platform scope where the request left them empty."""
+    from tpuctl.emulator.projects import default_service_account
+
+    config = value if value is not None else {}
+    if not isinstance(config, dict):
+        raise capacity.bad_value("node.service_account",
+                                 "type.googleapis.com/google.cloud.tpu.v2.ServiceAccount", value)
+    for key in config:
+        if key not in ("email", "scope"):
+            raise capacity.unknown_field(key, "node.service_account")
+    email = config.get("email") or ""
+    if not isinstance(email, str) or (email and (
+            email != "default" and not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", email))):
+        raise invalid_argument(
+            f"Invalid value for field 'node.service_account.email': {email!r}")
+    scopes = config.get("scope") or list(DEFAULT_SCOPES)
+    if not isinstance(scopes, list) or not all(isinstance(x, str) and x for x in scopes):
+        raise capacity.bad_value("node.service_account.scope", "TYPE_STRING", scopes)
+    if not email or email == "default":
+        email = default_service_account(project)
+    return {"email": email, "scope": list(scopes)}
 
 
 def string_map(value: Any, field_name: str) -> dict[str, str]:

@@ -44,6 +44,8 @@ class Store:
         self.oslogin: dict[str, dict[str, dict[str, str]]] = {}
         self.project_metadata: dict[str, dict[str, str]] = {}  # project -> metadata items
         self.bastion: dict[str, Any] | None = None  # its settings (bastion.py)
+        self.reservations: dict[str, dict[str, Any]] = {}  # name -> reservation (admin)
+        self.disks: dict[str, dict[str, Any]] = {}  # name -> Compute disk (disks.py)
 
     @property
     def state_file(self) -> Path:
@@ -68,6 +70,8 @@ class Store:
         self.oslogin = dict(data.get("oslogin") or {})
         self.project_metadata = dict(data.get("project_metadata") or {})
         self.bastion = data.get("bastion") or None
+        self.reservations = dict(data.get("reservations") or {})
+        self.disks = dict(data.get("disks") or {})
 
     def save(self) -> None:
         self._prune_operations()
@@ -80,6 +84,8 @@ class Store:
             "oslogin": self.oslogin,
             "project_metadata": self.project_metadata,
             "bastion": self.bastion,
+            "reservations": self.reservations,
+            "disks": self.disks,
         }
         self.state_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.state_file.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")

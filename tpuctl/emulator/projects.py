@@ -23,6 +23,11 @@ def _number(project: str) -> str:
     return str(int(hashlib.sha256(project.encode()).hexdigest(), 16) % 10**12)
 
 
+def default_service_account(project: str) -> str:
+    """The project's default Compute Engine service account."""
+    return f"{_number(project)}-compute@developer.gserviceaccount.com"
+
+
 class Projects:
     """Project metadata by project id."""
 
@@ -74,7 +79,7 @@ class Projects:
             "creationTimestamp": "2024-01-01T00:00:00.000-07:00",
             "commonInstanceMetadata": metadata,
             "selfLink": self_link,
-            "defaultServiceAccount": f"{_number(project)}-compute@developer.gserviceaccount.com",
+            "defaultServiceAccount": default_service_account(project),
             "xpnProjectStatus": "UNSPECIFIED_XPN_PROJECT_STATUS",
             "defaultNetworkTier": "PREMIUM",
         }

@@ -1,38 +1,54 @@
-"""Queued resources: ACCEPTED -> (WAITING_FOR_RESOURCES) -> PROVISIONING -> ACTIVE, their
-nodes created through `Nodes`; SUSPENDED when a node is preempted or deleted, reset to
-provision again, deleted (with `force`, their nodes too)."""
+"""Queued resources: ACCEPTED -> WAITING_FOR_RESOURCES (while capacity or the queueing policy
+says so) -> PROVISIONING -> ACTIVE, every node at once or none (queuedspec.py checks the
+request); FAILED past the policy's valid-until, for a reservation that does not exist, or
+when one of its nodes cannot be created (the others are deleted); SUSPENDED when a node is
+preempted or deleted; reset to provision again; deleted (with `force`, its nodes too).
+
+What holds a request back: its window (validAfter*), a stocked-out zone (on-demand and spot
+capacity; a reservation is held for you), too few free chips in its reservation, too few
+free address blocks in the emulator. A multislice group's nodes learn their place in it
+(`NodeRecord.megascale`: slice id, number of slices, the MEGASCALE coordinator: slice 0's
+worker 0, internal address) as they are stored.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import time
 from typing import Any
 
+from tpuctl.emulator import addressing, capacity
 from tpuctl.emulator.core import Core
 from tpuctl.emulator.errors import (
-    CODE_INTERNAL,
+    CODE_RESOURCE_EXHAUSTED,
     ApiError,
     already_exists,
     failed_precondition,
-    invalid_argument,
     not_found,
 )
 from tpuctl.emulator.nodes import Nodes
-from tpuctl.emulator.nodespec import RESOURCE_ID_RE
+from tpuctl.emulator.queuedspec import (
+    INPUT_FIELDS,
+    MEGASCALE_PORT,
+    QueuedPlan,
+    check_request,
+    plan_queued,
+    stored_plan,
+)
+from tpuctl.emulator.reservations import Want
 from tpuctl.emulator.resources import (
     QUEUED_RESOURCE_TYPE,
-    NodePlan,
+    NodeRecord,
     QueuedResourceRecord,
     check_location,
-    now_rfc3339,
     parse_location,
 )
 
 QUEUE_POLL_SECONDS = 0.05  # how often a waiting queued resource looks for capacity again
-QUEUED_RESOURCE_INPUT_FIELDS = frozenset(
-    {"tpu", "spot", "guaranteed", "queueingPolicy", "reservationName"}
-)
-QUEUED_RESOURCE_OUTPUT_FIELDS = frozenset({"name", "createTime", "state"})
+CODE_DEADLINE_EXCEEDED = 4
+CODE_NOT_FOUND = 5
+_WAITING = ("ACCEPTED", "WAITING_FOR_RESOURCES")
 
 
 class QueuedResources:
@@ -44,7 +60,7 @@ class QueuedResources:
         self._store = core.store
         self._ops = core.ops
         self._tasks = core.tasks
-        self._pending_plans: dict[str, list[NodePlan]] = {}  # queued resource -> its nodes
+        self._pending: dict[str, QueuedPlan] = {}  # queued resource -> its checked request
 
     def get_queued_resource(self, name: str) -> dict[str, Any]:
         check_location(name.rsplit("/queuedResources/", 1)[0])
@@ -56,125 +72,169 @@ class QueuedResources:
     def list_queued_resources(self, parent: str) -> list[dict[str, Any]]:
         check_location(parent)
         prefix = parent + "/queuedResources/"
-        return [
-            copy.deepcopy(q.resource)
-            for n, q in self._store.queued_resources.items()
-            if n.startswith(prefix)
-        ]
+        return [copy.deepcopy(q.resource)
+                for n, q in self._store.queued_resources.items() if n.startswith(prefix)]
 
-    def create_queued_resource(
-        self, parent: str, qr_id: str, body: dict[str, Any]
-    ) -> dict[str, Any]:
+    def create_queued_resource(self, parent: str, qr_id: str,
+                               body: dict[str, Any]) -> dict[str, Any]:
         check_location(parent)
-        if not qr_id or not RESOURCE_ID_RE.match(qr_id):
-            raise invalid_argument(f"Invalid queued resource id {qr_id!r}")
-        if not isinstance(body, dict):
-            raise invalid_argument("the queued resource must be a JSON object")
-        unknown = sorted(set(body) - QUEUED_RESOURCE_INPUT_FIELDS - QUEUED_RESOURCE_OUTPUT_FIELDS)
-        if unknown:
-            raise invalid_argument(
-                f'Invalid JSON payload received. Unknown name "{unknown[0]}" at '
-                "'queued_resource': Cannot find field."
-            )
+        check_request(parent, qr_id, body)
         name = f"{parent}/queuedResources/{qr_id}"
         if name in self._store.queued_resources:
             raise already_exists(name)
-        specs = (body.get("tpu") or {}).get("nodeSpec") or []
-        if not isinstance(specs, list) or not specs:
-            raise invalid_argument("tpu.nodeSpec is required")
-        plans: list[NodePlan] = []
-        spot = "spot" in body
-        for spec in specs:
-            spec_parent = spec.get("parent") or parent
-            if spec_parent != parent:
-                raise invalid_argument(
-                    f"nodeSpec parent {spec_parent!r} must equal the queued resource's {parent!r}"
-                )
-            node = dict(spec.get("node") or {})
-            if spot:
-                node["schedulingConfig"] = {**(node.get("schedulingConfig") or {}), "spot": True}
-            for node_id in _spec_node_ids(spec, qr_id):
-                plans.append(self._nodes.plan(parent, node_id, node))
-        if len({p.node_id for p in plans}) != len(plans):
-            raise invalid_argument("duplicate node ids in tpu.nodeSpec")
+        created = time.time()
+        plan = plan_queued(parent, qr_id, body, created, self._nodes.plan)
         resource: dict[str, Any] = {
             "name": name,
-            "createTime": now_rfc3339(),
-            **{k: copy.deepcopy(body[k]) for k in QUEUED_RESOURCE_INPUT_FIELDS if k in body},
+            "createTime": capacity.rfc3339(created),
+            **{k: copy.deepcopy(body[k]) for k in INPUT_FIELDS if k in body},
         }
-        qr = QueuedResourceRecord(name, resource, [p.resource["name"] for p in plans])
+        qr = QueuedResourceRecord(name, resource, [p.resource["name"] for p in plan.plans])
         qr.set_state("ACCEPTED")
         self._store.queued_resources[name] = qr
-        self._pending_plans[name] = plans
+        self._pending[name] = plan
         op = self._ops.new(parent, "create", name)
         self._ops.finish(
-            op["name"], response={"@type": QUEUED_RESOURCE_TYPE, **copy.deepcopy(resource)}
-        )
+            op["name"], response={"@type": QUEUED_RESOURCE_TYPE, **copy.deepcopy(resource)})
         self._tasks.spawn(name, self._provision(name))
         self._core.save()
         return op
 
+    # ---------------------------------------------------------------- provisioning
+
+    def _fail(self, qr: QueuedResourceRecord, code: int, message: str) -> None:
+        qr.set_state("FAILED", stateInitiator="SERVICE",
+                     failedData={"error": {"code": code, "message": message}})
+        self._core.save()
+
+    def _blocked(self, qr: QueuedResourceRecord, plan: QueuedPlan) -> bool | tuple[int, str]:
+        """True while capacity holds the request back; an error when it never will."""
+        zone = parse_location(qr.name.rsplit("/queuedResources/", 1)[0])[1]
+        used = {r.slot for r in self._store.nodes.values()}
+        if self._store.bastion and self._store.bastion.get("slot"):
+            used.add(int(self._store.bastion["slot"]))
+        if addressing.MAX_SLOTS - len(used) < len(plan.plans) + 16:  # near the emulator's limit
+            free = addressing.MAX_SLOTS - len(used | addressing.slots_elsewhere())
+            if free < len(plan.plans):
+                return True
+        ref = plan.reservation
+        if ref is None:
+            return self._core.faults.stocked_out(zone)
+        if ref.reservation != "-" and not self._core.reservations.exists(
+                ref.project, ref.zone, ref.reservation):
+            return CODE_NOT_FOUND, f"Reservation {ref.name} was not found"
+        return self._assign(plan) is None
+
+    def _assign(self, plan: QueuedPlan) -> dict[str, str] | None:
+        ref = plan.reservation
+        assert ref is not None
+        wants = [Want(p.resource["name"], p.accelerator) for p in plan.plans]
+        return self._core.reservations.assign(ref.project, ref.zone, ref.reservation, wants)
+
     async def _provision(self, name: str) -> None:
-        """ACCEPTED -> PROVISIONING (nodes created) -> ACTIVE once every node is READY."""
+        """ACCEPTED -> (WAITING_FOR_RESOURCES) -> PROVISIONING (every node created) ->
+        ACTIVE once every node is READY."""
         await asyncio.sleep(self._core.op_delay)
         qr = self._store.queued_resources.get(name)
         if qr is None:
             return
-        zone = parse_location(name.rsplit("/queuedResources/", 1)[0])[1]
-        faults = self._core.faults
-        while qr.state in ("ACCEPTED", "WAITING_FOR_RESOURCES") and faults.stocked_out(zone):
+        if qr.state in _WAITING:
+            plan = self._pending.pop(name, None)
+            if plan is None:  # after a restart or a reset: plan again from the request
+                try:
+                    plan = stored_plan(name, qr.resource, self._nodes.plan)
+                except Exception as e:  # noqa: BLE001 (the request cannot be planned again)
+                    self._fail(qr, 9, str(getattr(e, "message", e)))
+                    return
+            if not await self._wait_for_capacity(qr, plan):
+                return
+            self._store_nodes(qr, plan)
+        await self._until_active(qr)
+
+    async def _wait_for_capacity(self, qr: QueuedResourceRecord, plan: QueuedPlan) -> bool:
+        """Hold the request while its window or capacity says so; False if it failed or went
+        away meanwhile."""
+        while self._store.queued_resources.get(qr.name) is qr and qr.state in _WAITING:
+            now = time.time()
+            if plan.window.expired(now):
+                until = capacity.rfc3339(plan.window.until or now)
+                self._fail(qr, CODE_DEADLINE_EXCEEDED,
+                           f"The queued resource could not be provisioned before its "
+                           f"valid-until time {until}")
+                return False
+            blocked = plan.window.waiting(now) or self._blocked(qr, plan)
+            if isinstance(blocked, tuple):
+                self._fail(qr, *blocked)
+                return False
+            if not blocked:
+                return True
             if qr.state != "WAITING_FOR_RESOURCES":
                 qr.set_state("WAITING_FOR_RESOURCES", stateInitiator="SERVICE")
                 self._core.save()
             await asyncio.sleep(QUEUE_POLL_SECONDS)
-            if self._store.queued_resources.get(name) is not qr:
+        return False
+
+    def _store_nodes(self, qr: QueuedResourceRecord, plan: QueuedPlan) -> None:
+        """Every node at once (their reservation chips taken, multislice places known)."""
+        assigned = self._assign(plan) if plan.reservation is not None else {}
+        recs: list[NodeRecord] = []
+        for p in plan.plans:
+            if p.resource["name"] in self._store.nodes:
+                for rec in recs:
+                    self._store.nodes.pop(rec.name, None)
+                self._fail(qr, 6, f"Resource '{p.resource['name']}' already exists")
                 return
-        if qr.state in ("ACCEPTED", "WAITING_FOR_RESOURCES"):
-            plans = self._pending_plans.pop(name, None)
             try:
-                if plans is None:  # after a restart or a reset: plan again from the request
-                    plans = self._replan(qr)
-                for plan in plans:
-                    if plan.resource["name"] in self._store.nodes:
-                        raise already_exists(plan.resource["name"])
-                for plan in plans:
-                    rec = self._nodes.store(plan, queued_resource=name)
-                    delay = self._core.current_create_delay
-                    self._tasks.spawn(rec.name, self._nodes.finish_create(rec.name, delay=delay))
-            except ApiError as e:
-                qr.set_state("FAILED", failedData={"error": {"code": 9, "message": e.message}})
-                self._core.save()
+                rec = self._nodes.store(p, queued_resource=qr.name)
+            except ApiError as e:  # no address block left after all: none of them
+                for stored in recs:
+                    self._store.nodes.pop(stored.name, None)
+                self._fail(qr, CODE_RESOURCE_EXHAUSTED, e.message)
                 return
-            qr.set_state("PROVISIONING")
-            self._core.save()
-        while self._store.queued_resources.get(name) is qr and qr.state == "PROVISIONING":
+            rec.reservation = (assigned or {}).get(rec.name)
+            recs.append(rec)
+        by_name = {r.name: r for r in recs}
+        for group in plan.groups:
+            coordinator = addressing.internal_ip(by_name[group[0]].slot, 0)
+            for i, node_name in enumerate(group):
+                by_name[node_name].megascale = {
+                    "sliceId": i, "numSlices": len(group), "port": MEGASCALE_PORT,
+                    "coordinator": f"{coordinator}:{MEGASCALE_PORT}"}
+        for rec in recs:
+            delay = self._core.current_create_delay
+            self._tasks.spawn(rec.name, self._nodes.finish_create(rec.name, delay=delay))
+        qr.set_state("PROVISIONING", stateInitiator="SERVICE")
+        self._core.save()
+
+    async def _until_active(self, qr: QueuedResourceRecord) -> None:
+        """ACTIVE once every node is READY; FAILED (and the others deleted) when one could
+        not be created."""
+        while self._store.queued_resources.get(qr.name) is qr and qr.state == "PROVISIONING":
             recs = [self._store.nodes.get(n) for n in qr.node_names]
             if any(r is None for r in recs):
-                qr.set_state(
-                    "FAILED",
-                    failedData={
-                        "error": {"code": CODE_INTERNAL, "message": "node creation failed"}
-                    },
-                )
-                break
+                error = self._create_error(qr) or (13, "node creation failed")
+                for rec in recs:
+                    if rec is not None and rec.state != "DELETING":
+                        parent = rec.name.rsplit("/nodes/", 1)[0]
+                        self._nodes.begin_delete(rec, self._ops.new(parent, "delete",
+                                                                    rec.name)["name"])
+                self._fail(qr, *error)
+                return
             if all(r is not None and r.state == "READY" for r in recs):
-                qr.set_state("ACTIVE")
+                qr.set_state("ACTIVE", stateInitiator="SERVICE")
                 break
             if any(r is not None and r.state not in ("CREATING", "READY") for r in recs):
                 return  # deleted or preempted meanwhile; those paths set the state
             await asyncio.sleep(min(0.05, self._core.create_delay / 4 or 0.01))
         self._core.save()
 
-    def _replan(self, qr: QueuedResourceRecord) -> list[NodePlan]:
-        parent, qr_id = qr.name.split("/queuedResources/", 1)
-        plans = []
-        for spec in (qr.resource.get("tpu") or {}).get("nodeSpec") or []:
-            node = dict(spec.get("node") or {})
-            if "spot" in qr.resource:
-                node["schedulingConfig"] = {**(node.get("schedulingConfig") or {}), "spot": True}
-            for node_id in _spec_node_ids(spec, qr_id):
-                plans.append(self._nodes.plan(parent, node_id, node))
-        return plans
+    def _create_error(self, qr: QueuedResourceRecord) -> tuple[int, str] | None:
+        """Why the first of the request's nodes that failed could not be created."""
+        errors = [self._core.create_errors.pop(n) for n in qr.node_names
+                  if n in self._core.create_errors]
+        return errors[0] if errors else None
+
+    # ---------------------------------------------------------------- delete, reset
 
     def delete_queued_resource(self, name: str, force: bool = False) -> dict[str, Any]:
         """Like GCP: a queued resource whose nodes still exist needs `force` to go."""
@@ -188,21 +248,19 @@ class QueuedResources:
         if live and not force:
             raise failed_precondition(
                 f"Queued resource {name} still has node(s) {', '.join(live)}: delete them "
-                "first or pass force=true"
-            )
+                "first or pass force=true")
         parent = name.rsplit("/queuedResources/", 1)[0]
         op = self._ops.new(parent, "delete", name)
         qr.pending_op = op["name"]
         qr.set_state("DELETING")
-        self._pending_plans.pop(name, None)
+        self._pending.pop(name, None)
         provisioning = self._tasks.pop(name)
         if provisioning is not None:
             provisioning.cancel()
         for node_name in live:
             rec = self._store.nodes[node_name]
             if rec.state != "DELETING":
-                node_op = self._ops.new(parent, "delete", node_name)
-                self._nodes.begin_delete(rec, node_op["name"])
+                self._nodes.begin_delete(rec, self._ops.new(parent, "delete", node_name)["name"])
         self._tasks.spawn(name, self._finish_delete(name))
         self._core.save()
         return op
@@ -231,8 +289,7 @@ class QueuedResources:
         qr.set_state("ACCEPTED")
         op = self._ops.new(name.rsplit("/queuedResources/", 1)[0], "reset", name)
         self._ops.finish(
-            op["name"], response={"@type": QUEUED_RESOURCE_TYPE, **copy.deepcopy(qr.resource)}
-        )
+            op["name"], response={"@type": QUEUED_RESOURCE_TYPE, **copy.deepcopy(qr.resource)})
         self._tasks.spawn(name, self._provision(name))
         self._core.save()
         return op
@@ -244,18 +301,3 @@ class QueuedResources:
                 self._tasks.spawn(qr.name, self._provision(qr.name))
             elif qr.state == "DELETING":
                 self._tasks.spawn(qr.name, self._finish_delete(qr.name))
-
-
-def _spec_node_ids(spec: dict[str, Any], qr_id: str) -> list[str]:
-    """Node ids of one `tpu.nodeSpec` entry: its nodeId, or `prefix-0..n-1` for multislice."""
-    multi = spec.get("multisliceParams")
-    if not multi:
-        return [str(spec.get("nodeId", ""))]
-    try:
-        count = int(multi.get("nodeCount", 0))
-    except (TypeError, ValueError) as e:
-        raise invalid_argument("multisliceParams.nodeCount must be an integer") from e
-    if count < 1:
-        raise invalid_argument("multisliceParams.nodeCount must be positive")
-    prefix = str(multi.get("nodeIdPrefix") or spec.get("nodeId") or qr_id)
-    return [f"{prefix}-{i}" for i in range(count)]

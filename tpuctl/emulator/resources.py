@@ -70,6 +70,9 @@ class NodeRecord:
     chips_per_host: int
     workers: list[dict[str, Any]] = field(default_factory=list)
     pending_op: str | None = None
+    reservation: str | None = None  # the reservation whose chips it uses (reservations.py)
+    # a multislice node's place in its group: sliceId, numSlices, coordinator (metadata.py)
+    megascale: dict[str, Any] | None = None
 
     @property
     def state(self) -> str:
@@ -85,6 +88,8 @@ class NodeRecord:
             "chips_per_host": self.chips_per_host,
             "workers": self.workers,
             "pending_op": self.pending_op,
+            "reservation": self.reservation,
+            "megascale": self.megascale,
         }
 
     @classmethod
@@ -98,6 +103,8 @@ class NodeRecord:
             chips_per_host=int(d["chips_per_host"]),
             workers=list(d.get("workers", [])),
             pending_op=d.get("pending_op"),
+            reservation=d.get("reservation"),
+            megascale=d.get("megascale"),
         )
 
 

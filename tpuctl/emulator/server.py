@@ -76,6 +76,22 @@ def _reserve_ssh_port(requested: int, state_dir: Path) -> socket.socket:
 API_PORT_FILE = "api-port"
 
 
+def raise_fd_limit() -> int:
+    """Lift the soft limit on open files to the hard one (every worker listens on a socket
+    or two, and each SSH session holds a connection, pipes and a pidfd: a 1,024-worker
+    fan-out needs thousands, where many systems start processes with 1,024). Returns the
+    limit now in force."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+    return soft
+
+
 async def _start_site(runner: web.AppRunner, port: int, state_dir: Path) -> None:
     """Listen on the requested port; with none requested, on the port the previous run from
     this state dir used when it is free (an exported TPUCTL_API_ENDPOINT stays valid across
@@ -143,6 +159,7 @@ async def serve(
     seeded with `seed` (a random one when None; `GET /emulator/v1/faults` shows it).
     """
     fault_state = Faults(faults, seed)  # validates before anything binds
+    fd_limit = raise_fd_limit()
     state_dir = private_dir(Path(state_dir).resolve())
     token = token or new_token()
     ssh_sock = _reserve_ssh_port(ssh_port, state_dir)
@@ -184,7 +201,8 @@ async def serve(
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.add_signal_handler(sig, stop.set)
                     installed.append(sig)
-        log.info("tpuctl emulator listening on %s (ssh port %d)", endpoint, ssh_port)
+        log.info("tpuctl emulator listening on %s (ssh port %d, %d open files allowed)",
+                 endpoint, ssh_port, fd_limit)
         if on_ready is not None:
             on_ready(endpoint)
         await stop.wait()

@@ -18,6 +18,7 @@ from tpuctl.emulator import persistence
 from tpuctl.emulator.bastion import Bastion
 from tpuctl.emulator.chaos import Chaos
 from tpuctl.emulator.core import Core, WorkerHostLike
+from tpuctl.emulator.disks import Disks
 from tpuctl.emulator.errors import CODE_ABORTED
 from tpuctl.emulator.fabric import Fabric
 from tpuctl.emulator.faults import Faults
@@ -27,6 +28,7 @@ from tpuctl.emulator.persistence import Store
 from tpuctl.emulator.projects import Projects
 from tpuctl.emulator.queued import QueuedResources
 from tpuctl.emulator.reconcile import Reconciler
+from tpuctl.emulator.reservations import Reservations
 from tpuctl.emulator.resources import NodeRecord, QueuedResourceRecord
 
 __all__ = ["EmulatorState", "WorkerHostLike"]
@@ -102,6 +104,14 @@ class EmulatorState:
     def fabric(self) -> Fabric:
         """What workers ask while they run (vms.World): the server hands it to the host."""
         return self._core.fabric
+
+    @property
+    def reservations(self) -> Reservations:
+        return self._core.reservations
+
+    @property
+    def disks(self) -> Disks:
+        return self._core.disks
 
     @property
     def bastion(self) -> Bastion:

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from tpuctl.emulator import addressing
+from tpuctl.emulator import addressing, image
+from tpuctl.emulator.image import IMAGE_BIN
 from tpuctl.emulator.processes import NODE_ENV
 from tpuctl.emulator.sshserver import listen
 from tpuctl.emulator.workerfaults import Acted
@@ -32,18 +33,13 @@ _HOST_NETWORK_ENV = (
 )
 _CLIENT_ENV_PREFIXES = ("LC_",)
 PYTHONS_DIR = "python-bin"  # under the state dir: python3.N links offered to every worker
+SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 
 AuthorizedKeys = Callable[[str], list[str]]
 
-IMAGE_BIN = "image-bin"  # per worker, beside its home
 OSLOGIN_HOMES = "users"  # per worker: homes of OS Login accounts, by POSIX username
 HOLD_SECONDS = 300.0
 _POSIX_NAME = re.compile(r"^[a-z0-9_][a-z0-9_-]{0,31}$")
-# whoami on a GCP worker names the login; here every login runs as the emulator's OS user
-_WHOAMI = """#!/bin/sh
-# the login name, as whoami prints it on a TPU VM (tpuctl emulator: one OS user for all)
-printf '%s\\n' "$LOGNAME"
-"""
 
 
 class SshFaults(Protocol):
@@ -79,6 +75,13 @@ def worker_ip(slot: int, index: int) -> str:
     return addressing.internal_ip(slot, index)
 
 
+def with_sbin(path: str) -> str:
+    """Ubuntu's login PATH (/etc/environment) has the sbin directories (mkfs.ext4, blkid),
+    where Debian's user PATH may not."""
+    parts = path.split(os.pathsep)
+    return os.pathsep.join(parts + [d for d in SBIN if d not in parts])
+
+
 @dataclass(frozen=True)
 class EmulatedWorker:
     """What the REST side publishes about a worker (network endpoint + host key attribute)."""
@@ -112,6 +115,7 @@ class VmNode:
     workers: list[VmWorker] = field(default_factory=list)
     pgids: set[int] = field(default_factory=set)  # process groups of live direct children
     stopping: bool = False
+    startup: list[asyncio.Task[None]] = field(default_factory=list)  # startup.py, per boot
 
 
 @dataclass(eq=False)
@@ -173,7 +177,7 @@ class VmWorker:
             # `uv python install` would give a real image, from this machine
             # (tpuctl/emulator/pythons.py); uv never downloads one here
             PATH=os.pathsep.join((str(self.image_bin), str(self.uv_cache.parent / PYTHONS_DIR),
-                                  image_path())),
+                                  with_sbin(image_path()))),
             UV_PYTHON_DOWNLOADS="never",
             LANG=client_env.get("LANG", "C.UTF-8"),
             JAX_PLATFORMS="cpu",
@@ -187,6 +191,8 @@ class VmWorker:
             # busy check sees only its own holders although workers share one kernel
             TPUCTL_TPU_DEVICES=str(self.home.parent / "dev" / "accel*"),
             TPUCTL_LIBTPU_LOCKFILE=str(self.home.parent / "tmp" / "libtpu_lockfile"),
+            # where this worker's /dev, /mnt, /tmp and /var/log are (image.py)
+            TPUCTL_EMULATOR_ROOT=str(self.root),
         )
         world = self.node.world()
         metadata = world.metadata_host(self.node.node_id, self.index) if world else None
@@ -196,18 +202,14 @@ class VmWorker:
         env[NODE_ENV] = self.node.node_id  # last: a client can never override the kill marker
         return env
 
+    @property
+    def root(self) -> Path:
+        """The worker's root: its /dev, /tmp, /mnt, /var/log (image.py)."""
+        return self.home.parent
+
     def ensure_image(self) -> None:
         """The worker's device files, its /tmp and the image's own commands."""
-        dev = self.home.parent / "dev"
-        if not dev.is_dir():
-            dev.mkdir(parents=True, exist_ok=True)
-            for i in range(self.node.chips_per_host):
-                (dev / f"accel{i}").touch()
-        (self.home.parent / "tmp").mkdir(exist_ok=True)
-        whoami = self.image_bin / "whoami"
-        if not whoami.exists():
-            self.image_bin.mkdir(exist_ok=True)
-            write_script(whoami, _WHOAMI)
+        image.ensure(self.root, self.node.chips_per_host)
 
     # -- who may connect ------------------------------------------------------------------------
     def admits(self, source_ip: str, *, external: bool) -> bool:
@@ -258,11 +260,3 @@ class VmWorker:
     def drop_connections(self) -> None:
         for conn in list(self.connections):
             conn.abort()
-
-
-def write_script(path: Path, text: str) -> None:
-    """An executable file, replaced atomically (a worker may be running the old one)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.chmod(0o700)
-    os.replace(tmp, path)

@@ -98,7 +98,7 @@ class Acted:
 
 
 def _shim(path: Path, text: str | None) -> None:
-    from tpuctl.emulator.vms import write_script
+    from tpuctl.emulator.image import write_script
 
     if text is None:
         path.unlink(missing_ok=True)
