@@ -42,16 +42,16 @@ def open_files(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def admin(b: Bench, method: str, path: str, body: Any = None) -> Any:  # noqa: ANN401
+def admin(b: Bench, method: str, path: str, body: Any = None) -> Any:
     token = (b.state / "token").read_text().strip()
     req = urllib.request.Request(b.endpoint + path, method=method,
                                  data=None if body is None else json.dumps(body).encode(),
                                  headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310 (loopback)
+    with urllib.request.urlopen(req, timeout=60) as resp:
         return json.loads(resp.read() or b"{}")
 
 
-def client(b: Bench) -> Any:  # noqa: ANN401
+def client(b: Bench) -> Any:
     from google.api_core.client_options import ClientOptions
     from google.cloud import tpu_v2
     from google.oauth2.credentials import Credentials
@@ -61,7 +61,7 @@ def client(b: Bench) -> Any:  # noqa: ANN401
                             client_options=ClientOptions(api_endpoint=b.endpoint))
 
 
-async def fan_out(targets: list[tuple[str, int, str]], key: Any, limit: int) -> list[int]:  # noqa: ANN401
+async def fan_out(targets: list[tuple[str, int, str]], key: Any, limit: int) -> list[int]:
     """`true` on every worker over new connections (at most `limit` at once)."""
     import asyncssh
 

@@ -45,7 +45,7 @@ class Boot:
     client: Any
     key: asyncssh.SSHKey
 
-    def create(self, node_id: str, acc: str = "v4-16", **kw: Any) -> Any:  # noqa: ANN401
+    def create(self, node_id: str, acc: str = "v4-16", **kw: Any) -> Any:
         pub = self.key.export_public_key("openssh").decode().strip()
         metadata = {"ssh-keys": f"{USER}:{pub}", **kw.pop("metadata", {})}
         return self.client.create_node(parent=PARENT, node_id=node_id, node=tpu_v2.Node(
@@ -53,7 +53,7 @@ class Boot:
             network_config=tpu_v2.NetworkConfig(enable_external_ips=True), **kw),
         ).result(timeout=30, polling=POLL)
 
-    def run(self, node: Any, index: int, cmd: str, check: bool = True) -> str:  # noqa: ANN401
+    def run(self, node: Any, index: int, cmd: str, check: bool = True) -> str:
         ep = node.network_endpoints[index]
         port = admin(self.endpoint, "GET", "/emulator/v1/status")[1]["ssh_port"]
 

@@ -31,7 +31,7 @@ def admin(endpoint: str, method: str, path: str, body: Any = None) -> tuple[int,
     req = urllib.request.Request(f"{endpoint}{path}", data=data, method=method,
                                  headers={"Authorization": f"Bearer {TOKEN}"})
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (loopback)
+        with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, json.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
@@ -62,7 +62,7 @@ def reservation(endpoint: str, rid: str, acc: str, count: int = 1,
     return body
 
 
-def qr_state(client: Any, name: str) -> Any:  # noqa: ANN401
+def qr_state(client: Any, name: str) -> Any:
     return client.get_queued_resource(name=name).state
 
 
@@ -111,7 +111,7 @@ def test_reserved_nodes_draw_on_reservations(fake_emulator: Any, client: Any,
     ep = fake_emulator.endpoint
     parent = "projects/resv/locations/local-b"
 
-    def reserved(node_id: str, acc: str = "v6e-8") -> Any:  # noqa: ANN401
+    def reserved(node_id: str, acc: str = "v6e-8") -> Any:
         return client.create_node(parent=parent, node_id=node_id, node=tpu_v2.Node(
             accelerator_type=acc, runtime_version="v2-alpha-tpuv6e",
             scheduling_config=tpu_v2.SchedulingConfig(reserved=True)))
@@ -330,7 +330,7 @@ def test_multislice_nodes_read_their_place_in_tpu_env(fake_emulator: Any, client
         url = (f"{ep}/metadata/{key}/1/{signature(TOKEN, key, 1)}/computeMetadata/v1/"
                "instance/attributes/tpu-env")
         req = urllib.request.Request(url, headers={"Metadata-Flavor": "Google"})
-        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (loopback)
+        with urllib.request.urlopen(req, timeout=10) as resp:
             env = dict(line.split(": ", 1) for line in resp.read().decode().splitlines())
         assert env["MEGASCALE_COORDINATOR_ADDRESS"] == f"'{coordinator}:8080'"
         assert env["MEGASCALE_NUM_SLICES"] == "'2'"

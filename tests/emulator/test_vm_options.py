@@ -131,7 +131,7 @@ def test_data_disks_follow_compute_rules(fake_emulator: Any, client: Any, fast_p
 def test_reservations_and_disks_survive_a_restart(tmp_path: Path) -> None:
     from tpuctl.emulator.server import run_in_thread
 
-    def start() -> Any:  # noqa: ANN401
+    def start() -> Any:
         return run_in_thread(tmp_path, create_delay=FAST_DELAY, token=TOKEN,
                              worker_host=lambda d, p: FakeWorkerHost(d, p))
 

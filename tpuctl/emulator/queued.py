@@ -143,7 +143,7 @@ class QueuedResources:
             if plan is None:  # after a restart or a reset: plan again from the request
                 try:
                     plan = stored_plan(name, qr.resource, self._nodes.plan)
-                except Exception as e:  # noqa: BLE001 (the request cannot be planned again)
+                except Exception as e:
                     self._fail(qr, 9, str(getattr(e, "message", e)))
                     return
             if not await self._wait_for_capacity(qr, plan):
