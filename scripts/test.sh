@@ -5,11 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System tools the tests use for real: git (code sync), the OpenSSH client (ssh/ssh-config),
-# curl (the second-user test calls the emulator as another uid, which cannot run this venv).
+# curl (the second-user test calls the emulator as another uid, which cannot run this venv),
+# e2fsprogs (emulated data disks are formatted with the real mkfs.ext4).
 missing=()
 command -v git >/dev/null 2>&1 || missing+=(git)
 command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)  # data disks: real blkid/mkfs.ext4
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"

@@ -172,7 +172,8 @@ class Cli:
 
 class UpInBackground:
     """`tpuctl up RECIPE --on-preempt recreate --max-recreates 2` as a child process whose
-    stdout a thread collects; `seen` is set once a line contains `marker` (time to preempt)."""
+    stdout a thread collects; `seen` is set once a line contains `marker` (time to preempt),
+    or when stdout ends without it (`up` is over: nothing left to wait for)."""
 
     def __init__(self, cli: Cli, recipe: str, cwd: Path, marker: str) -> None:
         import threading
@@ -184,13 +185,16 @@ class UpInBackground:
             stdin=subprocess.DEVNULL)
         self.lines: list[str] = []
         self.seen = threading.Event()
+        self.marked = False
 
         def read() -> None:
             assert self.proc.stdout is not None
             for line in self.proc.stdout:
                 self.lines.append(line)
                 if marker in line:
+                    self.marked = True
                     self.seen.set()
+            self.seen.set()
 
         self._reader = threading.Thread(target=read, daemon=True)
         self._reader.start()

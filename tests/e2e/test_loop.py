@@ -569,7 +569,7 @@ def test_up_recreates_a_preempted_node_and_keeps_every_attempts_logs(cli, repo, 
     run = UpInBackground(cli, "recreate.yaml", repo, marker="attempt 0")
     proc = run.proc
     try:
-        assert run.seen.wait(300), "the first attempt never started"
+        assert run.seen.wait(300) and run.marked, "the first attempt never started"
         _admin(emulator, name, "preempt")
         out, err = run.finish()
         assert proc.returncode == 0, err
