@@ -79,7 +79,8 @@ if [ "$venv" = - ]; then
 elif [ ! -x "$venv/bin/python" ]; then
   echo "check=packages status=fail detail=no venv at $venv (run bootstrap)"
 else
-  versions=$("$venv/bin/python" - <<'PY' 2>/dev/null || echo "error"
+  # a failure replaces, never appends to, what was printed ("$(cmd || echo x)" would append)
+  versions=$("$venv/bin/python" - <<'PY' 2>/dev/null
 from importlib import metadata
 out = []
 for name, dists in (("jax", ["jax"]), ("jaxlib", ["jaxlib"]),
@@ -94,7 +95,7 @@ for name, dists in (("jax", ["jax"]), ("jaxlib", ["jaxlib"]),
     out.append(f"{name}={found}")
 print(" ".join(out))
 PY
-)
+) || versions=error
   if [ "$versions" = error ]; then
     echo "check=packages status=fail detail=the venv's python cannot run: $venv"
   else
@@ -107,7 +108,8 @@ echo "check=clock status=ok epoch=$(date +%s.%N)"
 
 # the TPU metadata this host registered with: its worker number and the slice's workers
 # (GCE_METADATA_HOST where the emulator serves it, else GCE's own metadata server)
-md=$(timeout "$timeout" python3 - "${GCE_METADATA_HOST:-metadata.google.internal}" 2>/dev/null <<'PY' || echo error
+# (a complete answer counts even if the interpreter was then slow to exit under TIMEOUT)
+md=$(timeout "$timeout" python3 - "${GCE_METADATA_HOST:-metadata.google.internal}" 2>/dev/null <<'PY'
 import sys, urllib.request
 base = f"http://{sys.argv[1]}/computeMetadata/v1/instance/attributes/"
 def get(key):
@@ -117,7 +119,7 @@ def get(key):
 worker, endpoints = get("agent-worker-number"), get("worker-network-endpoints")
 print(f"worker={worker or '-'} workers={len([e for e in endpoints.split(',') if e])}")
 PY
-)
+) || case "$md" in worker=*workers=[0-9]*) ;; *) md=error ;; esac
 case "$md" in
   error) echo "check=metadata status=warn detail=no metadata server answers (not on a TPU VM?)" ;;
   worker=-*|*workers=0)
