@@ -124,6 +124,12 @@ class FileLedger:
             text = self.path.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             return []
+        except OSError as e:
+            if not FileLedger._warned:
+                FileLedger._warned = True
+                sys.stderr.write(f"warning: cannot read the cost ledger {self.path}: "
+                                 f"{e.strerror or e}\n")
+            return []
         return [e for e in (parse_event(line) for line in text.splitlines()) if e is not None]
 
 

@@ -121,11 +121,14 @@ class CostRow:
         self.types |= other.types
 
     def to_dict(self) -> dict[str, object]:
-        return {"running_s": round(self.running_s, 3), "idle_s": round(self.idle_s, 3),
-                "lost_s": round(self.lost_s, 3), "total_s": round(self.total_s, 3),
-                "running_cost": round(self.running_cost, 6),
-                "idle_cost": round(self.idle_cost, 6), "lost_cost": round(self.lost_cost, 6),
-                "total_cost": round(self.total_cost, 6),
+        """Rounded as printed (seconds to the ms, money to 1e-6); each total is the sum of its
+        rounded parts, so the parts add up to it in the JSON too."""
+        secs = [round(v, 3) for v in (self.running_s, self.idle_s, self.lost_s)]
+        money = [round(v, 6) for v in (self.running_cost, self.idle_cost, self.lost_cost)]
+        return {"running_s": secs[0], "idle_s": secs[1], "lost_s": secs[2],
+                "total_s": round(sum(secs), 3),
+                "running_cost": money[0], "idle_cost": money[1], "lost_cost": money[2],
+                "total_cost": round(sum(money), 6),
                 "unpriced_s": round(self.unpriced_s, 3), "attempts": self.attempts,
                 "up": self.up, "types": sorted(self.types)}
 

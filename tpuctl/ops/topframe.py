@@ -29,7 +29,8 @@ _ESCAPES = re.compile(
     r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window titles, hyperlinks
     r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC strings
     r"|\x1b[\x20-\x2f]*[\x30-\x7e]?"  # any other escape, lone ESC included
-    r"|[\x80-\x9f]")  # C1 controls (CSI as one byte, ...)
+    r"|\x9b[0-?]*[ -/]*[@-~]"  # CSI as one (C1) byte
+    r"|[\x80-\x9f]")  # the other C1 controls
 
 
 def clean_line(text: str, width: int = LINE_MAX) -> str:
@@ -127,7 +128,8 @@ def _chips(lines: Sequence[str]) -> tuple[Chip, ...]:
         elif kind == "hbm" and (u := _num(kv, "used")) is not None \
                 and (t := _num(kv, "total")) is not None:
             hbm[int(i)] = (int(u), int(t))
-    if duty and len(hbm) == 2 * len(duty):  # two devices (cores) per chip: v2, v3, 7x
+    if duty and sorted(duty) == list(range(len(duty))) \
+            and sorted(hbm) == list(range(2 * len(duty))):  # two devices per chip: v2, v3
         hbm = {c: (hbm.get(2 * c, (0, 0))[0] + hbm.get(2 * c + 1, (0, 0))[0],
                    hbm.get(2 * c, (0, 0))[1] + hbm.get(2 * c + 1, (0, 0))[1]) for c in duty}
     return tuple(Chip(c, duty.get(c), *(hbm[c] if c in hbm else (None, None)))
