@@ -83,7 +83,6 @@ def warn_untrusted(path: Path, why: str) -> None:
     sys.stderr.write(f"warning: ignoring {path}: {why}\n")
 
 
-
 def find_repo_config(start: Path | None = None) -> Path | None:
     """The nearest trusted tpuctl.yaml from the working directory up to the repository root
     (the first directory holding `.git`) or $HOME, whichever comes first. Untrusted ones
