@@ -172,7 +172,7 @@ class WorkerHost:
             node.stopping = True
             for task in node.startup:  # the VM goes down: its log just ends
                 task.cancel()
-            tpumetrics.stop_node(node)
+            await tpumetrics.stop_node(node)
             for w in node.workers:
                 w.close_listener()
                 w.drop_connections()

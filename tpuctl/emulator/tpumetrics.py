@@ -11,6 +11,10 @@ address) instead of localhost:8431, and the worker's login environment names it
 answers UNAVAILABLE while no workload runs, where libtpu's exists only inside the workload (a
 reader sees UNAVAILABLE either way); ListSupportedMetrics and the other metrics are not served.
 
+The servers are grpc.aio servers on the emulator's event loop: a listening socket per worker
+and no thread (1,024 of them start in 0.07 s; a thread-per-server grpc.server took 1.2 s and
+1,024 threads), the /proc sampling done off the loop.
+
 Hooks: `hosts.WorkerHost` starts a node's servers after its listeners and stops them with it;
 `vms.VmWorker.env` adds `worker_env`.
 """
@@ -20,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from tpuctl.emulator.usage import WORKER_ENV, WorkerUsage, marker, session_groups_of
@@ -38,7 +41,6 @@ DEFAULT_HBM_GIB = 16
 # several worker hosts (tests), each with its own nodes
 _servers: weakref.WeakKeyDictionary[VmNode, dict[int, tuple[Any, str]]] = \
     weakref.WeakKeyDictionary()
-_pool: ThreadPoolExecutor | None = None
 
 
 def worker_env(worker: VmWorker) -> dict[str, str]:
@@ -68,13 +70,13 @@ def _handler(usage: WorkerUsage) -> Any:
 
     known = (wire.DUTY, wire.HBM_USED, wire.HBM_TOTAL)
 
-    def get(request: bytes, context: Any) -> bytes:
+    async def get(request: bytes, context: Any) -> bytes:
         name = wire.decode_request(request)
         if name not in known:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"metric {name!r} is not served here")
-        got = usage.read()
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"metric {name!r} is not served here")
+        got = await asyncio.to_thread(usage.read)  # /proc, and a short sleep: off the loop
         if got is None:
-            context.abort(grpc.StatusCode.UNAVAILABLE, "no workload is using the TPU")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "no workload is using the TPU")
         duty, used = got  # type: ignore[misc]  # abort raised otherwise
         values: list[tuple[int, int | float]]
         if name == wire.DUTY:
@@ -89,12 +91,9 @@ def _handler(usage: WorkerUsage) -> Any:
         SERVICE, {"GetRuntimeMetric": grpc.unary_unary_rpc_method_handler(get)})
 
 
-def _start(node: VmNode) -> None:
+async def _start(node: VmNode) -> None:
     import grpc
 
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tpu-metrics")
     hbm = _hbm_per_chip(node)
     groups = session_groups_of(node.pgids)
     mine = _servers.setdefault(node, {})
@@ -102,21 +101,22 @@ def _start(node: VmNode) -> None:
         if w.index in mine:
             continue
         usage = WorkerUsage(marker(node.node_id, w.index), node.chips_per_host, hbm, groups)
-        server = grpc.server(_pool, handlers=[_handler(usage)], maximum_concurrent_rpcs=16)
+        server = grpc.aio.server(handlers=[_handler(usage)], maximum_concurrent_rpcs=16)
         port = server.add_secure_port(
             "127.0.0.1:0", grpc.local_server_credentials(grpc.LocalConnectionType.LOCAL_TCP))
-        server.start()
+        await server.start()
         mine[w.index] = (server, f"127.0.0.1:{port}")
 
 
 async def start_node(node: VmNode) -> None:
     """Every worker's metrics server (a failure is logged: top then shows no TPU metrics)."""
     try:
-        await asyncio.to_thread(_start, node)
+        await _start(node)
     except Exception as e:  # never a reason for a node not to start
         log.warning("node %s: no TPU metrics servers: %s", node.node_id, e)
+        await stop_node(node)
 
 
-def stop_node(node: VmNode) -> None:
-    for server, _ in _servers.pop(node, {}).values():
-        server.stop(None)
+async def stop_node(node: VmNode) -> None:
+    servers = [server for server, _ in _servers.pop(node, {}).values()]
+    await asyncio.gather(*(server.stop(None) for server in servers), return_exceptions=True)
