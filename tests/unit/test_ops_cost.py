@@ -120,3 +120,43 @@ def test_gc_idle_checks_its_value_before_any_call() -> None:
     with pytest.raises(UsageError, match="invalid duration"):
         gc(ports, GcRequest(yes=True, idle="soon"))
     assert cloud.calls == []
+
+
+def test_idle_warn_comes_from_tpuctl_yaml(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tpuctl.config import idle_warn_setting
+    from tpuctl.errors import ConfigError
+
+    (tmp_path / ".git").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert idle_warn_setting() == (1800.0, "default")
+    ports, cloud, _ = fake_ports()
+    cloud.world.clock = lambda: time.time() - 3600  # made an hour ago, never ran anything
+    cloud.add_node("idle", keyed=True)
+    assert list_nodes(ports).flagged == ["idle"]
+    (tmp_path / "tpuctl.yaml").write_text("idle_warn: 2h\n")
+    seconds, source = idle_warn_setting()
+    assert seconds == 7200 and "tpuctl.yaml" in source
+    listed = list_nodes(ports)
+    assert listed.flagged == [] and listed.idle["idle"].state == "idle"  # idle, not yet long
+    (tmp_path / "tpuctl.yaml").write_text("idle_warn: a while\n")
+    with pytest.raises(ConfigError, match="idle_warn 'a while'") as bad:
+        list_nodes(ports)
+    assert bad.value.exit_code == 2
+
+
+def test_describe_and_create_carry_the_price(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tpuctl.ops.nodes import describe
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    (tmp_path / "tpuctl").mkdir()
+    (tmp_path / "tpuctl" / "prices.yaml").write_text(
+        "source: ours\nprices:\n  v6e:\n    zone: {on_demand: 2.0, spot: 0.5}\n")
+    ports, cloud, _ = fake_ports()
+    made = create(ports, CreateRequest("a", "v6e-8", spot=True))
+    assert made.to_dict()["price_per_hour"]["amount"] == 4.0  # 8 chips × 0.5 spot
+    detail = describe(ports, "a", now=time.time() + 1800)
+    doc = detail.to_dict()
+    assert doc["name"] == "a" and doc["price_per_hour"]["source"] == "ours"
+    assert doc["cost_so_far"] == pytest.approx(2.0, abs=0.05)  # half an hour at $4/h
+    events = [(e.kind, e.price, e.price_source) for e in ports.ledger.read()]
+    assert events == [("create", 4.0, "ours")]
