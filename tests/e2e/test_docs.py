@@ -100,6 +100,9 @@ def test_readme_demo_and_quickstart_run_as_written(tmp_path: Path) -> None:
                                                re.M)]
         assert len(losses) >= 3 and losses[-1] < losses[0] / 2
         assert out.count("[w0] checkpoint written to") == 3  # README, step 3, step 4
+        # the node outlives the run: `up` says so, with its price (none for the emulator's)
+        assert "quickstart is still up (price unknown): `tpuctl down quickstart --yes`" in \
+            err[:err.index("@@ quickstart block 1")]
         # step 3, the second `up`: "the node is reused, sync and bootstrap are skipped"
         step3 = err[err.index("@@ quickstart block 3"):err.index("@@ quickstart block 4")]
         assert re.search(r"✓ create\s+reused", step3) and re.search(r"✓ sync\s+skipped", step3)

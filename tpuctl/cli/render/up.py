@@ -68,7 +68,9 @@ class UpView(View[UpResult], UpEvents):
                        else f"failed (exit {result.exit_code})")
             output.info(f"run {result.run_id} {verdict}; total {total:.1f}s")
             if result.left_up is not None:
-                output.info(f"{result.node} is still up at {result.left_up.text()}: "
+                cost = (f"at {result.left_up.text()}" if result.left_up.amount is not None
+                        else "(price unknown)")
+                output.info(f"{result.node} is still up {cost}: "
                             f"`tpuctl down {result.node} --yes` when you are done")
         else:
             output.out(result.run_id)
