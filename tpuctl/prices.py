@@ -179,5 +179,5 @@ def price_for(accelerator_type: str, zone: str, spot: bool,
     label = "spot" if spot else "on-demand"
     return Price(None, within[0].currency, " + ".join(t.source for t in within), None,
                  accel.chips, region, spot,
-                 unknown=f"no {label} price for {accel.generation.name} in {region} "
-                 f"(add it to {override_path()})")
+                 unknown=f"the price table has no {label} price for {accel.generation.name} "
+                 f"in {region}; add it to {override_path()}")
