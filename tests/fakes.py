@@ -9,9 +9,11 @@ emulator cover; these check the rules: which calls, in which order, what result.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import shlex
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 
 from tpuctl.accelerators import parse_accelerator
 from tpuctl.errors import CloudError, NotFoundError, UsageError
+from tpuctl.ledger import LedgerEvent
 from tpuctl.model import NodeSpec, Slice, Worker
 from tpuctl.ops.ports import HttpReply, Ports
 from tpuctl.ops.session import INSTALL_SCRIPTS, script_call
@@ -26,6 +29,7 @@ from tpuctl.remote import FRAME_MAGIC
 from tpuctl.workers.base import Listener, OnOutput, SshTarget, WorkerResult
 
 RESOURCE_EXHAUSTED = 8
+_KEY_ENTRY = "alice:ssh-ed25519 AAAAfake tpuctl"  # MemoryLocal's key, as ssh-keys holds it
 
 
 @dataclass
@@ -45,6 +49,7 @@ class World:
     _pending: dict[tuple[str, str], int] = field(default_factory=dict)
     # how many times a node of that name was made: a new one has fresh disks (FakeFleet)
     generation: dict[str, int] = field(default_factory=dict)
+    clock: Callable[[], float] = time.time  # nodes' createTime
 
 
 class FakeCloud:
@@ -59,13 +64,17 @@ class FakeCloud:
     def add_node(self, name: str, *, accelerator: str = "v6e-16", state: str = "READY",
                  labels: dict[str, str] | None = None, owner: str | None = "alice",
                  runtime: str = "v2-alpha-tpuv6e", spot: bool = False,
-                 managed: bool = True, queued_resource: str = "") -> Slice:
+                 managed: bool = True, queued_resource: str = "", keyed: bool = False
+                 ) -> Slice:
+        """A node as the API would list it; `keyed`: its ssh-keys already hold the key of
+        `MemoryLocal` (as a node this user created has)."""
         lab = dict(labels or {})
         if managed:
             lab.update({"managed-by": "tpuctl", "tpuctl-task": name})
             if owner:
                 lab["tpuctl-owner"] = owner
-        sl = _node(self, name, accelerator, runtime, state, lab, {}, spot, queued_resource)
+        meta = {"ssh-keys": _KEY_ENTRY} if keyed else {}
+        sl = _node(self, name, accelerator, runtime, state, lab, meta, spot, queued_resource)
         self.world.nodes[(self.zone, name)] = sl
         self.world.generation[name] = self.world.generation.get(name, 0) + 1
         return sl
@@ -172,10 +181,11 @@ def _node(cloud: FakeCloud, name: str, accelerator: str, runtime: str, state: st
     hosts = parse_accelerator(accelerator).hosts
     workers = tuple(Worker(i, f"10.0.0.{i + 2}", 22, f"ssh-ed25519 KEY{i}")
                     for i in range(hosts))
+    created = dt.datetime.fromtimestamp(cloud.world.clock(), dt.timezone.utc).isoformat()
     return Slice(name=name, project=cloud.project, zone=cloud.zone,
                  accelerator_type=accelerator, runtime_version=runtime, state=state,
                  labels=labels, metadata=metadata, workers=workers, spot=spot,
-                 queued_resource=qr)
+                 queued_resource=qr, create_time=created)
 
 
 @dataclass
@@ -207,6 +217,8 @@ class FakeFleet:
         self.launched_env: list[dict[str, str]] = []
         self.on_follow: Handler | None = None
         self.ready = True  # servers come up at once
+        self.clock: Callable[[], float] = time.time  # when runs start and end (runs.sh)
+        self.top_output: dict[int, str] = {}  # what top.sh prints, per worker (default: made)
 
     def worker(self, node: str, index: int) -> FakeWorker:
         """The worker of the node as it is now (a recreated node's disks are new)."""
@@ -260,6 +272,7 @@ class FakeFleet:
             if run is None:
                 return 3, "", [f"no run {args[0]} on worker {i}"]
             run["exit"] = self.job_exit.get(i, 0)
+            run.setdefault("ended", self.clock())
             meta = f"tpuctl-run={run['id']} exit_code={run['exit']} alive=0"
             return 0, "\n".join(self.job_lines), [meta]
         if script == "stop":
@@ -268,9 +281,19 @@ class FakeFleet:
                 return 0, f"run={args[0]} result=missing", []
             result = "terminated" if run["exit"] is None else "not-running"
             run["exit"] = 143 if run["exit"] is None else run["exit"]
+            run.setdefault("ended", self.clock())
             return 0, f"run={run['id']} result={result} exit_code={run['exit']}", []
         if script == "probe":  # the ready line seen, rank 0's health answered
             return 0, f"log={int(self.ready)} http={200 if self.ready else '000'}", []
+        if script == "runs":
+            return 0, "\n".join(_runs_line(r) for r in w.runs.values()), []
+        if script == "top":
+            if i in self.top_output:
+                return 0, self.top_output[i], []
+            run = w.runs.get(w.latest)
+            line = "run run=- state=missing" if run is None else _runs_line(run)
+            return 0, line + "\nhost now=1 cpu_busy=1 cpu_total=2 clk_tck=100\ntpu source=none " \
+                "reason=nothing answered\nlog ", []
         return 0, "", []  # install, ...
 
     def _launch(self, node: str, i: int, w: FakeWorker, args: list[str], payload: bytes
@@ -286,12 +309,23 @@ class FakeFleet:
         if action == "start":
             for r in alive:
                 r["exit"] = 143
+                r.setdefault("ended", self.clock())
             env = payload.partition(b"\0")[2].decode()
             pairs = (ln[7:].split("=", 1) for ln in env.splitlines() if ln.startswith("export "))
             self.launched_env.append({k: shlex.split(v)[0] for k, v in pairs})
-            w.runs[run_id] = {"id": run_id, "exit": None}
+            w.runs[run_id] = {"id": run_id, "exit": None, "started": self.clock()}
             w.latest = run_id
         return 0, "", []
+
+
+def _runs_line(run: dict[str, Any]) -> str:
+    """A run as runs.sh (and top.sh's `run` line) print it."""
+    started = dt.datetime.fromtimestamp(run.get("started", 0), dt.timezone.utc)
+    state = "running" if run["exit"] is None else "exited"
+    ended = "-" if run["exit"] is None else run.get("ended", run.get("started", 0))
+    code = "-" if run["exit"] is None else run["exit"]
+    return (f"run={run['id']} state={state} exit_code={code} heartbeat_age=1 "
+            f"started_at={started.strftime('%Y-%m-%dT%H:%M:%SZ')} ended_at={ended}")
 
 
 class FakeWorkers:
@@ -379,9 +413,22 @@ class NoHttp:
         raise NotImplementedError
 
 
+class MemoryLedger:
+    """The `Ledger` port in memory (tpuctl/ledger.py keeps it in a file)."""
+
+    def __init__(self) -> None:
+        self.events: list[LedgerEvent] = []
+
+    def record(self, event: LedgerEvent) -> None:
+        self.events.append(event)
+
+    def read(self) -> list[LedgerEvent]:
+        return list(self.events)
+
+
 def fake_ports(cloud: FakeCloud | None = None) -> tuple[Ports, FakeCloud, FakeFleet]:
     cloud = cloud or FakeCloud()
     fleet = FakeFleet(cloud)
     ports = Ports(cloud=cloud, connect=fleet.connect, local=MemoryLocal(cloud.world.caller),
-                  http=NoHttp())
+                  http=NoHttp(), ledger=MemoryLedger())
     return ports, cloud, fleet

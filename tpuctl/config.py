@@ -27,7 +27,7 @@ from tpuctl.paths import emulator_dir
 EMULATOR_PROJECT = "local-project"
 EMULATOR_ZONE = "local-a"
 REPO_CONFIG = "tpuctl.yaml"
-_REPO_KEYS = {"project", "zone", "api_endpoint", "persist_connections"}
+_REPO_KEYS = {"project", "zone", "api_endpoint", "persist_connections", "idle_warn"}
 # Seconds a background daemon keeps worker connections for the next command (workers/mux.py).
 DEFAULT_PERSIST_S = 300.0
 
@@ -78,7 +78,7 @@ def untrusted_reason(path: Path) -> str | None:
 
 
 @functools.cache
-def _warn_untrusted(path: Path, why: str) -> None:
+def warn_untrusted(path: Path, why: str) -> None:
     """One line per file and process (config is resolved more than once per command)."""
     sys.stderr.write(f"warning: ignoring {path}: {why}\n")
 
@@ -95,7 +95,7 @@ def find_repo_config(start: Path | None = None) -> Path | None:
             why = untrusted_reason(candidate)
             if why is None:
                 return candidate
-            _warn_untrusted(candidate, why)
+            warn_untrusted(candidate, why)
         if d == home or (d / ".git").exists():
             break
     return None
@@ -295,3 +295,23 @@ def persist_setting(env: dict[str, str] | None = None) -> tuple[float, str]:
 def persist_seconds(env: dict[str, str] | None = None) -> float:
     """`persist_setting`'s value alone."""
     return persist_setting(env)[0]
+
+
+DEFAULT_IDLE_WARN_S = 1800.0  # `list` marks a node idle this long (no run on it)
+
+
+def idle_warn_setting() -> tuple[float, str]:
+    """How long a node may sit without a run before `list` marks it idle, and where that
+    came from: tpuctl.yaml `idle_warn` (a duration: 30m, 2h) > 30 minutes."""
+    repo_path = find_repo_config()
+    raw = load_repo_config(repo_path).get("idle_warn") if repo_path else None
+    if raw is None:
+        return DEFAULT_IDLE_WARN_S, "default"
+    from tpuctl.errors import UsageError
+    from tpuctl.naming import parse_duration
+
+    try:
+        return parse_duration(raw), f"{REPO_CONFIG} ({repo_path})"
+    except UsageError:
+        raise ConfigError(f"idle_warn {raw!r} (from {repo_path}) is not a duration",
+                          hint="give e.g. 30m, 2h or 1d") from None

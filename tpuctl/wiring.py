@@ -5,6 +5,7 @@
 - Workers: the per-user connection daemon (`workers/mux.py`) for short commands when
   connection persistence is on, else direct asyncssh (`workers/ssh.py`);
 - Local: this machine's files (`ops/local.py`); Http: aiohttp (`workers/http.py`);
+- Ledger: ~/.tpuctl/ledger.jsonl (`ledger.py`), what `cost` reads after a node is gone;
 - `--dry-run`: recording adapters (`tpuctl/dryrun/`) that change nothing and say what would
   have been sent.
 
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from tpuctl.cloud.base import Cloud
 from tpuctl.config import CloudConfig, persist_seconds, require_project_zone, resolve
+from tpuctl.ledger import FileLedger
 from tpuctl.ops.local import FileLocal
 from tpuctl.ops.ports import HttpReply, Ports
 from tpuctl.workers.base import SshTarget, Workers
@@ -116,7 +118,8 @@ def ports(api_endpoint: str | None = None, project: str | None = None,
     instead of changing anything; `read_api=False` (create and up): not even read the API,
     answering as for a node that does not exist yet."""
     cloud = cast(Cloud, LazyCloud(api_endpoint, project, zone))
-    real = Ports(cloud=cloud, connect=connect, local=FileLocal(), http=_Http())
+    real = Ports(cloud=cloud, connect=connect, local=FileLocal(), http=_Http(),
+                 ledger=FileLedger())
     if dry_run is None:
         return real
     from tpuctl.dryrun import recording_ports

@@ -80,6 +80,9 @@ def test_readme_demo_and_quickstart_run_as_written(tmp_path: Path) -> None:
 
     watcher = threading.Thread(target=watch_sockets, daemon=True)
     watcher.start()
+    frames: list[dict] = []  # `tpuctl top quickstart --once --json` while the demo trains
+    topper = threading.Thread(target=_watch_top, args=(env, home, done, frames), daemon=True)
+    topper.start()
     try:
         try:
             run = subprocess.run(["bash", "-c", script], cwd=repo, env=env,
@@ -88,6 +91,7 @@ def test_readme_demo_and_quickstart_run_as_written(tmp_path: Path) -> None:
         finally:
             done.set()
             watcher.join()
+            topper.join(60)
         assert run.returncode == 0, run.stderr[-4000:]
         out, err = run.stdout, run.stderr
         demo_out = out[:out.index("@@ quickstart block 1")]
@@ -96,6 +100,9 @@ def test_readme_demo_and_quickstart_run_as_written(tmp_path: Path) -> None:
                                                re.M)]
         assert len(losses) >= 3 and losses[-1] < losses[0] / 2
         assert out.count("[w0] checkpoint written to") == 3  # README, step 3, step 4
+        # the node outlives the run: `up` says so, with its price (none for the emulator's)
+        assert "quickstart is still up (price unknown): `tpuctl down quickstart --yes`" in \
+            err[:err.index("@@ quickstart block 1")]
         # step 3, the second `up`: "the node is reused, sync and bootstrap are skipped"
         step3 = err[err.index("@@ quickstart block 3"):err.index("@@ quickstart block 4")]
         assert re.search(r"✓ create\s+reused", step3) and re.search(r"✓ sync\s+skipped", step3)
@@ -111,6 +118,10 @@ def test_readme_demo_and_quickstart_run_as_written(tmp_path: Path) -> None:
         assert "processes=1 devices=8" in fetched.read_text()
         # nothing written into the repository (the .env the docs create is git-ignored)
         assert git(repo, "status", "--porcelain") == ""
+        # top saw every worker train (CPU and the emulated chips' duty cycle), then fall quiet
+        busy = next((i for i, f in enumerate(frames) if _training(f)), None)
+        assert busy is not None, [_summary(f) for f in frames]
+        assert any(_quiet(f) for f in frames[busy + 1:]), [_summary(f) for f in frames]
         # the demo's JAX coordinator listened on worker 0's own address, never on every
         # interface (JAX_COORDINATOR_BIND_ADDRESS)
         from tpuctl.ops.launch import coordinator_port
@@ -129,6 +140,38 @@ def test_readme_demo_and_quickstart_run_as_written(tmp_path: Path) -> None:
                                capture_output=True, text=True, timeout=300)
         _kill_leftover_emulator(home)
     assert clean.returncode == 0, clean.stderr
+
+
+def _training(frame: dict) -> bool:
+    return len(frame["workers"]) == 4 and all(
+        w["state"] == "running" and (w["run_cpu_pct"] or 0) > 0
+        and w["tpu"]["source"] == "libtpu" and w["tpu"]["chips"]
+        and all(c["duty_pct"] > 0 for c in w["tpu"]["chips"]) for w in frame["workers"])
+
+
+def _quiet(frame: dict) -> bool:
+    return all(w["state"] != "running" and w["run_cpu_pct"] is None
+               and not w["tpu"]["chips"] for w in frame["workers"])
+
+
+def _summary(frame: dict) -> list:
+    return [(w["state"], w["run_cpu_pct"], [c["duty_pct"] for c in w["tpu"]["chips"]])
+            for w in frame["workers"]]
+
+
+def _watch_top(env: dict[str, str], home: Path, done: threading.Event, frames: list) -> None:
+    """Ask `top` for a frame every few seconds (the emulator the docs start, found as a user's
+    tpuctl finds it) until it has seen the demo train and then stop."""
+    while not done.wait(3.0):
+        r = subprocess.run([sys.executable, "-m", "tpuctl", "top", "quickstart", "--once",
+                            "--json"], env=env, cwd=home, capture_output=True, text=True,
+                           timeout=120, stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            continue  # no emulator, or no node yet
+        frames.append(json.loads(r.stdout))
+        busy = [i for i, f in enumerate(frames) if _training(f)]
+        if busy and any(_quiet(f) for f in frames[busy[0] + 1:]):
+            return
 
 
 def _kill_leftover_emulator(home: Path) -> None:

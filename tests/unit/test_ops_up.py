@@ -177,3 +177,16 @@ def test_a_serving_recipe_waits_for_ready_and_does_not_follow(repo):
     assert events.outcomes[-2:] == ["launch done", "ready done"]
     assert result.url == "http://10.0.0.2:30000" and result.exit_code is None
     assert fleet.scripts()[-3:] == ["launch start", "status", "probe"]
+
+
+def test_a_run_that_leaves_its_node_up_says_what_it_costs(repo, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    (tmp_path / "cfg" / "tpuctl").mkdir(parents=True)
+    (tmp_path / "cfg" / "tpuctl" / "prices.yaml").write_text(
+        "prices:\n  v6e:\n    zone: {on_demand: 3.0}\n")
+    ports, _, _ = fake_ports()
+    result = up_recipe(ports, UpRequest(repo / "train.yaml"), Recorded())
+    assert result.left_up is not None and result.left_up.amount == 48.0  # 16 chips × 3.0
+    assert result.to_dict()["left_up_price_per_hour"]["amount"] == 48.0
+    detached = up_recipe(ports, UpRequest(repo / "train.yaml", detach=True))
+    assert detached.left_up is None and "left_up_price_per_hour" not in detached.to_dict()

@@ -25,6 +25,7 @@ from tpuctl.cli import (
     plan,
     remote,
     serving,
+    spend,
 )
 from tpuctl.errors import ExitCode, TpuctlError
 
@@ -57,6 +58,8 @@ app.command("tail")(observe.tail)
 app.command("status")(observe.status)
 app.command("stop")(observe.stop)
 app.command("runs")(observe.runs)
+app.command("top")(observe.top)
+app.command("cost")(spend.cost)
 app.command("up")(loop.up)
 app.command("down")(loop.down)
 app.command("serve")(serving.serve)

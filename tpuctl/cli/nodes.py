@@ -66,7 +66,8 @@ def list_(
     project: ProjectOpt = None,
     zone: ZoneOpt = None,
 ) -> int:
-    """List TPU nodes (managed by tpuctl unless --all) with their owners."""
+    """List TPU nodes (managed by tpuctl unless --all): owner, age, price per hour, cost so
+    far, and how long your nodes have been idle (flagged past idle_warn)."""
     from tpuctl.cli.render.nodes import ListView
     from tpuctl.ops.nodes import list_nodes
 
@@ -81,7 +82,8 @@ def describe(
     project: ProjectOpt = None,
     zone: ZoneOpt = None,
 ) -> int:
-    """Show a node's state, type, runtime and workers with their addresses."""
+    """Show a node's state, type, runtime, price per hour, age, cost so far, and its workers
+    with their addresses."""
     from tpuctl.cli.render.nodes import DescribeView
     from tpuctl.ops.nodes import describe as op
 
@@ -126,19 +128,22 @@ def gc(
                        ] = False,
     yes: YesOpt = False,
     any_owner: AnyOwnerOpt = False,
+    idle: Annotated[str | None, typer.Option(
+        "--idle", help="also delete your nodes idle (up, no run) longer than this, e.g. 2h",
+        show_default=False)] = None,
     json_: JsonOpt = False,
     api_endpoint: EndpointOpt = None,
     project: ProjectOpt = None,
     zone: ZoneOpt = None,
 ) -> int:
-    """Delete your leaked managed nodes: expired (--ttl), PREEMPTED or TERMINATED. Never
-    others."""
+    """Delete your leaked managed nodes: expired (--ttl), PREEMPTED or TERMINATED, and with
+    --idle 2h those idle that long (every worker asked first). Never others."""
     from tpuctl.cli.render.nodes import GcView
     from tpuctl.ops.gc import GcRequest
     from tpuctl.ops.gc import gc as op
 
     transcript = transcript_for(dry_run)
     ports = ports_for(api_endpoint, project, zone, dry_run=transcript)
-    req = GcRequest(any_owner=any_owner, yes=yes or dry_run, can_ask=can_ask())
+    req = GcRequest(any_owner=any_owner, yes=yes or dry_run, can_ask=can_ask(), idle=idle)
     with GcView(json=json_, transcript=transcript) as view:
         return view.done(op(ports, req, view))

@@ -1,4 +1,4 @@
-"""tail, status, stop, runs: watching and stopping the runs on a slice.
+"""tail, status, stop, runs, top: watching and stopping the runs on a slice.
 
 A worker that cannot be reached is named per worker and in the exit code (255, as `exec`
 says it); the other workers' results stand (docs/commands.md#exit-codes).
@@ -72,3 +72,24 @@ def runs(
 
     return RunsView(json=json_).done(list_node_runs(ports_for(api_endpoint, project, zone),
                                                     name))
+
+
+def top(
+    name: NameArg, run: RunArg = None,
+    interval: Annotated[float, typer.Option(help="seconds between frames")] = 2.0,
+    once: Annotated[bool, typer.Option("--once", help="one frame, then exit (255 when a "
+                                       "worker could not be read)")] = False,
+    expand: Annotated[bool, typer.Option("--expand", help="a row per worker on large nodes "
+                                         "too (default: a row per 8 workers, worst values)")
+                      ] = False,
+    json_: JsonOpt = False, api_endpoint: EndpointOpt = None, project: ProjectOpt = None,
+    zone: ZoneOpt = None,
+) -> int:
+    """Per worker, live: run state and age, heartbeat, host CPU, memory, load, TPU duty cycle
+    and HBM per chip, the last log line. Ctrl-C leaves it (exit 0)."""
+    from tpuctl.cli.render.top import TopView
+    from tpuctl.ops.top import TopRequest, top_node
+
+    req = TopRequest(name=name, interval=interval, once=once, run_id=run, expand=expand)
+    with TopView(json=json_, live=not once) as view:
+        return view.done(top_node(ports_for(api_endpoint, project, zone), req, view.show))

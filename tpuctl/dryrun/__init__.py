@@ -2,7 +2,8 @@
 
 A dry run changes nothing: API changes and worker scripts are recorded in a `Transcript`
 (`tpuctl.dryrun.transcript`) instead of sent, this machine's tpuctl files are read but never
-written (no SSH key is made, no host key pinned, no worker list cached), and nothing connects
+written (no SSH key is made, no host key pinned, no worker list cached, no line added to
+the cost ledger), and nothing connects
 to a worker. Reads of the API are real, except for `create` and `up`, which need no API at
 all: they plan as for a node that does not exist yet.
 """
@@ -19,6 +20,7 @@ from tpuctl.dryrun.cloud import RecordingCloud
 from tpuctl.dryrun.transcript import Transcript
 from tpuctl.dryrun.workers import RecordingWorkers
 from tpuctl.errors import UsageError
+from tpuctl.ledger import ReadOnlyLedger
 from tpuctl.model import Slice
 from tpuctl.ops.ports import HttpReply, Local, Ports
 from tpuctl.workers.base import SshTarget, Workers
@@ -80,7 +82,8 @@ def recording_ports(real: Ports, transcript: Transcript, *, read_api: bool) -> P
 
     return dataclasses.replace(
         real, cloud=cast(Cloud, RecordingCloud(real.cloud, transcript, read_api=read_api)),
-        connect=connect, local=ReadOnlyLocal(real.local, reads=read_api), http=_NoHttp())
+        connect=connect, local=ReadOnlyLocal(real.local, reads=read_api), http=_NoHttp(),
+        ledger=ReadOnlyLedger(real.ledger))
 
 
 __all__ = ["Transcript", "recording_ports"]

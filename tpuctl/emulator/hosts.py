@@ -10,7 +10,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from tpuctl.emulator import addressing, image, startup, workerfaults
+from tpuctl.emulator import addressing, image, startup, tpumetrics, workerfaults
 from tpuctl.emulator.processes import kill_node_processes
 from tpuctl.emulator.pythons import offer_interpreters
 from tpuctl.emulator.sshserver import HOST_KEY_FILE, load_or_create_host_key, public_line
@@ -102,6 +102,7 @@ class WorkerHost:
                 w.close_listener()
             del self._nodes[node_id]
             raise errors[0]
+        await tpumetrics.start_node(node)
         return [w.public() for w in node.workers]
 
     def node_workers(self, node_id: str) -> list[EmulatedWorker]:
@@ -171,6 +172,7 @@ class WorkerHost:
             node.stopping = True
             for task in node.startup:  # the VM goes down: its log just ends
                 task.cancel()
+            await tpumetrics.stop_node(node)
             for w in node.workers:
                 w.close_listener()
                 w.drop_connections()

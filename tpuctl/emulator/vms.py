@@ -199,6 +199,9 @@ class VmWorker:
         if metadata:  # the worker's metadata server (metadata.py), where JAX and google-auth look
             env.update(GCE_METADATA_HOST=metadata, GCE_METADATA_IP=metadata)
         self.ensure_image()
+        from tpuctl.emulator.tpumetrics import worker_env  # its TPU metrics (tpumetrics.py)
+
+        env.update(worker_env(self))
         env[NODE_ENV] = self.node.node_id  # last: a client can never override the kill marker
         return env
 

@@ -30,6 +30,7 @@ from tpuctl.naming import parse_duration, parse_labels, validate_node_name
 from tpuctl.ops.access import GONE_STATES, ensure_access, ssh_key_metadata
 from tpuctl.ops.owner import me
 from tpuctl.ops.ports import Ports
+from tpuctl.prices import Price, price_for
 
 Progress = Callable[[str], None]
 
@@ -45,6 +46,9 @@ class CreateEvents:
 
     def no_capacity(self, zone: str, message: str, next_zone: str) -> None:
         """`zone` had no capacity; `next_zone` is tried next."""
+
+    def price(self, price: Price) -> None:
+        """What the node will cost an hour in the zone being tried, before any wait."""
 
 
 @dataclass(frozen=True)
@@ -66,10 +70,14 @@ class CreateResult:
     slice: Slice
     created: bool  # False when an existing managed node with the same spec was reused
     seconds: float
+    price: Price | None = None  # per hour, in the zone it landed in
 
     def to_dict(self) -> dict[str, object]:
-        return {"node": self.slice.to_dict(), "created": self.created,
-                "seconds": round(self.seconds, 2)}
+        d: dict[str, object] = {"node": self.slice.to_dict(), "created": self.created,
+                                "seconds": round(self.seconds, 2)}
+        if self.price is not None:
+            d["price_per_hour"] = self.price.to_dict()
+        return d
 
 
 def parse_zones(text: str | None) -> tuple[str, ...]:
@@ -204,8 +212,10 @@ def create(ports: Ports, req: CreateRequest, events: CreateEvents | None = None
     for i, zone in enumerate(zones):
         here = ports.in_zone(zone) if req.zones else ports
         events.zone(zone)
+        price = price_for(req.accelerator_type, here.cloud.zone, req.spot)
+        events.price(price)
         try:
-            return create_in_zone(here, req, events.state)
+            return replace(create_in_zone(here, req, events.state), price=price)
         except CapacityError as e:
             if i == len(zones) - 1:
                 if len(zones) > 1:
@@ -253,6 +263,9 @@ def create_in_zone(ports: Ports, req: CreateRequest, progress: Progress = lambda
     except (KeyboardInterrupt, TimeoutExpired, PreemptedError, CloudError):
         _abandon(ports, spec.name, req.queued)
         raise
+    from tpuctl.ops.ledgernotes import note_node
+
+    note_node(ports, "create", sl)
     return CreateResult(sl, created=True, seconds=time.monotonic() - t0)
 
 

@@ -153,6 +153,9 @@ async def launch(session: SliceSession, spec: LaunchSpec) -> LaunchResult:
     if any(not r.ok for r in started):
         await stop_run(session, run_id, grace=5)  # nothing half-started is left running
         _refusal(started, "launch")
+    from tpuctl.ops.ledgernotes import note_run
+
+    note_run(session.ports, "run_start", session.slice, run_id)
     coord = spec.coordinator(session.slice, run_id)
     return LaunchResult(run_id=run_id, node=session.slice.name, workers=len(started),
                         coordinator=coord)
@@ -211,6 +214,10 @@ async def stop_run(session: SliceSession, run_id: str | None, *, grace: float = 
     if answered and all(w.result == "missing" for w in answered):
         raise NotFoundError(f"no run {run_id or '(latest)'} on {session.slice.name}",
                             hint=f"`tpuctl runs {session.slice.name}` lists the node's runs")
+    from tpuctl.ops.ledgernotes import note_run_end
+
+    for rid in {w.run_id for w in answered if w.result in ("terminated", "killed")}:
+        note_run_end(session.ports, session.slice, rid)
     return StopResult(session.slice.name, tuple(workers))
 
 

@@ -4,12 +4,46 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from tpuctl.errors import Declined, UsageError
 from tpuctl.model import Slice
 from tpuctl.naming import validate_node_name
 from tpuctl.ops.ports import Ports
+
+if TYPE_CHECKING:
+    from tpuctl.ops.idle import Idleness
+    from tpuctl.prices import Price
+
+
+@dataclass(frozen=True)
+class NodeCost:
+    """What a node costs: its price per hour, its age, and what it has cost so far (price
+    times age: billing runs from createTime while the node is up; nothing once it is gone)."""
+
+    price: Price
+    age_s: float | None
+
+    @property
+    def so_far(self) -> float | None:
+        return None if self.age_s is None else self.price.for_hours(self.age_s / 3600)
+
+    def to_dict(self) -> dict[str, object]:
+        so_far = self.so_far
+        return {"price_per_hour": self.price.to_dict(),
+                "age_s": None if self.age_s is None else round(self.age_s, 1),
+                "cost_so_far": None if so_far is None else round(so_far, 4)}
+
+
+def node_cost(sl: Slice, now: float) -> NodeCost:
+    from tpuctl.ops.access import GONE_STATES
+    from tpuctl.ops.runspans import iso_seconds
+    from tpuctl.prices import price_for
+
+    created = iso_seconds(sl.create_time)
+    age = None if created is None or sl.state in GONE_STATES else max(0.0, now - created)
+    return NodeCost(price_for(sl.accelerator_type, sl.zone, sl.spot), age)
 
 
 @dataclass(frozen=True)
@@ -18,28 +52,71 @@ class NodeList:
     zone: str
     nodes: tuple[Slice, ...]
     include_unmanaged: bool = False
+    costs: dict[str, NodeCost] = field(default_factory=dict)
+    idle: dict[str, Idleness] = field(default_factory=dict)  # this user's READY nodes
+    idle_warn: float = 1800.0  # seconds idle before a node is flagged
+    now: float = 0.0
 
     @property
     def without_owner(self) -> list[str]:
         """Managed nodes made before tpuctl recorded owners."""
         return [n.name for n in self.nodes if n.managed and n.owner is None]
 
+    @property
+    def flagged(self) -> list[str]:
+        """Nodes idle (up, no run) for longer than `idle_warn`."""
+        return [n for n, i in sorted(self.idle.items()) if i.idle_for(self.now) > self.idle_warn]
+
     def to_dict(self) -> list[dict[str, object]]:
-        return [n.to_dict() for n in self.nodes]
+        out = []
+        for n in self.nodes:
+            d = n.to_dict()
+            if n.name in self.costs:
+                d.update(self.costs[n.name].to_dict())
+            if n.name in self.idle:
+                d["idle"] = self.idle[n.name].to_dict(self.now, self.idle_warn)
+            out.append(d)
+        return out
 
 
-def list_nodes(ports: Ports, *, include_unmanaged: bool = False) -> NodeList:
+def list_nodes(ports: Ports, *, include_unmanaged: bool = False, costs: bool = True,
+               now: float | None = None) -> NodeList:
+    """The zone's nodes (managed only, unless asked), each with its price, age and cost so
+    far, and this user's READY nodes with how long they have been idle (ops/idle.py)."""
     cloud = ports.cloud
     nodes = cloud.list_nodes()
     if not include_unmanaged:
         nodes = [n for n in nodes if n.managed]
-    return NodeList(cloud.project, cloud.zone, tuple(sorted(nodes, key=lambda n: n.name)),
-                    include_unmanaged)
+    nodes = sorted(nodes, key=lambda n: n.name)
+    if not costs:
+        return NodeList(cloud.project, cloud.zone, tuple(nodes), include_unmanaged)
+    from tpuctl.config import idle_warn_setting
+    from tpuctl.ops.idle import assess
+    from tpuctl.ops.owner import me
+
+    now = time.time() if now is None else now
+    warn, _ = idle_warn_setting()
+    mine = [n for n in nodes if n.managed and n.owner in (None, me(cloud))]
+    return NodeList(cloud.project, cloud.zone, tuple(nodes), include_unmanaged,
+                    {n.name: node_cost(n, now) for n in nodes},
+                    assess(ports, mine, now, older_than=warn), warn, now)
 
 
-def describe(ports: Ports, name: str) -> Slice:
+@dataclass(frozen=True)
+class NodeDetail:
+    """`describe`: the node, and what it costs."""
+
+    slice: Slice
+    cost: NodeCost
+
+    def to_dict(self) -> dict[str, object]:
+        return {**self.slice.to_dict(), **self.cost.to_dict()}
+
+
+def describe(ports: Ports, name: str, now: float | None = None) -> NodeDetail:
     validate_node_name(name)
-    return ports.cloud.get_node(name)
+    sl = ports.cloud.get_node(name)
+    return NodeDetail(sl, node_cost(sl, time.time() if now is None else now))
 
 
 @dataclass(frozen=True)
@@ -104,12 +181,19 @@ def check_deletable(ports: Ports, name: str, *, any_owner: bool = False) -> Slic
 
 def start_delete(ports: Ports, sl: Slice) -> str:
     """The delete operation for a node: through its queued resource when one owns it (GCP
-    refuses deleting such a node directly), else the node itself."""
+    refuses deleting such a node directly), else the node itself. The cost ledger gets the
+    node's end: deleted, or preempted when it already was."""
+    from tpuctl.ops.access import GONE_STATES
+    from tpuctl.ops.ledgernotes import note_node
+
     cloud = ports.cloud
     ports.local.forget_slice(cloud, sl.name)
     if sl.queued_resource:
-        return cloud.delete_queued_resource(sl.queued_resource.rsplit("/", 1)[-1])
-    return cloud.delete_node(sl.name)
+        op = cloud.delete_queued_resource(sl.queued_resource.rsplit("/", 1)[-1])
+    else:
+        op = cloud.delete_node(sl.name)
+    note_node(ports, "preempted" if sl.state in GONE_STATES else "delete", sl)
+    return op
 
 
 def delete(ports: Ports, sl: Slice, *, wait: bool = True, timeout: float = 900.0,

@@ -1,17 +1,19 @@
-"""What operations work through, bundled: the cloud, the workers, this machine's tpuctl files
-and an HTTP client. `tpuctl/wiring.py` chooses the adapters (GCP or an emulator endpoint, the
-connection daemon or direct SSH, recording ones for `--dry-run`); ops never import one.
+"""What operations work through, bundled: the cloud, the workers, this machine's tpuctl files,
+an HTTP client and the cost ledger. `tpuctl/wiring.py` chooses the adapters (GCP or an
+emulator endpoint, the connection daemon or direct SSH, recording ones for `--dry-run`); ops
+never import one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from tpuctl.cloud.base import Cloud
+from tpuctl.ledger import LedgerEvent, NullLedger
 from tpuctl.model import Slice
 from tpuctl.workers.base import SshTarget, Workers
 
@@ -65,12 +67,21 @@ class Local(Protocol):
     def forget_slice(self, cloud: Cloud, name: str) -> None: ...
 
 
+class Ledger(Protocol):
+    """This user's record of nodes and runs (tpuctl/ledger.py): what `cost` reads once a
+    node is gone. `record` never raises; `read` skips what is not a well-formed event."""
+
+    def record(self, event: LedgerEvent) -> None: ...
+    def read(self) -> list[LedgerEvent]: ...
+
+
 @dataclass(frozen=True)
 class Ports:
     cloud: Cloud
     connect: Connect
     local: Local
     http: Http
+    ledger: Ledger = field(default_factory=NullLedger)
 
     def in_zone(self, zone: str) -> Ports:
         """The same ports with the cloud in another zone (create's zone fallback)."""

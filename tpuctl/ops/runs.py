@@ -200,8 +200,14 @@ async def run_status(session: SliceSession, run_id: str | None) -> RunStatus:
                                    timeout=70)
         kv = parse_kv(res[0].stdout)
         health = kv.get("http", "000")
-    return RunStatus(node=session.slice.name, node_state=session.slice.state,
-                     workers=tuple(workers), health_code=health)
+    st = RunStatus(node=session.slice.name, node_state=session.slice.state,
+                   workers=tuple(workers), health_code=health)
+    ended = [w.ended_at for w in workers if w.ended_at is not None]
+    if st.finished and ended and not st.unreachable and len(st.run_id.split(",")) == 1:
+        from tpuctl.ops.ledgernotes import note_run_end
+
+        note_run_end(session.ports, session.slice, st.run_id, max(ended))
+    return st
 
 
 OnLine = Callable[[int, str], None]
@@ -312,6 +318,10 @@ async def tail(session: SliceSession, run_id: str | None, *, lines: int | None =
             await asyncio.sleep(backoff.delay(drops, first=0.2, cap=3.0))
 
     await gather_or_cancel(one(i) for i in chosen)
+    if follow and result.finished:
+        from tpuctl.ops.ledgernotes import note_run_end
+
+        note_run_end(session.ports, session.slice, result.run_id)
     if follow and result.timed_out:
         from tpuctl.errors import TimeoutExpired
 

@@ -171,6 +171,21 @@ class SliceSession:
                 break
         return [results[i] for i in sorted(results)]
 
+    async def install_on(self, indices: Sequence[int], *, timeout: float
+                         ) -> tuple[str, list[WorkerResult]]:
+        """Install the worker scripts on these workers only, once, within `timeout`: for
+        `top`, which asks workers that stopped answering again every frame instead of leaving
+        them out. Those that answer are no longer counted unreachable. (hash, results)"""
+        from tpuctl.remote import bundle
+
+        h, data = bundle()
+        got = await self.run(_INSTALL.format(h=shlex.quote(h)), stdin=data,
+                             indices=list(indices), timeout=timeout)
+        for r in got:
+            if r.ok:
+                self.unreachable.pop(r.index, None)
+        return h, got
+
     async def close(self) -> None:
         await self.pool.close()
 
@@ -231,6 +246,9 @@ def is_unreachable(r: WorkerResult) -> bool:
 def _script_cmd(h: str, name: str, args: Sequence[str]) -> str:
     """`bash "$HOME/.tpuctl/bin/<hash>/<name>.sh" 'arg' ...`: short, quoted once, by code."""
     return f'bash "$HOME/.tpuctl/bin/{h}/{name}.sh" {shlex.join(args)}'.rstrip()
+
+
+script_command = _script_cmd  # for callers that run a script themselves (`top`)
 
 
 _SCRIPT_PATH = re.compile(r"^\$HOME/\.tpuctl/bin/[0-9a-f]+/(\w+)\.sh$")

@@ -24,6 +24,7 @@ from tpuctl.ops.ports import Ports
 from tpuctl.ops.prepared import Prepared, launch_spec, prepare_file, venv_spec
 from tpuctl.ops.session import SliceSession, open_session
 from tpuctl.paths import private_dir, tpuctl_home
+from tpuctl.prices import Price
 
 ON_PREEMPT = ("fail", "recreate")
 
@@ -43,12 +44,18 @@ class UpResult:
     exit_code: int | None = None  # the job's, once followed to its end
     url: str | None = None
     steps: list[Step] = field(default_factory=list)
+    # the node is left up once the run ended: what it keeps costing (the reminder)
+    left_up: Price | None = None
 
     def to_dict(self) -> dict[str, object]:
-        return {"node": self.node, "run_id": self.run_id, "exit_code": self.exit_code or 0,
-                "url": self.url,
-                "steps": [{"step": s.name, "outcome": s.outcome, "detail": s.detail,
-                           "seconds": round(s.seconds, 2)} for s in self.steps]}
+        d: dict[str, object] = {
+            "node": self.node, "run_id": self.run_id, "exit_code": self.exit_code or 0,
+            "url": self.url,
+            "steps": [{"step": s.name, "outcome": s.outcome, "detail": s.detail,
+                       "seconds": round(s.seconds, 2)} for s in self.steps]}
+        if self.left_up is not None:
+            d["left_up_price_per_hour"] = self.left_up.to_dict()
+        return d
 
 
 @dataclass(frozen=True)
@@ -310,3 +317,7 @@ class _Attempt:
         detail = (f"exit {tailed.exit_code}"
                   + (f", first failure on w{failed}" if failed is not None else ""))
         self.step("run", "done" if tailed.exit_code == 0 else "failed", detail, t)
+        from tpuctl.prices import price_for
+
+        sl = session.slice
+        self.result.left_up = price_for(sl.accelerator_type, sl.zone, sl.spot)

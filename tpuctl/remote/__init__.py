@@ -1,5 +1,6 @@
-"""Worker-side scripts (bash, `set -euo pipefail`), shipped in the wheel, installed per worker
-under ~/.tpuctl/bin/<content-hash>/ and called with short quoted arguments.
+"""Worker-side scripts (bash, `set -euo pipefail`, and the Python program `tpu_metrics.py`
+that `top.sh` runs), shipped in the wheel, installed per worker under
+~/.tpuctl/bin/<content-hash>/ and called with short quoted arguments.
 
 Data sent over stdin (secrets, requirements, a run's command and env) travels as one `frame`:
 the scripts (lib.sh: read_framed) check its length and checksum before it replaces anything,
@@ -13,6 +14,9 @@ import tarfile
 from functools import lru_cache
 from importlib import resources
 
+# Python programs the scripts run on workers (stdlib only, any Python 3.8+)
+WORKER_PROGRAMS = ("tpu_metrics.py",)
+
 
 @lru_cache(maxsize=1)
 def bundle() -> tuple[str, bytes]:
@@ -20,7 +24,7 @@ def bundle() -> tuple[str, bytes]:
     files = sorted(
         (p.name, p.read_bytes())
         for p in resources.files(__package__).iterdir()
-        if p.name.endswith(".sh")
+        if p.name.endswith(".sh") or p.name in WORKER_PROGRAMS
     )
     digest = hashlib.sha256()
     for name, data in files:

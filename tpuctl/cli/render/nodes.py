@@ -10,10 +10,12 @@ import typer
 from tpuctl.accelerators import AcceleratorType
 from tpuctl.cli import output
 from tpuctl.cli.render.base import View
+from tpuctl.cli.render.cost import duration, price_line
 from tpuctl.model import Slice
 from tpuctl.ops.create import CreateEvents, CreateResult
 from tpuctl.ops.gc import Candidate, GcEvents, GcResult
-from tpuctl.ops.nodes import DeleteEvents, DeleteResult, NodeList
+from tpuctl.ops.nodes import DeleteEvents, DeleteResult, NodeDetail, NodeList
+from tpuctl.prices import Price, money
 
 
 def workers_table(sl: Slice) -> None:
@@ -36,6 +38,14 @@ class CreateView(View[CreateResult], CreateEvents):
         self.progress.close()
         output.info(f"{zone}: {message}; trying {next_zone}")
 
+    def price(self, price: Price) -> None:
+        if not self.json:
+            self.progress.close()
+            output.info(price_line(price))
+
+    def dry_run_document(self, result: CreateResult) -> dict[str, Any] | None:
+        return {"price_per_hour": result.price.to_dict()} if result.price else None
+
     def text(self, result: CreateResult) -> None:
         sl = result.slice
         verb = "created" if result.created else "reused existing"
@@ -44,31 +54,59 @@ class CreateView(View[CreateResult], CreateEvents):
         workers_table(sl)
 
 
+def _idle_cell(result: NodeList, name: str) -> str:
+    v = result.idle.get(name)
+    if v is None or v.state == "unknown":
+        return "-"
+    if v.state == "busy":
+        return "busy"
+    mark = " !" if name in result.flagged else ""
+    return f"{duration(v.idle_for(result.now))}{mark}"
+
+
 class ListView(View[NodeList]):
     def text(self, result: NodeList) -> None:
         if not result.nodes:
             managed = "" if result.include_unmanaged else "managed "
             output.info(f"no {managed}nodes in {result.project}/{result.zone}")
             return
-        output.table(
-            ["NAME", "TYPE", "STATE", "RUNTIME", "WORKERS", "MANAGED", "OWNER"],
-            [[n.name, n.accelerator_type, n.state, n.runtime_version, len(n.workers),
-              "yes" if n.managed else "no", n.owner or "-"] for n in result.nodes])
+        rows = []
+        for n in result.nodes:
+            c = result.costs.get(n.name)
+            so_far = c.so_far if c else None
+            rows.append([n.name, n.accelerator_type, n.state, n.runtime_version, len(n.workers),
+                         "yes" if n.managed else "no", n.owner or "-",
+                         duration(c.age_s) if c and c.age_s is not None else "-",
+                         c.price.text() if c else "-",
+                         "-" if so_far is None or c is None else money(so_far, c.price.currency),
+                         _idle_cell(result, n.name)])
+        output.table(["NAME", "TYPE", "STATE", "RUNTIME", "WORKERS", "MANAGED", "OWNER", "AGE",
+                      "PRICE", "SO FAR", "IDLE"], rows)
+        if result.flagged:
+            output.info(f"idle for more than {duration(result.idle_warn)} (idle_warn), still "
+                        f"billing: {', '.join(result.flagged)}; `tpuctl down NAME --yes`, or "
+                        f"`tpuctl gc --idle {duration(result.idle_warn)}`")
         if result.without_owner:
             output.info(f"no owner label (created before tpuctl recorded owners): "
                         f"{', '.join(result.without_owner)}; they work as before, `gc` takes "
                         "them only with --any-owner")
 
 
-class DescribeView(View[Slice]):
-    def text(self, sl: Slice) -> None:
+class DescribeView(View[NodeDetail]):
+    def text(self, detail: NodeDetail) -> None:
+        sl, cost = detail.slice, detail.cost
+        so_far = cost.so_far
         for key, value in (("name", sl.name), ("project", sl.project), ("zone", sl.zone),
                            ("type", sl.accelerator_type), ("runtime", sl.runtime_version),
                            ("state", sl.state), ("health", sl.health or "-"),
                            ("spot", "yes" if sl.spot else "no"),
                            ("managed", "yes" if sl.managed else "no"),
                            ("owner", sl.owner or "-"),
-                           ("created", sl.create_time or "-")):
+                           ("created", sl.create_time or "-"),
+                           ("age", "-" if cost.age_s is None else duration(cost.age_s)),
+                           ("price", price_line(cost.price, prefix="")),
+                           ("so far", "-" if so_far is None
+                            else money(so_far, cost.price.currency))):
             output.out(f"{key:<9} {value}")
         workers_table(sl)
 
@@ -98,6 +136,11 @@ class DeleteView(View[DeleteResult], DeleteEvents):
 
 
 class GcView(View[GcResult], GcEvents):
+    def kept(self, kept: Sequence[Candidate]) -> None:
+        if not self.json:
+            for c in kept:
+                output.info(f"kept {c.node.name}: {c.reason}")
+
     def found(self, candidates: Sequence[Candidate], not_yours: Sequence[Candidate]) -> None:
         if self.json:
             return

@@ -67,6 +67,11 @@ class UpView(View[UpResult], UpEvents):
             verdict = ("succeeded" if result.exit_code == 0
                        else f"failed (exit {result.exit_code})")
             output.info(f"run {result.run_id} {verdict}; total {total:.1f}s")
+            if result.left_up is not None:
+                cost = (f"at {result.left_up.text()}" if result.left_up.amount is not None
+                        else "(price unknown)")
+                output.info(f"{result.node} is still up {cost}: "
+                            f"`tpuctl down {result.node} --yes` when you are done")
         else:
             output.out(result.run_id)
 
