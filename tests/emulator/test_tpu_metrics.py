@@ -121,7 +121,8 @@ def test_the_emulators_numbers_come_from_the_workers_real_cpu() -> None:
         got = usage.read()
         assert got is not None
         duty, used = got
-        assert len(duty) == 4 and all(5 < d <= 100 for d in duty)  # ~25% a chip
+        # ~25% a chip on a quiet machine; any share at all on a loaded one
+        assert len(duty) == 4 and all(0 < d <= 100 for d in duty)
         assert all(u > 1_000_000 for u in used)  # a quarter of its resident memory each
         # its session's own commands do not count
         quiet = WorkerUsage("test-node/0", 4, 1, lambda: frozenset({os.getpgid(busy.pid)}))
