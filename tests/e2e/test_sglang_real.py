@@ -35,6 +35,7 @@ from tests.conftest import (
     wait_until,
 )
 from tests.e2e.test_loop import git, listening_sockets
+from tpuctl.emulator.processes import node_marker
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,7 +149,7 @@ def _processes(marker: str) -> list[int]:
             state = (d / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if marker.encode() in env and state != "Z":
+        if marker.encode() in env and state != "Z":  # an exact KEY=VALUE entry
             found.append(int(d.name))
     return found
 
@@ -356,7 +357,7 @@ def test_up_serves_generates_forwards_then_degrades_when_a_rank_dies(sgl, projec
     r = _tpuctl(cli, project, "down", NODE, "--yes")
     assert r.returncode == 0, r.stderr
     assert _run_processes(emu, run, pgids) == {}
-    assert _processes(f"TPUCTL_EMULATOR_NODE={NODE_ID}") == []
+    assert _processes(f"TPUCTL_EMULATOR_NODE={node_marker(NODE_ID, emu.state_dir)}") == []
 
 
 def _openai_completion_through_forward(cli: Cli, project: Path) -> None:

@@ -6,6 +6,7 @@ worker, package skew), through the World the emulator hands the worker host."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import wait_until
-from tpuctl.emulator.processes import NODE_ENV, find_marked_pids
+from tpuctl.emulator.processes import NODE_ENV, find_marked_pids, node_marker
 from tpuctl.emulator.workerfaults import Wanted, skew_version
 from tpuctl.remote import bundle
 from tpuctl.workers.base import WorkerResult
@@ -222,23 +223,24 @@ def test_package_skew_on_one_worker(doc: Doc) -> None:
 
 def test_a_stuck_worker_runs_nothing_until_its_session_is_closed(doc: Doc) -> None:
     doc.env.host.world = FakeWorld(stuck_workers={1})
+    stuck = functools.partial(_stuck_pids, node_marker(NODE, doc.env.tmp / "state"))
     try:
         running = asyncio.run_coroutine_threadsafe(
             doc.client.run("echo done", capture=True, timeout=2.0), doc.env.lt.loop)
-        wait_until(_stuck_pids, bool)  # there, stopped, while its session lasts
+        wait_until(stuck, bool)  # there, stopped, while its session lasts
         results = running.result(30)
         assert results[0].ok and "done" in results[0].stdout
         assert results[1].timed_out and "done" not in results[1].stdout
     finally:
         doc.env.host.world = None
     # the closed channel killed it: nothing of the stuck command is left on worker 1
-    wait_until(_stuck_pids, lambda pids: not pids)
+    wait_until(stuck, lambda pids: not pids)
 
 
-def _stuck_pids() -> list[int]:
+def _stuck_pids(marker: str) -> list[int]:
     """The node's processes still in the stuck-worker wrapper (found by the node's marker)."""
     out = []
-    for pid in find_marked_pids(f"{NODE_ENV}={NODE}".encode()):
+    for pid in find_marked_pids(f"{NODE_ENV}={marker}".encode()):
         try:
             if b"tpuctl-stuck" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 out.append(pid)

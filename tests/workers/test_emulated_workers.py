@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from tpuctl.emulator.hosts import WorkerHost
 from tpuctl.emulator.vms import worker_ip
 from tpuctl.workers.base import SshTarget
 from tpuctl.workers.openssh import known_hosts_line, ssh_option_args
 from tpuctl.workers.ssh import SshWorkers
 
-from .conftest import USER, Env
+from .conftest import USER, Env, free_port
 from .test_ssh_workers import _alive, _run, _wait_dead
 
 SSH = shutil.which("ssh")
@@ -199,3 +200,24 @@ def test_interactive_pty_shell_via_openssh(env: Env, tmp_path: Path) -> None:
     finally:
         child.close()
     assert child.exitstatus == 4
+
+
+def test_another_emulators_node_of_the_same_name_never_kills_ours(env: Env,
+                                                                  tmp_path: Path) -> None:
+    """Two emulators on one machine (two users, two CI jobs, a test beside the demo) that both
+    have a node `t4`: stopping theirs leaves our detached job alone."""
+    other = WorkerHost(tmp_path / "other-state", free_port(), kill_grace=0.5)
+    env.lt.call(other.start_node("t4", 209, 1, 1, env.authorized))
+    client = SshWorkers(env.targets(), key_path=env.key.path)
+    pid = 0
+    try:
+        [r] = _run(env, client, _daemon_cmd(), capture=True, indices=[0])
+        pid = int(r.stdout)
+        env.lt.call(other.stop_node("t4"))
+        time.sleep(1.0)  # past the other emulator's kill grace: its SIGKILL round is done
+        assert _alive(pid), "another emulator's stop_node killed our node's job"
+    finally:
+        if pid and _alive(pid):
+            os.kill(pid, 15)
+        env.lt.call(other.close())
+        env.lt.call(client.close())

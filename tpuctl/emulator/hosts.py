@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tpuctl.emulator import addressing, image, startup, tpumetrics, workerfaults
-from tpuctl.emulator.processes import kill_node_processes
+from tpuctl.emulator.processes import kill_node_processes, node_marker
 from tpuctl.emulator.pythons import offer_interpreters
 from tpuctl.emulator.sshserver import HOST_KEY_FILE, load_or_create_host_key, public_line
 from tpuctl.emulator.vms import (
@@ -71,7 +71,7 @@ class WorkerHost:
         node_dir = self._node_dir(node_id)
         node = VmNode(
             node_id, slot, chips_per_host, authorized_keys, self._kill_grace,
-            lambda: self.faults, lambda: self.world,
+            lambda: self.faults, lambda: self.world, marker=node_marker(node_id, self._state_dir),
         )
         self._uv_cache.mkdir(parents=True, exist_ok=True, mode=0o700)
         await asyncio.to_thread(offer_interpreters, self._state_dir / PYTHONS_DIR, image_path())
@@ -177,8 +177,8 @@ class WorkerHost:
                 w.close_listener()
                 w.drop_connections()
                 await workerfaults.undo(w)
-        await kill_node_processes(node_id, node.pgids if node is not None else None,
-                                  self._kill_grace)
+        await kill_node_processes(node_marker(node_id, self._state_dir),
+                                  node.pgids if node is not None else None, self._kill_grace)
         if node is not None:
             for w in node.workers:
                 if w.listener or w.ext_listener:  # reopened by a racing set_reachable

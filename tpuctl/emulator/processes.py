@@ -19,6 +19,13 @@ log = logging.getLogger(__name__)
 NODE_ENV = "TPUCTL_EMULATOR_NODE"
 
 
+def node_marker(node_id: str, state_dir: object) -> str:
+    """The kill marker's value: the node's id *and* its emulator's state dir, so that two
+    emulators on one machine (two users, two CI jobs, a test beside a demo) that both have a
+    node `quickstart` never kill, or measure, each other's processes."""
+    return f"{node_id}@{state_dir}"
+
+
 def find_marked_pids(marker: bytes) -> list[int]:
     """Pids whose exec-time environment holds exactly `marker` (e.g. b"TPUCTL_EMULATOR_NODE=x").
 
@@ -90,13 +97,13 @@ def send_signal(pid: int, sig: int, *, group: bool = False) -> None:
             os.kill(pid, sig)
 
 
-async def kill_node_processes(node_id: str, pgids: set[int] | None, grace: float) -> None:
+async def kill_node_processes(node_marker: str, pgids: set[int] | None, grace: float) -> None:
     """SIGTERM everything marked with the node's id (and the live process groups `pgids` of
     its sessions, a set the caller keeps current), SIGKILL what remains after `grace`.
 
     Rescans each round, so children forked meanwhile are caught too.
     """
-    marker = f"{NODE_ENV}={node_id}".encode()
+    marker = f"{NODE_ENV}={node_marker}".encode()
     deadline = time.monotonic() + grace
     sig = signal.SIGTERM
     groups: set[int] = set()  # process groups of marked processes, remembered
@@ -120,6 +127,6 @@ async def kill_node_processes(node_id: str, pgids: set[int] | None, grace: float
             sig = signal.SIGKILL
             continue
         if sig == signal.SIGKILL and time.monotonic() >= deadline + 5.0:
-            log.warning("node %s: processes survive SIGKILL: %s", node_id, pids)
+            log.warning("node %s: processes survive SIGKILL: %s", node_marker, pids)
             return
         await asyncio.sleep(0.05)

@@ -379,7 +379,7 @@ class Session(asyncssh.SSHServerSession[bytes]):
         send_signal(pid, signal.SIGTERM, group=True)
         send_signal(pid, signal.SIGCONT, group=True)  # a stopped process can't act on SIGTERM
 
-        marker = f"{NODE_ENV}={self._worker.node.node_id}".encode()
+        marker = f"{NODE_ENV}={self._worker.node.marker}".encode()
 
         def _force() -> None:
             # Once the leader is reaped and the group empties, the kernel may hand the id to

@@ -45,7 +45,7 @@ _servers: weakref.WeakKeyDictionary[VmNode, dict[int, tuple[Any, str]]] = \
 
 def worker_env(worker: VmWorker) -> dict[str, str]:
     """What a login on this worker gets: its workload marker and its metrics address."""
-    env = {WORKER_ENV: marker(worker.node.node_id, worker.index)}
+    env = {WORKER_ENV: marker(worker.node.marker, worker.index)}
     running = _servers.get(worker.node, {}).get(worker.index)
     if running is not None:
         env[ADDR_ENV] = running[1]
@@ -100,7 +100,7 @@ async def _start(node: VmNode) -> None:
     for w in node.workers:
         if w.index in mine:
             continue
-        usage = WorkerUsage(marker(node.node_id, w.index), node.chips_per_host, hbm, groups)
+        usage = WorkerUsage(marker(node.marker, w.index), node.chips_per_host, hbm, groups)
         server = grpc.aio.server(handlers=[_handler(usage)], maximum_concurrent_rpcs=16)
         port = server.add_secure_port(
             "127.0.0.1:0", grpc.local_server_credentials(grpc.LocalConnectionType.LOCAL_TCP))

@@ -116,6 +116,7 @@ class VmNode:
     pgids: set[int] = field(default_factory=set)  # process groups of live direct children
     stopping: bool = False
     startup: list[asyncio.Task[None]] = field(default_factory=list)  # startup.py, per boot
+    marker: str = ""  # processes.node_marker: what its processes carry in NODE_ENV
 
 
 @dataclass(eq=False)
@@ -202,7 +203,7 @@ class VmWorker:
         from tpuctl.emulator.tpumetrics import worker_env  # its TPU metrics (tpumetrics.py)
 
         env.update(worker_env(self))
-        env[NODE_ENV] = self.node.node_id  # last: a client can never override the kill marker
+        env[NODE_ENV] = self.node.marker  # last: a client can never override the kill marker
         return env
 
     @property

@@ -148,7 +148,7 @@ async def apply(worker: VmWorker, want: Wanted) -> None:
     elif not want.stale_lockfile:
         acted.stale_made = False
     if want.held_tpu and (acted.holder is None or acted.holder.returncode is not None):
-        env = {"PATH": os.environ.get("PATH", os.defpath), NODE_ENV: worker.node.node_id}
+        env = {"PATH": os.environ.get("PATH", os.defpath), NODE_ENV: worker.node.marker}
         acted.holder = await asyncio.create_subprocess_exec(
             "bash", "-c", _HOLDER, "holder", str(worker.home.parent / "dev" / "accel0"),
             str(lock), env=env, cwd=worker.home, start_new_session=True,
