@@ -121,18 +121,22 @@ class RecordingCloud:
 
     # -- changes: recorded ---------------------------------------------------------------------
     def create_node(self, spec: NodeSpec) -> str:
+        from tpuctl.cloud.bodies import node_fields
+
         body = node_body(spec)
-        body["schedulingConfig"] = {"spot": True} if spec.spot else {}
+        body.update(node_fields(spec, self.project, self.zone, queued=False))
         op = self._record("POST", f"/nodes?nodeId={spec.name}", body)
         self._made[spec.name] = simulated_node(self, spec)
         return op
 
     def create_queued_resource(self, spec: NodeSpec) -> str:
+        from tpuctl.cloud.bodies import node_fields, queued_fields
+
+        node = {**node_body(spec), **node_fields(spec, self.project, self.zone, queued=True)}
         node_spec = {"parent": self._parent.removeprefix("/v2/"), "nodeId": spec.name,
-                     "node": node_body(spec)}
+                     "node": node}
         body: dict[str, Any] = {"tpu": {"nodeSpec": [node_spec]}}
-        if spec.spot:
-            body["spot"] = {}
+        body.update(queued_fields(spec, self.project, self.zone))
         op = self._record("POST", f"/queuedResources?queuedResourceId={spec.name}", body)
         self._made[spec.name] = dataclasses.replace(
             simulated_node(self, spec),

@@ -1,0 +1,26 @@
+"""The capacity and VM-option fields of create requests, as REST JSON, shared by the real
+client (merged into its messages) and `--dry-run` (recorded as they are): one source of
+truth for what reaches the API (tests/unit/test_capacity_body.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tpuctl import capacity, vmoptions
+from tpuctl.model import NodeSpec
+
+
+def node_fields(spec: NodeSpec, project: str, zone: str, *, queued: bool) -> dict[str, Any]:
+    """The node's `schedulingConfig` (direct creates only: in a queued resource the tier and
+    the reservation say it, as gcloud sends them), `serviceAccount` and `dataDisks`."""
+    out: dict[str, Any] = {}
+    if not queued:
+        out["schedulingConfig"] = capacity.scheduling_config(spec.effective_capacity)
+    out.update(vmoptions.node_fields(spec.vm, project, zone))
+    return out
+
+
+def queued_fields(spec: NodeSpec, project: str, zone: str,
+                  now: float | None = None) -> dict[str, Any]:
+    """The queued resource's tier, `reservationName` and `queueingPolicy`."""
+    return capacity.queued_fields(spec.effective_capacity, project, zone, now)
