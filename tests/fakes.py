@@ -219,6 +219,7 @@ class FakeFleet:
         self.ready = True  # servers come up at once
         self.clock: Callable[[], float] = time.time  # when runs start and end (runs.sh)
         self.top_output: dict[int, str] = {}  # what top.sh prints, per worker (default: made)
+        self.startup: dict[int, str] = {}  # remote/startup.sh's answer per worker
 
     def worker(self, node: str, index: int) -> FakeWorker:
         """The worker of the node as it is now (a recreated node's disks are new)."""
@@ -283,6 +284,8 @@ class FakeFleet:
             run["exit"] = 143 if run["exit"] is None else run["exit"]
             run.setdefault("ended", self.clock())
             return 0, f"run={run['id']} result={result} exit_code={run['exit']}", []
+        if script == "startup":  # the node's startup script, finished fine unless told
+            return 0, self.startup.get(i, "startup=done status=0"), []
         if script == "probe":  # the ready line seen, rank 0's health answered
             return 0, f"log={int(self.ready)} http={200 if self.ready else '000'}", []
         if script == "runs":

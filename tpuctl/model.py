@@ -44,6 +44,7 @@ class Slice:
     create_time: str = ""
     queued_resource: str = ""  # full name of the queued resource that owns this node, if any
     capacity: str = ""  # on-demand, spot, preemptible, reserved ("" when the cloud did not say)
+    startup_script: bool = False  # its metadata has one (kept when metadata is not)
 
     @property
     def managed(self) -> bool:
@@ -53,6 +54,12 @@ class Slice:
     def owner(self) -> str | None:
         """The owner label; None for nodes created before tpuctl recorded owners."""
         return self.labels.get(OWNER_LABEL) or None
+
+    @property
+    def runs_startup_script(self) -> bool:
+        """GCP's guest agent runs one on every worker at boot (ops/startup.py waits)."""
+        return self.startup_script or bool(
+            {"startup-script", "startup-script-url"} & self.metadata.keys())
 
     @property
     def capacity_type(self) -> str:

@@ -199,6 +199,7 @@ def _node_to_slice(node: Any, guest: list[GuestAttribute]) -> Slice:
         workers=workers,
         spot=bool(sched.spot or sched.preemptible),
         capacity=_capacity(sched),
+        startup_script=bool({"startup-script", "startup-script-url"} & set(node.metadata)),
         create_time=node.create_time.isoformat() if node.create_time else "",
         queued_resource=node.queued_resource,
     )

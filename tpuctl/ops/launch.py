@@ -130,6 +130,9 @@ async def launch(session: SliceSession, spec: LaunchSpec) -> LaunchResult:
         raise UsageError(f"invalid --timeout {spec.timeout}", hint="give 1 or more seconds")
     if not spec.command.strip() and not spec.per_worker_command:
         raise UsageError("no command to launch", hint="give --recipe FILE or -- CMD ...")
+    from tpuctl.ops.startup import wait_startup
+
+    await wait_startup(session)  # never race the guest agent's startup script
     calls = {}
     for i in session.indices:
         command = (spec.per_worker_command or {}).get(i, spec.command)

@@ -50,6 +50,8 @@ class SliceSession:
     # are not run there, each call gets this failure back as that worker's result (as
     # `exec` reports an unreachable worker), so the other workers' results still count
     unreachable: dict[int, WorkerResult] = field(default_factory=dict, init=False)
+    # the node's startup script was seen finished on every worker (ops/startup.py)
+    startup_done: bool = field(default=False, init=False)
 
     @property
     def cloud(self) -> Cloud:

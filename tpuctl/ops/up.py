@@ -258,7 +258,15 @@ class _Attempt:
         self.step("secrets", "done", f"{len(pushed.keys)} keys to {pushed.workers} workers", t)
 
     async def _bootstrap(self, session: SliceSession) -> str:
+        from tpuctl.ops.startup import wait_startup
+
         t = time.monotonic()
+        started = await wait_startup(session, timeout=self.p.recipe.timeouts.bootstrap,
+                                     on_state=self.events.activity)
+        if started.ran:
+            self.step("startup-script", "done",
+                      f"finished on {started.workers} workers", t)
+            t = time.monotonic()
         self.events.activity("bootstrapping")
         spec = venv_spec(self.p, session.slice.runtime_version)
         boot = await bootstrap_op.bootstrap(session, spec,
