@@ -125,11 +125,14 @@ class FakeCloud:
             self.world.op_errors[op] = (RESOURCE_EXHAUSTED, f"no {spec.accelerator_type} "
                                         f"capacity in {self.zone}")
             return op
-        self.world.nodes[(self.zone, spec.name)] = _node(
-            self, spec.name, spec.accelerator_type, spec.runtime_version, "READY",
-            dict(spec.labels), dict(spec.metadata), spec.spot, queued)
-        self.world._pending[(self.zone, spec.name)] = self.world.creating_polls
-        self.world.generation[spec.name] = self.world.generation.get(spec.name, 0) + 1
+        names = [spec.name] if spec.slices <= 1 else [
+            f"{spec.name}-{i}" for i in range(spec.slices)]  # a multislice group's nodes
+        for name in names:
+            self.world.nodes[(self.zone, name)] = _node(
+                self, name, spec.accelerator_type, spec.runtime_version, "READY",
+                dict(spec.labels), dict(spec.metadata), spec.spot, queued)
+            self.world._pending[(self.zone, name)] = self.world.creating_polls
+            self.world.generation[name] = self.world.generation.get(name, 0) + 1
         return op
 
     def create_node(self, spec: NodeSpec) -> str:
@@ -140,7 +143,12 @@ class FakeCloud:
         return self._create(spec, "create_queued_resource", qr)
 
     def queued_resource_state(self, name: str) -> str:
-        return "WAITING_FOR_RESOURCES"
+        qr = f"/queuedResources/{name}"
+        members = [sl for (z, _), sl in self.world.nodes.items()
+                   if z == self.zone and sl.queued_resource.endswith(qr)]
+        if members and all(sl.state == "READY" for sl in members):
+            return "ACTIVE"
+        return "SUSPENDED" if members else "WAITING_FOR_RESOURCES"
 
     def delete_node(self, name: str) -> str:
         op = self._op("delete_node", name)

@@ -45,6 +45,7 @@ class Slice:
     queued_resource: str = ""  # full name of the queued resource that owns this node, if any
     capacity: str = ""  # on-demand, spot, preemptible, reserved ("" when the cloud did not say)
     startup_script: bool = False  # its metadata has one (kept when metadata is not)
+    slices: int = 1  # a multislice group (cloud/groups.py): its workers slice by slice
 
     @property
     def managed(self) -> bool:
@@ -95,6 +96,7 @@ class NodeSpec:
     description: str = ""
     capacity: Capacity = field(default_factory=Capacity)  # besides `spot`: reserved, queue
     vm: VmOptions = field(default_factory=VmOptions)  # service account, data disks
+    slices: int = 1  # > 1: one queued resource of that many nodes NAME-0.. (multislice)
 
     @property
     def effective_capacity(self) -> Capacity:

@@ -209,6 +209,7 @@ FULL_VM = VmOptions(service_account="sa@p.iam.gserviceaccount.com",
                                     FULL_VM)),
     ("create_queued_resource", spec(parse_capacity(guaranteed=True, valid_after="1h"))),
     ("create_queued_resource", spec(parse_capacity(spot=True, valid_until="1h"))),
+    ("create_queued_resource", NodeSpec(**{**spec().__dict__, "slices": 3})),
 ])
 def test_the_client_sends_what_dry_run_records(verb: str, node: NodeSpec):
     from tpuctl.cloud.gcp import GcpCloud

@@ -49,6 +49,10 @@ DataDiskOpt = Annotated[list[str], typer.Option(
     "--data-disk", help="attach a disk: source=DISK[,mode=read-only|read-write] (repeatable)",
     show_default=False, rich_help_panel=_VM)]
 
+SlicesOpt = Annotated[int, typer.Option(
+    "--slices", help="a multislice group of N nodes NAME-0..NAME-(N-1) through one queued "
+    "resource; NAME then stands for all of them", rich_help_panel=_CAP)]
+
 
 def capacity_from_flags(*, spot: bool, queued: bool, reserved: bool, reservation: str | None,
                         guaranteed: bool, valid_until: str | None,

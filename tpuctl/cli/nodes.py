@@ -15,6 +15,7 @@ from tpuctl.cli.capacity_flags import (
     ReservedOpt,
     ScopesOpt,
     ServiceAccountOpt,
+    SlicesOpt,
     ValidAfterOpt,
     ValidUntilOpt,
     capacity_from_flags,
@@ -67,6 +68,7 @@ def create(
     metadata: MetadataOpt = [],  # noqa: B006
     metadata_from_file: MetadataFileOpt = [],  # noqa: B006
     data_disk: DataDiskOpt = [],  # noqa: B006
+    slices: SlicesOpt = 1,
 ) -> int:
     """Create a task-named TPU VM (or reuse the managed one with the same spec) and wait for it."""
     from tpuctl.cli.render.nodes import CreateView
@@ -82,7 +84,8 @@ def create(
                             valid_after=valid_after),
                         vm=vm_from_flags(service_account=service_account, scopes=scopes,
                                          metadata=metadata, metadata_from_file=metadata_from_file,
-                                         data_disk=data_disk))
+                                         data_disk=data_disk),
+                        slices=slices)
     transcript = transcript_for(dry_run)
     ports = ports_for(api_endpoint, project, None, dry_run=transcript, read_api=False)
     with CreateView(name, type_, json=json_, transcript=transcript) as view:

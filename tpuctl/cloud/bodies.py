@@ -20,6 +20,14 @@ def node_fields(spec: NodeSpec, project: str, zone: str, *, queued: bool) -> dic
     return out
 
 
+def node_spec_target(spec: NodeSpec) -> dict[str, Any]:
+    """A queued resource's node spec names one node (`nodeId`) or, for a multislice group,
+    `multisliceParams` (a oneof): nodes PREFIX-0 .. PREFIX-(N-1), PREFIX the group's name."""
+    if spec.slices > 1:
+        return {"multisliceParams": {"nodeCount": spec.slices, "nodeIdPrefix": spec.name}}
+    return {"nodeId": spec.name}
+
+
 def queued_fields(spec: NodeSpec, project: str, zone: str,
                   now: float | None = None) -> dict[str, Any]:
     """The queued resource's tier, `reservationName` and `queueingPolicy`."""

@@ -295,19 +295,13 @@ class GcpCloud:
 
     def create_queued_resource(self, spec: NodeSpec) -> str:
         """A queued resource holding one node spec; GCP provisions it when capacity frees."""
-        from tpuctl.cloud.bodies import node_fields, queued_fields
+        from tpuctl.cloud.bodies import node_fields, node_spec_target, queued_fields
 
         node = _merge(_node_message(spec),
                       node_fields(spec, self.project, self.zone, queued=True))
-        qr = tpu_v2.QueuedResource(
-            tpu=tpu_v2.QueuedResource.Tpu(
-                node_spec=[
-                    tpu_v2.QueuedResource.Tpu.NodeSpec(
-                        parent=self.parent, node_id=spec.name, node=node
-                    )
-                ]
-            ),
-        )
+        node_spec = _merge(tpu_v2.QueuedResource.Tpu.NodeSpec(parent=self.parent, node=node),
+                           node_spec_target(spec))
+        qr = tpu_v2.QueuedResource(tpu=tpu_v2.QueuedResource.Tpu(node_spec=[node_spec]))
         _merge(qr, queued_fields(spec, self.project, self.zone))
         with api_errors(f"queueing node {spec.name!r} in {self.zone}"):
             op = api_retry(self._client.create_queued_resource)(

@@ -133,7 +133,9 @@ class RecordingCloud:
         from tpuctl.cloud.bodies import node_fields, queued_fields
 
         node = {**node_body(spec), **node_fields(spec, self.project, self.zone, queued=True)}
-        node_spec = {"parent": self._parent.removeprefix("/v2/"), "nodeId": spec.name,
+        from tpuctl.cloud.bodies import node_spec_target
+
+        node_spec = {"parent": self._parent.removeprefix("/v2/"), **node_spec_target(spec),
                      "node": node}
         body: dict[str, Any] = {"tpu": {"nodeSpec": [node_spec]}}
         body.update(queued_fields(spec, self.project, self.zone))

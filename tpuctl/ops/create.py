@@ -10,6 +10,7 @@ from tpuctl import backoff
 from tpuctl.accelerators import parse_accelerator
 from tpuctl.capacity import Capacity
 from tpuctl.cloud.base import Cloud
+from tpuctl.cloud.groups import MAX_SLICES
 from tpuctl.errors import (
     CapacityError,
     CloudError,
@@ -67,11 +68,13 @@ class CreateRequest:
     zones: tuple[str, ...] = ()  # tried in order, moving on only on a stockout; (): configured
     capacity: Capacity | None = None  # reserved, reservation, tier, queueing (tpuctl/capacity.py)
     vm: VmOptions = field(default_factory=VmOptions)  # service account, metadata, data disks
+    slices: int = 1  # > 1: a multislice group of that many nodes, through one queued resource
 
     @property
     def through_queue(self) -> bool:
         """Through a queued resource: asked for, or implied by a queued-only option."""
-        return self.queued or (self.capacity is not None and self.capacity.needs_queue)
+        return self.queued or self.slices > 1 or (
+            self.capacity is not None and self.capacity.needs_queue)
 
 
 @dataclass(frozen=True)
@@ -111,10 +114,15 @@ def validate_request(req: CreateRequest) -> tuple[NodeSpec, bool]:
         raise UsageError(f"invalid --zone {','.join(req.zones)!r}: an empty zone",
                          hint="give zones separated by commas, e.g. us-east5-b,us-east5-a")
     cap = req.capacity or Capacity(spot=req.spot, queued=req.queued)
-    check_disks(req.vm.data_disks, accel.hosts, accel.name)
+    if not 1 <= req.slices <= MAX_SLICES:
+        raise UsageError(f"invalid --slices {req.slices}",
+                         hint=f"give 1 (one node) to {MAX_SLICES} slices")
+    check_disks(req.vm.data_disks, accel.hosts * req.slices, accel.name
+                + (f" x {req.slices} slices" if req.slices > 1 else ""))
     return NodeSpec(name=req.name, accelerator_type=accel.name, runtime_version=runtime,
                     spot=req.spot or cap.spot, labels=labels, metadata=dict(req.vm.metadata),
-                    description=f"tpuctl task {req.name}", capacity=cap, vm=req.vm), auto
+                    description=f"tpuctl task {req.name}", capacity=cap, vm=req.vm,
+                    slices=req.slices), auto
 
 
 def check_runtime(cloud: Cloud, runtime: str, accelerator_type: str, auto: bool) -> None:
@@ -150,6 +158,8 @@ def _reuse(cloud: Cloud, existing: Slice, spec: NodeSpec, auto_runtime: bool) ->
         diffs.append(f"type {existing.accelerator_type} (asked {spec.accelerator_type})")
     if not auto_runtime and existing.runtime_version != spec.runtime_version:
         diffs.append(f"runtime {existing.runtime_version} (asked {spec.runtime_version})")
+    if existing.slices != spec.slices:
+        diffs.append(f"{existing.slices} slice(s) (asked {spec.slices})")
     if existing.spot != spec.spot:
         diffs.append(f"spot={existing.spot} (asked spot={spec.spot})")
     elif existing.capacity in ("on-demand", "reserved") \

@@ -112,6 +112,10 @@ def worker_env(session: SliceSession, spec: LaunchSpec, run_id: str, index: int
     })
     if spec.serve_port is not None:
         env["TPUCTL_SERVE_URL"] = f"http://{workers[0].ip}:{spec.serve_port}"
+    if session.slice.slices > 1:  # a multislice group: what libtpu and JAX read across slices
+        from tpuctl.cloud.groups import megascale_env
+
+        env.update(megascale_env(session.slice, index))
     return env
 
 

@@ -307,6 +307,9 @@ def open_session(ports: Ports, name: str, *, max_concurrency: int = 64,
     be kept between commands (the wiring decides how: workers/mux.py when persistence is on).
     """
     sl, cached = cached_access(ports, name, any_owner=any_owner)
+    from tpuctl.cloud.groups import note_session
+
+    note_session(sl)  # a multislice group's lines are labelled [sSwW]
     pool = ports.connect(ssh_targets(ports.local, sl), key_path=ports.local.key_path(),
                          pool=worker_cache.node_identity(ports.cloud, name), shared=shared,
                          connect_timeout=CACHED_CONNECT_TIMEOUT if cached else CONNECT_TIMEOUT,

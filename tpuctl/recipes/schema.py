@@ -99,6 +99,7 @@ class Recipe(_Strict):
     sync: SyncSpec = Field(default_factory=SyncSpec)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     node: NodeBlock = Field(default_factory=NodeBlock)  # capacity, VM options, data disks
+    slices: int = Field(1, ge=1, le=256)  # > 1: a multislice group (one queued resource)
 
     @field_validator("env")
     @classmethod

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from tpuctl.cli import output
 from tpuctl.cli.render.base import View
+from tpuctl.cloud.groups import label
 from tpuctl.ops.remote_exec import ExecResult
 
 _COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "red")
@@ -29,11 +30,11 @@ def line_printer(json_mode: bool) -> Callable[[int, str, str], None]:
             # under a live status line (`up`), above it: that console owns the terminal
             console = output.live_console() or (err_console if stream == "stderr"
                                                 else out_console)
-            console.print(f"[{c}]\\[w{index}][/{c}] {escape(line)}", highlight=False,
+            console.print(f"[{c}]\\[{label(index)}][/{c}] {escape(line)}", highlight=False,
                           soft_wrap=True)
             return
         target = sys.stderr if (stream == "stderr" or json_mode) else sys.stdout
-        target.write(f"[w{index}] {line}\n")
+        target.write(f"[{label(index)}] {line}\n")
         target.flush()
 
     return on_output
