@@ -36,13 +36,13 @@ def node_body(spec: NodeSpec) -> dict[str, Any]:
 def simulated_node(cloud: Cloud, spec: NodeSpec) -> Slice:
     """The READY node a recorded create would make: one worker per host of the type, with
     placeholders for what only the cloud can say (addresses, host keys)."""
-    hosts = parse_accelerator(spec.accelerator_type).hosts
+    hosts = parse_accelerator(spec.accelerator_type).hosts * spec.slices  # a group: all
     workers = tuple(Worker(i, f"<w{i}-ip>", 22, f"ssh-ed25519 <w{i}-host-key>")
                     for i in range(hosts))
     return Slice(name=spec.name, project=cloud.project, zone=cloud.zone,
                  accelerator_type=spec.accelerator_type, runtime_version=spec.runtime_version,
                  state="READY", labels=dict(spec.labels), metadata=dict(spec.metadata),
-                 workers=workers, spot=spec.spot)
+                 workers=workers, spot=spec.spot, slices=spec.slices)
 
 
 class RecordingCloud:
