@@ -50,6 +50,7 @@ class World:
     # how many times a node of that name was made: a new one has fresh disks (FakeFleet)
     generation: dict[str, int] = field(default_factory=dict)
     clock: Callable[[], float] = time.time  # nodes' createTime
+    queued_errors: dict[str, str] = field(default_factory=dict)  # FAILED queued resources
 
 
 class FakeCloud:
@@ -121,6 +122,8 @@ class FakeCloud:
         op = self._op(verb, spec.name)
         if (self.zone, spec.name) in self.world.nodes:
             raise UsageError(f"creating node {spec.name!r}: already exists")
+        if spec.name in self.world.queued_errors and verb == "create_queued_resource":
+            return op  # FAILED at once: no node
         if self.zone in self.world.stockout_zones:
             self.world.op_errors[op] = (RESOURCE_EXHAUSTED, f"no {spec.accelerator_type} "
                                         f"capacity in {self.zone}")
@@ -143,12 +146,17 @@ class FakeCloud:
         return self._create(spec, "create_queued_resource", qr)
 
     def queued_resource_state(self, name: str) -> str:
+        if name in self.world.queued_errors:
+            return "FAILED"
         qr = f"/queuedResources/{name}"
         members = [sl for (z, _), sl in self.world.nodes.items()
                    if z == self.zone and sl.queued_resource.endswith(qr)]
         if members and all(sl.state == "READY" for sl in members):
             return "ACTIVE"
         return "SUSPENDED" if members else "WAITING_FOR_RESOURCES"
+
+    def queued_resource_error(self, name: str) -> str:
+        return self.world.queued_errors.get(name, "")
 
     def delete_node(self, name: str) -> str:
         op = self._op("delete_node", name)

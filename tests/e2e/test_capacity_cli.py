@@ -106,6 +106,7 @@ def test_a_missing_reservation_fails_the_zone_and_the_next_zone_serves(
         node = json.loads(r.stdout)["node"]
         assert node["zone"] == "local-b" and node["capacity"] == "reserved"
         assert "FAILED" in r.stderr and "local-b" in r.stderr
+        assert "res-b was not found" in r.stderr  # the API's reason, not just the state
         with pytest.raises(urllib.error.HTTPError):  # nothing left behind in local-a
             stored(capacity_setup, "local-a/queuedResources/cap-fallback")
     finally:

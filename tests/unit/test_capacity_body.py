@@ -16,9 +16,9 @@ from tpuctl.capacity import Capacity, capacity_of, parse_capacity
 from tpuctl.cloud.bodies import node_fields, queued_fields
 from tpuctl.dryrun.cloud import RecordingCloud
 from tpuctl.dryrun.transcript import ApiCall, Transcript
-from tpuctl.errors import ExitCode, UsageError
+from tpuctl.errors import CapacityError, ExitCode, UsageError
 from tpuctl.model import NodeSpec
-from tpuctl.ops.create import CreateRequest, create
+from tpuctl.ops.create import CreateEvents, CreateRequest, create
 from tpuctl.vmoptions import (
     DataDisk,
     VmOptions,
@@ -236,3 +236,25 @@ def test_the_client_sends_what_dry_run_records(verb: str, node: NodeSpec):
         assert sent["queueingPolicy"] == {"validUntilDuration": "7200s"}
         assert sent["tpu"]["nodeSpec"][0]["node"]["serviceAccount"]["email"] == \
             "sa@p.iam.gserviceaccount.com"
+
+
+def test_a_failed_queued_resource_says_why_is_deleted_and_the_next_zone_is_tried():
+    ports, cloud, _ = fake_ports()
+    cloud.world.queued_errors["n1"] = "Reservation projects/p/locations/z/reservations/r " \
+        "was not found (code 5)"
+    cloud.world.stockout_zones.add("zone-c")
+
+    class Seen(CreateEvents):
+        said: list[str] = []
+
+        def no_capacity(self, zone: str, message: str, next_zone: str) -> None:
+            self.said.append(message)
+
+    seen = Seen()
+    with pytest.raises(CapacityError) as e:
+        create(ports, CreateRequest(name="n1", accelerator_type="v6e-8",
+                                    capacity=parse_capacity(reservation="r"),
+                                    zones=("zone-a", "zone-b")), seen)
+    assert "FAILED in zone-a: Reservation" in seen.said[0] and "was not found" in e.value.message
+    assert [c for c in cloud.changes() if c.startswith("delete")] == [
+        "delete_queued_resource zone-a n1", "delete_queued_resource zone-b n1"]

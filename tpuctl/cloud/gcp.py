@@ -317,6 +317,14 @@ class GcpCloud:
             )
             return tpu_v2.QueuedResourceState.State(qr.state.state).name
 
+    def queued_resource_error(self, name: str) -> str:
+        with api_errors(f"queued resource {name!r}"):
+            qr = api_retry(self._client.get_queued_resource)(
+                request={"name": f"{self.parent}/queuedResources/{name}"}
+            )
+        error = qr.state.failed_data.error
+        return f"{error.message} (code {error.code})" if error.message else ""
+
     def delete_queued_resource(self, name: str) -> str:
         with api_errors(f"deleting queued resource {name!r}"):
             op = api_retry(self._client.delete_queued_resource)(

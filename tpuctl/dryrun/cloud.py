@@ -106,6 +106,11 @@ class RecordingCloud:
             return "ACTIVE"
         return self._inner.queued_resource_state(name)
 
+    def queued_resource_error(self, name: str) -> str:
+        if name in self._made or not self._read:
+            return ""
+        return self._inner.queued_resource_error(name)
+
     def list_runtime_versions(self) -> list[str]:
         return self._inner.list_runtime_versions() if self._read else []
 

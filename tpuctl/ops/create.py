@@ -222,11 +222,13 @@ def _wait_ready(cloud: Cloud, name: str, deadline: float, progress: Progress,
                 except NotFoundError:
                     qstate = ""
                 if qstate == "FAILED":  # past its valid-until, no such reservation, ...
+                    why = cloud.queued_resource_error(name)
                     raise CapacityError(
-                        f"queued resource {name!r} FAILED in {cloud.zone}",
-                        hint="its reason: `gcloud compute tpus queued-resources describe "
-                        f"{name} --zone {cloud.zone}`; check --reservation and --valid-until"
-                        ) from None
+                        f"queued resource {name!r} FAILED in {cloud.zone}"
+                        + (f": {why[:300]}" if why else ""),
+                        hint="check --reservation and --valid-until; the whole record: "
+                        f"`gcloud compute tpus queued-resources describe {name} --zone "
+                        f"{cloud.zone}`") from None
             progress(state)
         if time.monotonic() >= deadline:
             raise TimeoutExpired(f"node {name!r} was not READY in time",
