@@ -36,6 +36,13 @@ def test_multislice_quickstart_trains_on_8_processes_and_survives_a_preempted_sl
         losses = [float(x) for x in re.findall(r"step=\d+ loss=([0-9.]+)", last)]
         assert len(losses) >= 4 and losses[-1] < losses[0] / 2, losses
         assert re.search(r"^\[s0w0\] ", out, re.M)  # rank 0 is slice 0, worker 0
+        ex = cli("exec", NAME, "--", "bash", "-c", "echo $HOME")  # NAME: all 8 workers
+        assert ex.returncode == 0, ex.stderr
+        labels = sorted(ln.split()[0] for ln in ex.stdout.splitlines())
+        assert labels == [f"[s{s}w{w}]" for s in (0, 1) for w in range(4)]
+        assert len({ln.split()[1] for ln in ex.stdout.splitlines()}) == 8  # 8 distinct workers
+        st = cli("status", NAME)
+        assert st.returncode == 0, st.stderr  # the recreated run exited 0 everywhere
         cfg = cli("ssh-config", NAME)
         assert cfg.returncode == 0, cfg.stderr
         assert f"Host {NAME}-s1-w3" in cfg.stdout
