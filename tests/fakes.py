@@ -136,6 +136,8 @@ class FakeCloud:
                 dict(spec.labels), dict(spec.metadata), spec.spot, queued)
             self.world._pending[(self.zone, name)] = self.world.creating_polls
             self.world.generation[name] = self.world.generation.get(name, 0) + 1
+        if spec.slices > 1:  # the group's workers (FakeFleet keys them by its name) are new
+            self.world.generation[spec.name] = self.world.generation.get(spec.name, 0) + 1
         return op
 
     def create_node(self, spec: NodeSpec) -> str:

@@ -114,3 +114,46 @@ def test_worker_labels_and_indices_name_slice_and_worker():
     assert [worker_label(sl, i) for i in (0, 3, 4, 7)] == ["s0w0", "s0w3", "s1w0", "s1w3"]
     assert global_index(sl, 1, 3) == 7
     assert worker_label(dataclasses.replace(sl, slices=1), 7) == "w7"
+
+
+def test_one_slice_preempted_while_following_is_exit_6_and_recreate_rebuilds_the_group(
+        tmp_path, monkeypatch):
+    from tests.unit.test_ops_up import _git
+    from tpuctl.errors import PreemptedError
+    from tpuctl.ops.prepared import prepare_file
+    from tpuctl.ops.up import UpOptions, UpRequest, up, up_recipe
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "ms.yaml").write_text("name: ms\naccelerator: v6e-16\nslices: 2\n"
+                                  "command: [python, t.py]\n")
+    _git(root, "init", "-q")
+    _git(root, "add", "-A")
+    _git(root, "commit", "-qm", "first")
+
+    def preempting(times: int):
+        left = [times]
+
+        def on_follow(node, i, args, payload):
+            if left[0] <= 0:
+                return None
+            if i == 7:
+                left[0] -= 1
+            cloud.set_state("ms-1", "PREEMPTED")  # slice 1 only
+            return None, "", []  # its workers' connections are lost
+        return on_follow
+
+    ports, cloud, fleet = group_ports()
+    fleet.on_follow = preempting(1)
+    with pytest.raises(PreemptedError, match="preempted"):
+        up_recipe(ports, UpRequest(root / "ms.yaml"))
+    ports, cloud, fleet = group_ports()
+    fleet.on_follow = preempting(1)
+    result = up(ports, prepare_file(root / "ms.yaml"),
+                UpOptions(on_preempt="recreate", max_recreates=1, log_dir=tmp_path / "logs"))
+    assert result.exit_code == 0
+    assert cloud.changes() == ["create_queued_resource zone-a ms",
+                               "delete_queued_resource zone-a ms",
+                               "create_queued_resource zone-a ms"]
+    assert len(fleet.launched_env) == 16  # 8 workers, twice
