@@ -10,6 +10,22 @@ from tpuctl import capacity, vmoptions
 from tpuctl.model import NodeSpec
 
 
+def merge(message: Any, fields: dict[str, Any]) -> Any:
+    """Merge REST JSON fields into a proto-plus message (google-cloud-tpu's), in place."""
+    if fields:
+        import json
+
+        cls = type(message)
+        cls.pb(message).MergeFrom(cls.pb(cls.from_json(json.dumps(fields))))
+    return message
+
+
+def capacity_type(sched: Any) -> str:
+    """The capacity type of a node's SchedulingConfig message."""
+    return capacity.capacity_of({"spot": sched.spot, "preemptible": sched.preemptible,
+                                 "reserved": getattr(sched, "reserved", False)})
+
+
 def node_fields(spec: NodeSpec, project: str, zone: str, *, queued: bool) -> dict[str, Any]:
     """The node's `schedulingConfig` (direct creates only: in a queued resource the tier and
     the reservation say it, as gcloud sends them), `serviceAccount` and `dataDisks`."""

@@ -26,6 +26,7 @@ from google.cloud import tpu_v2
 
 from tpuctl import backoff
 from tpuctl.cloud.base import GuestAttribute
+from tpuctl.cloud.bodies import capacity_type, merge, node_fields, node_spec_target, queued_fields
 from tpuctl.cloud.retry import api_retry, is_capacity_error
 from tpuctl.errors import (
     CapacityError,
@@ -198,28 +199,11 @@ def _node_to_slice(node: Any, guest: list[GuestAttribute]) -> Slice:
         metadata=dict(node.metadata),
         workers=workers,
         spot=bool(sched.spot or sched.preemptible),
-        capacity=_capacity(sched),
+        capacity=capacity_type(sched),
         startup_script=bool({"startup-script", "startup-script-url"} & set(node.metadata)),
         create_time=node.create_time.isoformat() if node.create_time else "",
         queued_resource=node.queued_resource,
     )
-
-
-def _capacity(sched: Any) -> str:
-    from tpuctl.capacity import capacity_of
-
-    return capacity_of({"spot": sched.spot, "preemptible": sched.preemptible,
-                        "reserved": getattr(sched, "reserved", False)})
-
-
-def _merge(message: Any, fields: dict[str, Any]) -> Any:
-    """Merge REST JSON fields (tpuctl/cloud/bodies.py) into a proto-plus message."""
-    if fields:
-        import json
-
-        cls = type(message)
-        cls.pb(message).MergeFrom(cls.pb(cls.from_json(json.dumps(fields))))
-    return message
 
 
 def _node_message(spec: NodeSpec) -> tpu_v2.Node:
@@ -281,11 +265,9 @@ class GcpCloud:
             return [node_to_slice(n) for n in pager]
 
     def create_node(self, spec: NodeSpec) -> str:
-        from tpuctl.cloud.bodies import node_fields
-
         node = _node_message(spec)
         node.scheduling_config = tpu_v2.SchedulingConfig(spot=spec.spot)
-        _merge(node, node_fields(spec, self.project, self.zone, queued=False))
+        merge(node, node_fields(spec, self.project, self.zone, queued=False))
         with api_errors(f"creating node {spec.name!r} in {self.zone}"):
             # create is safe to retry: a duplicate nodeId answers 409, never a second node
             op = api_retry(self._client.create_node)(
@@ -295,14 +277,12 @@ class GcpCloud:
 
     def create_queued_resource(self, spec: NodeSpec) -> str:
         """A queued resource holding one node spec; GCP provisions it when capacity frees."""
-        from tpuctl.cloud.bodies import node_fields, node_spec_target, queued_fields
-
-        node = _merge(_node_message(spec),
+        node = merge(_node_message(spec),
                       node_fields(spec, self.project, self.zone, queued=True))
-        node_spec = _merge(tpu_v2.QueuedResource.Tpu.NodeSpec(parent=self.parent, node=node),
+        node_spec = merge(tpu_v2.QueuedResource.Tpu.NodeSpec(parent=self.parent, node=node),
                            node_spec_target(spec))
         qr = tpu_v2.QueuedResource(tpu=tpu_v2.QueuedResource.Tpu(node_spec=[node_spec]))
-        _merge(qr, queued_fields(spec, self.project, self.zone))
+        merge(qr, queued_fields(spec, self.project, self.zone))
         with api_errors(f"queueing node {spec.name!r} in {self.zone}"):
             op = api_retry(self._client.create_queued_resource)(
                 request={"parent": self.parent, "queued_resource_id": spec.name,
