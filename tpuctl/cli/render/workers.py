@@ -56,7 +56,7 @@ def text_block(text: str) -> None:
 def unreachable(workers: dict[int, str]) -> None:
     """One stderr line per worker that could not be reached (the others' results stand)."""
     for i, why in sorted(workers.items()):
-        output.info(f"w{i} unreachable: {why}")
+        output.info(f"{label(i)} unreachable: {why}")
 
 
 class ExecView(View[ExecResult]):
@@ -64,11 +64,11 @@ class ExecView(View[ExecResult]):
         parts = []
         for r in result.results:
             if r.ok:
-                parts.append(f"w{r.index} ok")
+                parts.append(f"{label(r.index)} ok")
             elif r.error:
-                parts.append(f"w{r.index} {r.error}")
+                parts.append(f"{label(r.index)} {r.error}")
             else:
-                parts.append(f"w{r.index} exit {r.exit_code}")
+                parts.append(f"{label(r.index)} exit {r.exit_code}")
         failed = [r for r in result.results if not r.ok]
         head = f"{len(result.results) - len(failed)}/{len(result.results)} workers ok"
         output.info(f"{head}: " + ", ".join(parts))
