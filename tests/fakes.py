@@ -174,8 +174,10 @@ class FakeCloud:
         return op
 
     def set_metadata(self, name: str, metadata: dict[str, str]) -> str:
-        op = self._op("set_metadata", name)
         key = (self.zone, name)
+        if key not in self.world.nodes:
+            raise NotFoundError(f"updating metadata of node {name!r}: not found")
+        op = self._op("set_metadata", name)
         self.world.nodes[key] = replace(self.world.nodes[key], metadata=dict(metadata))
         return op
 

@@ -157,3 +157,20 @@ def test_one_slice_preempted_while_following_is_exit_6_and_recreate_rebuilds_the
                                "delete_queued_resource zone-a ms",
                                "create_queued_resource zone-a ms"]
     assert len(fleet.launched_env) == 16  # 8 workers, twice
+
+
+def test_access_to_a_group_adds_our_key_to_every_slice_keeping_their_own_metadata():
+    ports, cloud, _ = group_ports()
+    qr = "projects/proj/locations/zone-a/queuedResources/ms"
+    for i in range(3):
+        cloud.add_node(f"ms-{i}", queued_resource=qr)
+        cloud.world.nodes[("zone-a", f"ms-{i}")] = dataclasses.replace(
+            cloud.get_node(f"ms-{i}"), metadata={"team": f"t{i}"} if i < 2 else {
+                "team": "t2", "ssh-keys": "bob:ssh-ed25519 BBBB bob"})
+    sl = ensure_access(ports, "ms")
+    assert (sl.slices, len(sl.workers)) == (3, 12)
+    assert cloud.changes() == [f"set_metadata zone-a ms-{i}" for i in range(3)]
+    for i in range(3):
+        md = cloud.get_node(f"ms-{i}").metadata
+        assert md["team"] == f"t{i}" and "alice:ssh-ed25519" in md["ssh-keys"]
+    assert cloud.get_node("ms-2").metadata["ssh-keys"].startswith("bob:")  # kept

@@ -36,6 +36,27 @@ def merge(name: str, members: list[Slice], queued_state: str) -> Slice:
     return replace(first, name=name, state=state, workers=workers, slices=len(members))
 
 
+def change_of(own: dict[str, str], shown: dict[str, str], wanted: dict[str, str]
+              ) -> dict[str, str]:
+    """A slice's new metadata: the change from what the group showed (its first slice's) to
+    `wanted`, applied to the slice's own; `ssh-keys` lines are added, never replaced (each
+    slice keeps the keys it has)."""
+    out = dict(own)
+    for key, value in wanted.items():
+        if shown.get(key) == value:
+            continue
+        if key == "ssh-keys":
+            have = out.get(key, "").splitlines()
+            old = set(shown.get(key, "").splitlines())
+            out[key] = "\n".join(have + [ln for ln in value.splitlines()
+                                          if ln and ln not in old and ln not in have])
+        else:
+            out[key] = value
+    for key in shown.keys() - wanted.keys():
+        out.pop(key, None)
+    return out
+
+
 class GroupCloud:
     """The Cloud port, with multislice groups addressed by their queued resource's name."""
 
@@ -99,14 +120,14 @@ class GroupCloud:
 
     def set_metadata(self, name: str, metadata: dict[str, str]) -> str:
         """On a group: every slice gets the keys (each keeps its own other metadata)."""
-        found = None
         try:
-            self._inner.get_node(name)
+            return self._inner.set_metadata(name, metadata)
         except NotFoundError:
             found = self.group(name)
-        if found is None:
-            return self._inner.set_metadata(name, metadata)
-        ops = [self._inner.set_metadata(m.name, {**m.metadata, **metadata})
+            if found is None:
+                raise
+        first = found[1][0].metadata  # what the group showed (ensure_access built on it)
+        ops = [self._inner.set_metadata(m.name, change_of(m.metadata, first, metadata))
                for m in found[1]]
         for op in ops[:-1]:
             self._inner.wait_operation(op, timeout=300)
