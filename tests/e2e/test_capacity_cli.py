@@ -95,6 +95,30 @@ def test_queued_flags_reach_the_queued_resource(capacity_setup: Emulator, cli: C
         cli("delete", "cap-later", "--yes")
 
 
+def test_spot_and_a_valid_interval_reach_the_api(capacity_setup: Emulator, cli: Cli):
+    r = cli("create", "cap-spot", "--type", "v6e-8", "--spot", "--no-wait")
+    try:
+        assert r.returncode == 0, r.stderr
+        assert stored(capacity_setup, "local-a/nodes/cap-spot")["schedulingConfig"][
+            "spot"] is True
+    finally:
+        cli("delete", "cap-spot", "--yes")
+    r = cli("create", "cap-window", "--type", "v6e-8", "--spot", "--valid-after", "1h",
+            "--valid-until", "3h", "--no-wait")
+    try:
+        assert r.returncode == 0, r.stderr
+        qr = stored(capacity_setup, "local-a/queuedResources/cap-window")
+        assert qr["spot"] == {} and "reservationName" not in qr
+        window = qr["queueingPolicy"]["validInterval"]
+        from datetime import datetime
+
+        start, end = (datetime.fromisoformat(window[k].replace("Z", "+00:00"))
+                      for k in ("startTime", "endTime"))
+        assert (end - start).total_seconds() == 7200
+    finally:
+        cli("delete", "cap-window", "--yes")
+
+
 def test_a_missing_reservation_fails_the_zone_and_the_next_zone_serves(
         capacity_setup: Emulator, cli: Cli):
     """res-b exists only in local-b: local-a's queued resource goes FAILED (exit 4 there),
