@@ -40,8 +40,8 @@ def daemon_pid(b: Bench) -> int | None:
     return int(pid) if pid else None
 
 
-def run_cpu(b: Bench, *args: str, persist: bool = False, daemon: int | None = None
-            ) -> tuple[float, int, float, float, float]:
+def run_cpu(b: Bench, *args: str, persist: bool = False, daemon: int | None = None,
+            cwd: Path | None = None) -> tuple[float, int, float, float, float]:
     """(wall s, peak RSS KiB, the command's own CPU s, the emulator's CPU s, the daemon's CPU
     s) of one `tpuctl ARGS`: where a run's time goes."""
     env = b.env
@@ -53,7 +53,7 @@ def run_cpu(b: Bench, *args: str, persist: bool = False, daemon: int | None = No
     t0 = time.perf_counter()
     p = subprocess.Popen([tpuctl_exe(), *args], stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env,
-                         cwd=b.cwd)
+                         cwd=cwd or b.cwd)
     _, status, usage = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
@@ -94,6 +94,8 @@ def main() -> int:
     ap.add_argument("--slices", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--ssh-parallel", type=int, default=256)
+    ap.add_argument("--loop", action="store_true",
+                    help="also sync, launch and tail --follow on every worker")
     args = ap.parse_args()
     out: dict[str, object] = {"machine": machine(), "type": args.type, "slices": args.slices}
     with Bench(create_delay=0.05) as b:
@@ -127,6 +129,23 @@ def main() -> int:
                   f"parallel OpenSSH {ssh[-1]:.2f}s; cpu {cpu['new'][-1]} {cpu['daemon'][-1]}",
                   flush=True)
         daemon_mb = (proc_hwm_kb(dpid) or 0) // 1024 if dpid else None
+        if args.loop:  # the loop's other steps on every worker: sync, launch, tail --follow
+            repo = b.tmp / "repo"
+            repo.mkdir()
+            (repo / "job.sh").write_text("echo hello from $TPUCTL_WORKER_ID\n")
+            for git in (["init", "-q", "-b", "main"], ["add", "-A"],
+                        ["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "x"]):
+                subprocess.run(["git", "-C", str(repo), *git], check=True)
+            loop = {}
+            for step, argv in (("sync", ["sync", NAME]),
+                               ("launch", ["launch", NAME, "--run-id", "r1", "--", "bash",
+                                           "job.sh"]),
+                               ("tail_follow", ["tail", NAME, "r1", "--follow"])):
+                wall, rss, own, emu, _d = run_cpu(b, *argv, cwd=repo)
+                loop[step] = {"s": round(wall, 2), "rss_mb": rss // 1024,
+                              "cpu_command_s": round(own, 2), "cpu_emulator_s": round(emu, 2)}
+                print(f"{step}: {wall:.2f}s, {rss // 1024} MB", flush=True)
+            out["loop"] = loop
         down, _ = b.time_tpuctl("down", NAME, "--yes")
         out.update({
             "workers": workers, "create_s": round(created, 2),
