@@ -174,3 +174,16 @@ def test_access_to_a_group_adds_our_key_to_every_slice_keeping_their_own_metadat
         md = cloud.get_node(f"ms-{i}").metadata
         assert md["team"] == f"t{i}" and "alice:ssh-ed25519" in md["ssh-keys"]
     assert cloud.get_node("ms-2").metadata["ssh-keys"].startswith("bob:")  # kept
+
+
+def test_a_groups_price_is_every_slices():
+    from tests.fakes import FakeCloud
+    from tpuctl.prices import price_for
+
+    ports, _, _ = fake_ports(FakeCloud(zone="us-east5-b"))
+    ports = dataclasses.replace(ports, cloud=GroupCloud(ports.cloud))
+    one = price_for("v6e-16", "us-east5-b", False)
+    assert one.amount is not None
+    got = create(ports, CreateRequest(name="ms", accelerator_type="v6e-16", slices=2)).price
+    assert got is not None and got.chips == 2 * one.chips
+    assert got.amount == pytest.approx(2 * one.amount)

@@ -245,7 +245,11 @@ def create(ports: Ports, req: CreateRequest, events: CreateEvents | None = None
     for i, zone in enumerate(zones):
         here = ports.in_zone(zone) if req.zones else ports
         events.zone(zone)
-        price = price_for(req.accelerator_type, here.cloud.zone, req.spot)
+        price = price_for(req.accelerator_type, here.cloud.zone,
+                          req.spot or (req.capacity is not None and req.capacity.spot))
+        if req.slices > 1:  # a multislice group: every slice
+            price = replace(price, chips=price.chips * req.slices, amount=None
+                            if price.amount is None else price.amount * req.slices)
         events.price(price)
         try:
             return replace(create_in_zone(here, req, events.state), price=price)
