@@ -105,6 +105,9 @@ def _startup_sh(tmp_path: Path, journal: str | None, expect: str = "1", timeout:
         stub = bin_dir / "journalctl"
         stub.write_text(f"#!/bin/bash\ncat {tmp_path / 'journal'}\n")
         stub.chmod(0o755)
+        sudo = bin_dir / "sudo"  # passwordless, as on a TPU VM (and the emulator's)
+        sudo.write_text('#!/bin/bash\n[ "$1" = -n ] && shift\nexec "$@"\n')
+        sudo.chmod(0o755)
     path = f"{bin_dir}:/usr/bin:/bin" if journal is not None else str(bin_dir) + ":/nonexist"
     env = {"PATH": path, "HOME": str(tmp_path)}
     bash = "/bin/bash"
@@ -125,6 +128,23 @@ def _startup_sh(tmp_path: Path, journal: str | None, expect: str = "1", timeout:
 ])
 def test_startup_sh_reads_the_guest_agents_journal(tmp_path, journal, expect, answer):
     assert _startup_sh(tmp_path, journal, expect) == answer
+
+
+def test_startup_sh_reads_the_journal_through_sudo_when_the_user_cannot(tmp_path):
+    """journalctl as the user shows nothing of the unit (no `adm` group); as root it does."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (tmp_path / "journal").write_text(FINISHED)
+    (bin_dir / "journalctl").write_text(
+        f'#!/bin/bash\n[ -n "$AS_ROOT" ] && cat {tmp_path / "journal"} || '
+        'echo "No journal files were opened due to insufficient permissions."\n')
+    (bin_dir / "sudo").write_text('#!/bin/bash\n[ "$1" = -n ] && shift\nAS_ROOT=1 exec "$@"\n')
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    r = subprocess.run(["/bin/bash", str(REMOTE / "startup.sh"), "1", "1"], env=env,
+                       capture_output=True, text=True, timeout=30)
+    assert r.stdout.splitlines()[0] == "startup=done status=0", r.stderr
 
 
 def test_startup_sh_without_journalctl_says_none(tmp_path):

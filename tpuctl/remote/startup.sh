@@ -15,7 +15,17 @@ if ! command -v journalctl >/dev/null 2>&1; then  # not a systemd machine: no gu
   exit 0
 fi
 deadline=$(( $(date +%s) + timeout ))
-journal() { journalctl -b -u "$unit" -o cat --no-pager 2>/dev/null || true; }
+# The journal as this user may read it (on GCP the `adm` group can); with nothing of the
+# unit's in it, as root through passwordless sudo when there is one (an OS Login user
+# without `adm`).
+journal() {
+  local out
+  out=$(journalctl -b -u "$unit" -o cat --no-pager 2>/dev/null || true)
+  if ! grep -q -i -e "startup script" <<<"$out" && sudo -n true 2>/dev/null; then
+    out=$(sudo -n journalctl -b -u "$unit" -o cat --no-pager 2>/dev/null || true)
+  fi
+  printf '%s\n' "$out"
+}
 while :; do
   log=$(journal)
   if grep -q -e "Finished running startup scripts" -e "No startup scripts to run" <<<"$log"; then
