@@ -258,3 +258,16 @@ def test_a_failed_queued_resource_says_why_is_deleted_and_the_next_zone_is_tried
     assert "FAILED in zone-a: Reservation" in seen.said[0] and "was not found" in e.value.message
     assert [c for c in cloud.changes() if c.startswith("delete")] == [
         "delete_queued_resource zone-a n1", "delete_queued_resource zone-b n1"]
+
+
+def test_reuse_compares_a_direct_nodes_capacity_type():
+    import dataclasses
+
+    ports, cloud, _ = fake_ports()
+    create(ports, CreateRequest(name="n1", accelerator_type="v6e-8"))
+    cloud.world.nodes[("zone-a", "n1")] = dataclasses.replace(
+        cloud.get_node("n1"), capacity="on-demand")
+    with pytest.raises(UsageError, match=r"capacity on-demand \(asked reserved\)"):
+        create(ports, CreateRequest(name="n1", accelerator_type="v6e-8",
+                                    capacity=parse_capacity(reserved=True)))
+    assert not create(ports, CreateRequest(name="n1", accelerator_type="v6e-8")).created

@@ -162,8 +162,8 @@ def _reuse(cloud: Cloud, existing: Slice, spec: NodeSpec, auto_runtime: bool) ->
         diffs.append(f"{existing.slices} slice(s) (asked {spec.slices})")
     if existing.spot != spec.spot:
         diffs.append(f"spot={existing.spot} (asked spot={spec.spot})")
-    elif existing.capacity in ("on-demand", "reserved") \
-            and existing.capacity != spec.effective_capacity.kind:
+    elif existing.capacity in ("on-demand", "reserved") and not existing.queued_resource \
+            and existing.capacity != spec.effective_capacity.kind:  # (a queued one: its tier)
         diffs.append(f"capacity {existing.capacity} (asked {spec.effective_capacity.kind})")
     if diffs:
         raise UsageError(
