@@ -50,6 +50,7 @@ class World:
     # how many times a node of that name was made: a new one has fresh disks (FakeFleet)
     generation: dict[str, int] = field(default_factory=dict)
     clock: Callable[[], float] = time.time  # nodes' createTime
+    queued_errors: dict[str, str] = field(default_factory=dict)  # FAILED queued resources
 
 
 class FakeCloud:
@@ -121,15 +122,22 @@ class FakeCloud:
         op = self._op(verb, spec.name)
         if (self.zone, spec.name) in self.world.nodes:
             raise UsageError(f"creating node {spec.name!r}: already exists")
+        if spec.name in self.world.queued_errors and verb == "create_queued_resource":
+            return op  # FAILED at once: no node
         if self.zone in self.world.stockout_zones:
             self.world.op_errors[op] = (RESOURCE_EXHAUSTED, f"no {spec.accelerator_type} "
                                         f"capacity in {self.zone}")
             return op
-        self.world.nodes[(self.zone, spec.name)] = _node(
-            self, spec.name, spec.accelerator_type, spec.runtime_version, "READY",
-            dict(spec.labels), dict(spec.metadata), spec.spot, queued)
-        self.world._pending[(self.zone, spec.name)] = self.world.creating_polls
-        self.world.generation[spec.name] = self.world.generation.get(spec.name, 0) + 1
+        names = [spec.name] if spec.slices <= 1 else [
+            f"{spec.name}-{i}" for i in range(spec.slices)]  # a multislice group's nodes
+        for name in names:
+            self.world.nodes[(self.zone, name)] = _node(
+                self, name, spec.accelerator_type, spec.runtime_version, "READY",
+                dict(spec.labels), dict(spec.metadata), spec.spot, queued)
+            self.world._pending[(self.zone, name)] = self.world.creating_polls
+            self.world.generation[name] = self.world.generation.get(name, 0) + 1
+        if spec.slices > 1:  # the group's workers (FakeFleet keys them by its name) are new
+            self.world.generation[spec.name] = self.world.generation.get(spec.name, 0) + 1
         return op
 
     def create_node(self, spec: NodeSpec) -> str:
@@ -140,7 +148,17 @@ class FakeCloud:
         return self._create(spec, "create_queued_resource", qr)
 
     def queued_resource_state(self, name: str) -> str:
-        return "WAITING_FOR_RESOURCES"
+        if name in self.world.queued_errors:
+            return "FAILED"
+        qr = f"/queuedResources/{name}"
+        members = [sl for (z, _), sl in self.world.nodes.items()
+                   if z == self.zone and sl.queued_resource.endswith(qr)]
+        if members and all(sl.state == "READY" for sl in members):
+            return "ACTIVE"
+        return "SUSPENDED" if members else "WAITING_FOR_RESOURCES"
+
+    def queued_resource_error(self, name: str) -> str:
+        return self.world.queued_errors.get(name, "")
 
     def delete_node(self, name: str) -> str:
         op = self._op("delete_node", name)
@@ -156,8 +174,10 @@ class FakeCloud:
         return op
 
     def set_metadata(self, name: str, metadata: dict[str, str]) -> str:
-        op = self._op("set_metadata", name)
         key = (self.zone, name)
+        if key not in self.world.nodes:
+            raise NotFoundError(f"updating metadata of node {name!r}: not found")
+        op = self._op("set_metadata", name)
         self.world.nodes[key] = replace(self.world.nodes[key], metadata=dict(metadata))
         return op
 
@@ -219,6 +239,7 @@ class FakeFleet:
         self.ready = True  # servers come up at once
         self.clock: Callable[[], float] = time.time  # when runs start and end (runs.sh)
         self.top_output: dict[int, str] = {}  # what top.sh prints, per worker (default: made)
+        self.startup: dict[int, str] = {}  # remote/startup.sh's answer per worker
 
     def worker(self, node: str, index: int) -> FakeWorker:
         """The worker of the node as it is now (a recreated node's disks are new)."""
@@ -283,6 +304,8 @@ class FakeFleet:
             run["exit"] = 143 if run["exit"] is None else run["exit"]
             run.setdefault("ended", self.clock())
             return 0, f"run={run['id']} result={result} exit_code={run['exit']}", []
+        if script == "startup":  # the node's startup script, finished fine unless told
+            return 0, self.startup.get(i, "startup=done status=0"), []
         if script == "probe":  # the ready line seen, rank 0's health answered
             return 0, f"log={int(self.ready)} http={200 if self.ready else '000'}", []
         if script == "runs":

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from tpuctl.capacity import Capacity
+from tpuctl.vmoptions import VmOptions
+
 MANAGED_LABEL = "managed-by"
 MANAGED_VALUE = "tpuctl"
 TASK_LABEL = "tpuctl-task"
@@ -40,6 +43,9 @@ class Slice:
     spot: bool = False
     create_time: str = ""
     queued_resource: str = ""  # full name of the queued resource that owns this node, if any
+    capacity: str = ""  # on-demand, spot, preemptible, reserved ("" when the cloud did not say)
+    startup_script: bool = False  # its metadata has one (kept when metadata is not)
+    slices: int = 1  # a multislice group (cloud/groups.py): its workers slice by slice
 
     @property
     def managed(self) -> bool:
@@ -49,6 +55,17 @@ class Slice:
     def owner(self) -> str | None:
         """The owner label; None for nodes created before tpuctl recorded owners."""
         return self.labels.get(OWNER_LABEL) or None
+
+    @property
+    def runs_startup_script(self) -> bool:
+        """GCP's guest agent runs one on every worker at boot (ops/startup.py waits)."""
+        return self.startup_script or bool(
+            {"startup-script", "startup-script-url"} & self.metadata.keys())
+
+    @property
+    def capacity_type(self) -> str:
+        """on-demand, spot, preemptible or reserved."""
+        return self.capacity or ("spot" if self.spot else "on-demand")
 
     @property
     def full_name(self) -> str:
@@ -62,6 +79,7 @@ class Slice:
         d.pop("metadata", None)  # may hold ssh keys and user data; not part of the JSON contract
         d["managed"] = self.managed
         d["owner"] = self.owner
+        d["capacity"] = self.capacity_type
         return d
 
 
@@ -76,3 +94,12 @@ class NodeSpec:
     labels: dict[str, str] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
     description: str = ""
+    capacity: Capacity = field(default_factory=Capacity)  # besides `spot`: reserved, queue
+    vm: VmOptions = field(default_factory=VmOptions)  # service account, data disks
+    slices: int = 1  # > 1: one queued resource of that many nodes NAME-0.. (multislice)
+
+    @property
+    def effective_capacity(self) -> Capacity:
+        from dataclasses import replace
+
+        return replace(self.capacity, spot=self.spot or self.capacity.spot)

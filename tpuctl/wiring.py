@@ -117,7 +117,10 @@ def ports(api_endpoint: str | None = None, project: str | None = None,
     """The ports for a command's cloud options. `dry_run`: record into this transcript
     instead of changing anything; `read_api=False` (create and up): not even read the API,
     answering as for a node that does not exist yet."""
-    cloud = cast(Cloud, LazyCloud(api_endpoint, project, zone))
+    from tpuctl.cloud.groups import GroupCloud
+
+    # a multislice group's name stands for all its slices (cloud/groups.py)
+    cloud = cast(Cloud, GroupCloud(cast(Cloud, LazyCloud(api_endpoint, project, zone))))
     real = Ports(cloud=cloud, connect=connect, local=FileLocal(), http=_Http(),
                  ledger=FileLedger())
     if dry_run is None:

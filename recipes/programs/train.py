@@ -121,6 +121,22 @@ def init_distributed() -> bool:
     return True
 
 
+def make_mesh(devices: list[Any]) -> tuple[Any, Any]:
+    """A ("data",) mesh of every device; over a multislice group (MEGASCALE_NUM_SLICES > 1,
+    set by tpuctl as on a multislice TPU VM) a ("slice", "data") mesh whose first axis
+    crosses the data-centre network, the batch split over both (data-parallel across slices
+    and within each)."""
+    from jax.sharding import Mesh
+
+    slices = int(os.environ.get("MEGASCALE_NUM_SLICES", "1") or 1)
+    if slices > 1 and len(devices) % slices == 0:
+        ordered = sorted(devices, key=lambda d: (d.process_index, d.id))
+        mesh = Mesh(np.array(ordered).reshape(slices, -1), ("slice", "data"))
+        log(f"mesh slice={slices} data={len(devices) // slices}")
+        return mesh, ("slice", "data")
+    return Mesh(np.array(devices), ("data",)), "data"
+
+
 def init_mlp(key: Any, sizes: list[int]) -> Params:
     import jax
     import jax.numpy as jnp
@@ -164,7 +180,7 @@ def main(argv: list[str]) -> int:
 
     import jax
     import jax.numpy as jnp
-    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
     distributed = init_distributed()
@@ -180,9 +196,9 @@ def main(argv: list[str]) -> int:
         return 2
     log(f"config={argv[0]} " + " ".join(f"{k}={v}" for k, v in asdict(cfg).items()))
 
-    mesh = Mesh(np.array(devices), ("data",))
+    mesh, batch_axes = make_mesh(devices)
     replicated = NamedSharding(mesh, P())
-    batch_sharding = NamedSharding(mesh, P("data"))
+    batch_sharding = NamedSharding(mesh, P(batch_axes))
     local_rows = cfg.global_batch_size // jax.process_count()
 
     # The teacher (the function to learn) is the same numpy arrays on every process.

@@ -36,6 +36,12 @@ CREATE_CASES: dict[str, list[str]] = {
     "create-ttl": ["create", "golden", "--type", "v6e-8", "--ttl", "8h"],
     "create-zones": ["create", "golden", "--type", "v6e-16", "--zone", "us-east5-b,us-east1-d",
                      "--runtime", "v2-alpha-tpuv6e"],
+    "create-reserved": ["create", "golden", "--type", "v6e-8", "--reserved",
+                        "--service-account", "trainer@p.iam.gserviceaccount.com",
+                        "--scopes", "storage-ro", "--metadata", "team=ml",
+                        "--data-disk", "source=ckpt,mode=read-only"],
+    "create-reservation": ["create", "golden", "--type", "v6e-16", "--reservation", "res-1",
+                           "--valid-until", "6h", "--slices", "2"],
 }
 
 

@@ -57,3 +57,19 @@ def test_offered_links_are_kept_when_right_and_replaced_or_dropped_otherwise(tmp
         "python3.12": str(b), "python3.13": str(c)}
     offer_interpreters(bin_dir, str(tmp_path / "none"))
     assert list(bin_dir.iterdir()) == []
+
+
+def test_nodes_starting_at_once_offer_their_links_without_tripping_on_each_other(
+        tmp_path: Path):
+    """A multislice request starts every node at once (a thread each): no call may rename or
+    delete another's link in the making (it failed the whole group before)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    a = _binary(tmp_path / "a" / "python3.12")
+    b = _binary(tmp_path / "a" / "python3.11")
+    for round_ in range(200):
+        bin_dir = tmp_path / f"offer{round_}"
+        with ThreadPoolExecutor(16) as pool:
+            got = list(pool.map(offer_interpreters, [bin_dir] * 16, [str(a.parent)] * 16))
+        assert all(g == {"3.12": a, "3.11": b} for g in got)
+        assert sorted(p.name for p in bin_dir.iterdir()) == ["python3.11", "python3.12"]

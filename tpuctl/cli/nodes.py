@@ -6,6 +6,21 @@ from typing import Annotated
 
 import typer
 
+from tpuctl.cli.capacity_flags import (
+    DataDiskOpt,
+    GuaranteedOpt,
+    MetadataFileOpt,
+    MetadataOpt,
+    ReservationOpt,
+    ReservedOpt,
+    ScopesOpt,
+    ServiceAccountOpt,
+    SlicesOpt,
+    ValidAfterOpt,
+    ValidUntilOpt,
+    capacity_from_flags,
+    vm_from_flags,
+)
 from tpuctl.cli.options import (
     AnyOwnerOpt,
     DryRunOpt,
@@ -43,6 +58,17 @@ def create(
     zone: Annotated[str | None, typer.Option(
         "--zone", help="zone, or zones to try in order on stockout: a,b,c (env TPUCTL_ZONE)",
         show_default=False, callback=not_an_option)] = None,
+    reserved: ReservedOpt = False,
+    reservation: ReservationOpt = None,
+    guaranteed: GuaranteedOpt = False,
+    valid_until: ValidUntilOpt = None,
+    valid_after: ValidAfterOpt = None,
+    service_account: ServiceAccountOpt = None,
+    scopes: ScopesOpt = [],  # noqa: B006 - typer needs a literal default
+    metadata: MetadataOpt = [],  # noqa: B006
+    metadata_from_file: MetadataFileOpt = [],  # noqa: B006
+    data_disk: DataDiskOpt = [],  # noqa: B006
+    slices: SlicesOpt = 1,
 ) -> int:
     """Create a task-named TPU VM (or reuse the managed one with the same spec) and wait for it."""
     from tpuctl.cli.render.nodes import CreateView
@@ -51,7 +77,15 @@ def create(
 
     req = CreateRequest(name=name, accelerator_type=type_, runtime=runtime, spot=spot,
                         queued=queued, labels=tuple(label), wait=wait, timeout=timeout,
-                        ttl=ttl, zones=parse_zones(zone))
+                        ttl=ttl, zones=parse_zones(zone),
+                        capacity=capacity_from_flags(
+                            spot=spot, queued=queued, reserved=reserved, reservation=reservation,
+                            guaranteed=guaranteed, valid_until=valid_until,
+                            valid_after=valid_after),
+                        vm=vm_from_flags(service_account=service_account, scopes=scopes,
+                                         metadata=metadata, metadata_from_file=metadata_from_file,
+                                         data_disk=data_disk),
+                        slices=slices)
     transcript = transcript_for(dry_run)
     ports = ports_for(api_endpoint, project, None, dry_run=transcript, read_api=False)
     with CreateView(name, type_, json=json_, transcript=transcript) as view:

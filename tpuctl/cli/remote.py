@@ -38,6 +38,9 @@ def ssh(
     command: Annotated[list[str] | None, typer.Argument(help="optional command, after --",
                                                         show_default=False)] = None,
     worker: Annotated[int, typer.Option("--worker", "-w", help="worker index")] = 0,
+    slice_: Annotated[int | None, typer.Option(
+        "--slice", help="slice of a multislice group (--worker then counts within it)",
+        show_default=False)] = None,
     print_argv: Annotated[bool, typer.Option("--print", help="print the ssh argv, do not run")
                           ] = False,
     api_endpoint: EndpointOpt = None,
@@ -48,7 +51,8 @@ def ssh(
     from tpuctl.cli.render.workers import argv_line
     from tpuctl.ops.ssh import ssh_argv
 
-    argv = ssh_argv(ports_for(api_endpoint, project, zone), name, worker, command or [])
+    argv = ssh_argv(ports_for(api_endpoint, project, zone), name, worker, command or [],
+                    slice_)
     if print_argv:
         argv_line(argv)
         return 0

@@ -68,6 +68,10 @@ class Cloud(Protocol):
         """ACCEPTED, WAITING_FOR_RESOURCES, PROVISIONING, ACTIVE, FAILED, ..."""
         ...
 
+    def queued_resource_error(self, name: str) -> str:
+        """Why a FAILED queued resource failed (its failedData's message), else ""."""
+        ...
+
     def delete_queued_resource(self, name: str) -> str:
         """Deletes the queued resource and the node it made (force)."""
         ...

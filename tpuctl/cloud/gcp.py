@@ -26,6 +26,7 @@ from google.cloud import tpu_v2
 
 from tpuctl import backoff
 from tpuctl.cloud.base import GuestAttribute
+from tpuctl.cloud.bodies import capacity_type, merge, node_fields, node_spec_target, queued_fields
 from tpuctl.cloud.retry import api_retry, is_capacity_error
 from tpuctl.errors import (
     CapacityError,
@@ -198,6 +199,8 @@ def _node_to_slice(node: Any, guest: list[GuestAttribute]) -> Slice:
         metadata=dict(node.metadata),
         workers=workers,
         spot=bool(sched.spot or sched.preemptible),
+        capacity=capacity_type(sched),
+        startup_script=bool({"startup-script", "startup-script-url"} & set(node.metadata)),
         create_time=node.create_time.isoformat() if node.create_time else "",
         queued_resource=node.queued_resource,
     )
@@ -264,6 +267,7 @@ class GcpCloud:
     def create_node(self, spec: NodeSpec) -> str:
         node = _node_message(spec)
         node.scheduling_config = tpu_v2.SchedulingConfig(spot=spec.spot)
+        merge(node, node_fields(spec, self.project, self.zone, queued=False))
         with api_errors(f"creating node {spec.name!r} in {self.zone}"):
             # create is safe to retry: a duplicate nodeId answers 409, never a second node
             op = api_retry(self._client.create_node)(
@@ -273,17 +277,12 @@ class GcpCloud:
 
     def create_queued_resource(self, spec: NodeSpec) -> str:
         """A queued resource holding one node spec; GCP provisions it when capacity frees."""
-        qr = tpu_v2.QueuedResource(
-            tpu=tpu_v2.QueuedResource.Tpu(
-                node_spec=[
-                    tpu_v2.QueuedResource.Tpu.NodeSpec(
-                        parent=self.parent, node_id=spec.name, node=_node_message(spec)
-                    )
-                ]
-            ),
-        )
-        if spec.spot:
-            qr.spot = tpu_v2.QueuedResource.Spot()
+        node = merge(_node_message(spec),
+                      node_fields(spec, self.project, self.zone, queued=True))
+        node_spec = merge(tpu_v2.QueuedResource.Tpu.NodeSpec(parent=self.parent, node=node),
+                           node_spec_target(spec))
+        qr = tpu_v2.QueuedResource(tpu=tpu_v2.QueuedResource.Tpu(node_spec=[node_spec]))
+        merge(qr, queued_fields(spec, self.project, self.zone))
         with api_errors(f"queueing node {spec.name!r} in {self.zone}"):
             op = api_retry(self._client.create_queued_resource)(
                 request={"parent": self.parent, "queued_resource_id": spec.name,
@@ -297,6 +296,14 @@ class GcpCloud:
                 request={"name": f"{self.parent}/queuedResources/{name}"}
             )
             return tpu_v2.QueuedResourceState.State(qr.state.state).name
+
+    def queued_resource_error(self, name: str) -> str:
+        with api_errors(f"queued resource {name!r}"):
+            qr = api_retry(self._client.get_queued_resource)(
+                request={"name": f"{self.parent}/queuedResources/{name}"}
+            )
+        error = qr.state.failed_data.error
+        return f"{error.message} (code {error.code})" if error.message else ""
 
     def delete_queued_resource(self, name: str) -> str:
         with api_errors(f"deleting queued resource {name!r}"):

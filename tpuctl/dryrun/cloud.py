@@ -36,13 +36,13 @@ def node_body(spec: NodeSpec) -> dict[str, Any]:
 def simulated_node(cloud: Cloud, spec: NodeSpec) -> Slice:
     """The READY node a recorded create would make: one worker per host of the type, with
     placeholders for what only the cloud can say (addresses, host keys)."""
-    hosts = parse_accelerator(spec.accelerator_type).hosts
+    hosts = parse_accelerator(spec.accelerator_type).hosts * spec.slices  # a group: all
     workers = tuple(Worker(i, f"<w{i}-ip>", 22, f"ssh-ed25519 <w{i}-host-key>")
                     for i in range(hosts))
     return Slice(name=spec.name, project=cloud.project, zone=cloud.zone,
                  accelerator_type=spec.accelerator_type, runtime_version=spec.runtime_version,
                  state="READY", labels=dict(spec.labels), metadata=dict(spec.metadata),
-                 workers=workers, spot=spec.spot)
+                 workers=workers, spot=spec.spot, slices=spec.slices)
 
 
 class RecordingCloud:
@@ -106,6 +106,11 @@ class RecordingCloud:
             return "ACTIVE"
         return self._inner.queued_resource_state(name)
 
+    def queued_resource_error(self, name: str) -> str:
+        if name in self._made or not self._read:
+            return ""
+        return self._inner.queued_resource_error(name)
+
     def list_runtime_versions(self) -> list[str]:
         return self._inner.list_runtime_versions() if self._read else []
 
@@ -121,18 +126,24 @@ class RecordingCloud:
 
     # -- changes: recorded ---------------------------------------------------------------------
     def create_node(self, spec: NodeSpec) -> str:
+        from tpuctl.cloud.bodies import node_fields
+
         body = node_body(spec)
-        body["schedulingConfig"] = {"spot": True} if spec.spot else {}
+        body.update(node_fields(spec, self.project, self.zone, queued=False))
         op = self._record("POST", f"/nodes?nodeId={spec.name}", body)
         self._made[spec.name] = simulated_node(self, spec)
         return op
 
     def create_queued_resource(self, spec: NodeSpec) -> str:
-        node_spec = {"parent": self._parent.removeprefix("/v2/"), "nodeId": spec.name,
-                     "node": node_body(spec)}
+        from tpuctl.cloud.bodies import node_fields, queued_fields
+
+        node = {**node_body(spec), **node_fields(spec, self.project, self.zone, queued=True)}
+        from tpuctl.cloud.bodies import node_spec_target
+
+        node_spec = {"parent": self._parent.removeprefix("/v2/"), **node_spec_target(spec),
+                     "node": node}
         body: dict[str, Any] = {"tpu": {"nodeSpec": [node_spec]}}
-        if spec.spot:
-            body["spot"] = {}
+        body.update(queued_fields(spec, self.project, self.zone))
         op = self._record("POST", f"/queuedResources?queuedResourceId={spec.name}", body)
         self._made[spec.name] = dataclasses.replace(
             simulated_node(self, spec),

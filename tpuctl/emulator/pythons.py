@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from pathlib import Path
 
 _VERSIONED = re.compile(r"^python3\.(\d{1,2})$")
@@ -66,14 +67,14 @@ def offer_interpreters(bin_dir: Path, path_env: str | None = None) -> dict[str, 
     found = local_interpreters(path_env)
     wanted = {f"python{v}": str(target) for v, target in found.items()}
     for old in bin_dir.iterdir():
-        if old.is_symlink() and old.name not in wanted:
-            old.unlink()
+        # (a dot name is another call's link in the making: nodes start concurrently)
+        if old.is_symlink() and old.name not in wanted and not old.name.startswith("."):
+            old.unlink(missing_ok=True)
     for name, target in wanted.items():
         link = bin_dir / name
         if link.is_symlink() and os.readlink(link) == target:
             continue
-        tmp = bin_dir / f".{name}.tmp"
-        tmp.unlink(missing_ok=True)
+        tmp = bin_dir / f".{name}.{uuid.uuid4().hex}.tmp"  # one per call: no two collide
         tmp.symlink_to(target)
         os.replace(tmp, link)
     return found

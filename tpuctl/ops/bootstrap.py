@@ -150,6 +150,9 @@ async def bootstrap(
 ) -> BootstrapResult:
     if attempts < 1:
         raise UsageError(f"invalid attempts {attempts}", hint="use 1 or more")
+    from tpuctl.ops.startup import wait_startup
+
+    await wait_startup(session, timeout=timeout)  # the guest agent's startup script first
     t0 = time.monotonic()
     deadline = t0 + timeout
     h = spec.hash

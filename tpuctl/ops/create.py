@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from tpuctl import backoff
 from tpuctl.accelerators import parse_accelerator
+from tpuctl.capacity import Capacity
 from tpuctl.cloud.base import Cloud
+from tpuctl.cloud.groups import MAX_SLICES
 from tpuctl.errors import (
     CapacityError,
     CloudError,
@@ -31,6 +33,7 @@ from tpuctl.ops.access import GONE_STATES, ensure_access, ssh_key_metadata
 from tpuctl.ops.owner import me
 from tpuctl.ops.ports import Ports
 from tpuctl.prices import Price, price_for
+from tpuctl.vmoptions import VmOptions, check_disks
 
 Progress = Callable[[str], None]
 
@@ -63,6 +66,15 @@ class CreateRequest:
     timeout: float = 1800.0
     ttl: str | None = None  # e.g. "8h": labels an expiry that `tpuctl gc` acts on
     zones: tuple[str, ...] = ()  # tried in order, moving on only on a stockout; (): configured
+    capacity: Capacity | None = None  # reserved, reservation, tier, queueing (tpuctl/capacity.py)
+    vm: VmOptions = field(default_factory=VmOptions)  # service account, metadata, data disks
+    slices: int = 1  # > 1: a multislice group of that many nodes, through one queued resource
+
+    @property
+    def through_queue(self) -> bool:
+        """Through a queued resource: asked for, or implied by a queued-only option."""
+        return self.queued or self.slices > 1 or (
+            self.capacity is not None and self.capacity.needs_queue)
 
 
 @dataclass(frozen=True)
@@ -101,9 +113,16 @@ def validate_request(req: CreateRequest) -> tuple[NodeSpec, bool]:
     if any(not z for z in req.zones):
         raise UsageError(f"invalid --zone {','.join(req.zones)!r}: an empty zone",
                          hint="give zones separated by commas, e.g. us-east5-b,us-east5-a")
+    cap = req.capacity or Capacity(spot=req.spot, queued=req.queued)
+    if not 1 <= req.slices <= MAX_SLICES:
+        raise UsageError(f"invalid --slices {req.slices}",
+                         hint=f"give 1 (one node) to {MAX_SLICES} slices")
+    check_disks(req.vm.data_disks, accel.hosts * req.slices, accel.name
+                + (f" x {req.slices} slices" if req.slices > 1 else ""))
     return NodeSpec(name=req.name, accelerator_type=accel.name, runtime_version=runtime,
-                    spot=req.spot, labels=labels,
-                    description=f"tpuctl task {req.name}"), auto
+                    spot=req.spot or cap.spot, labels=labels, metadata=dict(req.vm.metadata),
+                    description=f"tpuctl task {req.name}", capacity=cap, vm=req.vm,
+                    slices=req.slices), auto
 
 
 def check_runtime(cloud: Cloud, runtime: str, accelerator_type: str, auto: bool) -> None:
@@ -139,8 +158,13 @@ def _reuse(cloud: Cloud, existing: Slice, spec: NodeSpec, auto_runtime: bool) ->
         diffs.append(f"type {existing.accelerator_type} (asked {spec.accelerator_type})")
     if not auto_runtime and existing.runtime_version != spec.runtime_version:
         diffs.append(f"runtime {existing.runtime_version} (asked {spec.runtime_version})")
+    if existing.slices != spec.slices:
+        diffs.append(f"{existing.slices} slice(s) (asked {spec.slices})")
     if existing.spot != spec.spot:
         diffs.append(f"spot={existing.spot} (asked spot={spec.spot})")
+    elif existing.capacity in ("on-demand", "reserved") and not existing.queued_resource \
+            and existing.capacity != spec.effective_capacity.kind:  # (a queued one: its tier)
+        diffs.append(f"capacity {existing.capacity} (asked {spec.effective_capacity.kind})")
     if diffs:
         raise UsageError(
             f"node {spec.name!r} exists with a different spec: {', '.join(diffs)}",
@@ -193,9 +217,18 @@ def _wait_ready(cloud: Cloud, name: str, deadline: float, progress: Progress,
             state = "QUEUED"
             if queued:
                 try:
-                    state = f"queued ({cloud.queued_resource_state(name)})"
+                    qstate = cloud.queued_resource_state(name)
+                    state = f"queued ({qstate})"
                 except NotFoundError:
-                    pass
+                    qstate = ""
+                if qstate == "FAILED":  # past its valid-until, no such reservation, ...
+                    why = cloud.queued_resource_error(name)
+                    raise CapacityError(
+                        f"queued resource {name!r} FAILED in {cloud.zone}"
+                        + (f": {why[:300]}" if why else ""),
+                        hint="check --reservation and --valid-until; the whole record: "
+                        f"`gcloud compute tpus queued-resources describe {name} --zone "
+                        f"{cloud.zone}`") from None
             progress(state)
         if time.monotonic() >= deadline:
             raise TimeoutExpired(f"node {name!r} was not READY in time",
@@ -212,7 +245,11 @@ def create(ports: Ports, req: CreateRequest, events: CreateEvents | None = None
     for i, zone in enumerate(zones):
         here = ports.in_zone(zone) if req.zones else ports
         events.zone(zone)
-        price = price_for(req.accelerator_type, here.cloud.zone, req.spot)
+        price = price_for(req.accelerator_type, here.cloud.zone,
+                          req.spot or (req.capacity is not None and req.capacity.spot))
+        if req.slices > 1:  # a multislice group: every slice
+            price = replace(price, chips=price.chips * req.slices, amount=None
+                            if price.amount is None else price.amount * req.slices)
         events.price(price)
         try:
             return replace(create_in_zone(here, req, events.state), price=price)
@@ -246,10 +283,10 @@ def create_in_zone(ports: Ports, req: CreateRequest, progress: Progress = lambda
         return CreateResult(existing, created=False, seconds=time.monotonic() - t0)
 
     check_runtime(cloud, spec.runtime_version, spec.accelerator_type, auto)
-    spec = replace(spec, metadata=ssh_key_metadata(ports.local, {}),
+    spec = replace(spec, metadata=ssh_key_metadata(ports.local, spec.metadata),
                    labels={**spec.labels, OWNER_LABEL: me(cloud)})
     progress("REQUESTED")
-    if req.queued:
+    if req.through_queue:
         op = cloud.create_queued_resource(spec)
     else:
         op = cloud.create_node(spec)
@@ -257,11 +294,11 @@ def create_in_zone(ports: Ports, req: CreateRequest, progress: Progress = lambda
         sl = _get_or_placeholder(cloud, spec)
         return CreateResult(sl, created=True, seconds=time.monotonic() - t0)
     try:
-        _wait_ready(cloud, spec.name, deadline, progress, op=None if req.queued else op,
-                    queued=req.queued)
+        _wait_ready(cloud, spec.name, deadline, progress,
+                    op=None if req.through_queue else op, queued=req.through_queue)
         sl = ensure_access(ports, spec.name, timeout=max(1.0, deadline - time.monotonic()))
     except (KeyboardInterrupt, TimeoutExpired, PreemptedError, CloudError):
-        _abandon(ports, spec.name, req.queued)
+        _abandon(ports, spec.name, req.through_queue)
         raise
     from tpuctl.ops.ledgernotes import note_node
 

@@ -112,6 +112,10 @@ def worker_env(session: SliceSession, spec: LaunchSpec, run_id: str, index: int
     })
     if spec.serve_port is not None:
         env["TPUCTL_SERVE_URL"] = f"http://{workers[0].ip}:{spec.serve_port}"
+    if session.slice.slices > 1:  # a multislice group: what libtpu and JAX read across slices
+        from tpuctl.cloud.groups import megascale_env
+
+        env.update(megascale_env(session.slice, index))
     return env
 
 
@@ -130,6 +134,9 @@ async def launch(session: SliceSession, spec: LaunchSpec) -> LaunchResult:
         raise UsageError(f"invalid --timeout {spec.timeout}", hint="give 1 or more seconds")
     if not spec.command.strip() and not spec.per_worker_command:
         raise UsageError("no command to launch", hint="give --recipe FILE or -- CMD ...")
+    from tpuctl.ops.startup import wait_startup
+
+    await wait_startup(session)  # never race the guest agent's startup script
     calls = {}
     for i in session.indices:
         command = (spec.per_worker_command or {}).get(i, spec.command)

@@ -9,14 +9,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tpuctl import gitrepo
+from tpuctl.capacity import Capacity
 from tpuctl.errors import UsageError
 from tpuctl.model import Slice
 from tpuctl.ops import sync as sync_op
 from tpuctl.ops.bootstrap import BootstrapSpec
 from tpuctl.ops.launch import LaunchSpec, coordinator_port, new_run_id
 from tpuctl.ops.secrets import parse_env
+from tpuctl.recipes.node import Mount, node_options
 from tpuctl.recipes.planner import ServePlan
 from tpuctl.recipes.schema import Recipe, load_recipe
+from tpuctl.vmoptions import VmOptions
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class Prepared:
     requirements: bytes
     secrets: dict[str, str] | None
     serve_plan: ServePlan | None = None  # serving recipes: the planner's layout
+    node: NodeOptions | None = None  # the recipe's `node:` block, as `create` takes it
 
 
 def prepare(recipe: Recipe, name: str, recipe_path: Path) -> Prepared:
@@ -55,7 +59,15 @@ def prepare(recipe: Recipe, name: str, recipe_path: Path) -> Prepared:
         from tpuctl.ops.serve import plan_for
 
         plan = plan_for(recipe, repo.root)
-    return Prepared(recipe, name, repo, req, secrets, plan)
+    capacity, vm, mounts = node_options(recipe.node, repo.root, spot=recipe.spot)
+    return Prepared(recipe, name, repo, req, secrets, plan, NodeOptions(capacity, vm, mounts))
+
+
+@dataclass(frozen=True)
+class NodeOptions:
+    capacity: Capacity
+    vm: VmOptions
+    mounts: tuple[Mount, ...]
 
 
 def prepare_file(path: Path, name: str | None = None) -> Prepared:

@@ -50,6 +50,8 @@ class SliceSession:
     # are not run there, each call gets this failure back as that worker's result (as
     # `exec` reports an unreachable worker), so the other workers' results still count
     unreachable: dict[int, WorkerResult] = field(default_factory=dict, init=False)
+    # the node's startup script was seen finished on every worker (ops/startup.py)
+    startup_done: bool = field(default=False, init=False)
 
     @property
     def cloud(self) -> Cloud:
@@ -305,6 +307,9 @@ def open_session(ports: Ports, name: str, *, max_concurrency: int = 64,
     be kept between commands (the wiring decides how: workers/mux.py when persistence is on).
     """
     sl, cached = cached_access(ports, name, any_owner=any_owner)
+    from tpuctl.cloud.groups import note_session
+
+    note_session(sl)  # a multislice group's lines are labelled [sSwW]
     pool = ports.connect(ssh_targets(ports.local, sl), key_path=ports.local.key_path(),
                          pool=worker_cache.node_identity(ports.cloud, name), shared=shared,
                          connect_timeout=CACHED_CONNECT_TIMEOUT if cached else CONNECT_TIMEOUT,

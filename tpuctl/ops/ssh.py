@@ -15,16 +15,22 @@ from tpuctl.ops.access import ensure_access, ssh_targets
 from tpuctl.ops.ports import Ports
 
 
-def ssh_argv(ports: Ports, name: str, worker: int, command: Sequence[str]) -> list[str]:
-    """The exact OpenSSH argv for an interactive shell (or one command) on one worker."""
+def ssh_argv(ports: Ports, name: str, worker: int, command: Sequence[str],
+             slice_: int | None = None) -> list[str]:
+    """The exact OpenSSH argv for an interactive shell (or one command) on one worker
+    (`slice_`: of that slice of a multislice group, `worker` counted within it)."""
     validate_node_name(name)
     if worker < 0:
         raise UsageError(f"invalid --worker {worker}", hint="use a worker index such as 0")
+    if slice_ is not None and slice_ < 0:
+        raise UsageError(f"invalid --slice {slice_}", hint="use a slice index such as 0")
     ssh = shutil.which("ssh")
     if ssh is None:
         raise UsageError("the OpenSSH client (ssh) is not installed",
                          hint="install it, e.g. `apt-get install openssh-client`")
     sl = ensure_access(ports, name)
+    if slice_ is not None:
+        worker = _in_slice(sl, slice_, worker)
     if worker >= len(sl.workers):
         raise UsageError(f"worker {worker} does not exist: {name!r} has {len(sl.workers)} "
                          f"worker(s)", hint=f"use --worker 0..{len(sl.workers) - 1}")
@@ -41,6 +47,30 @@ def ssh_argv(ports: Ports, name: str, worker: int, command: Sequence[str]) -> li
     # source there, exactly as with plain `ssh` (`tpuctl exec` quotes every argument).
     argv += ["--", _checked(validate.ip_address, target.host), *command]
     return argv
+
+
+def _in_slice(sl: Slice, slice_: int, worker: int) -> int:
+    """The global index of worker `worker` of slice `slice_` (cloud/groups.py)."""
+    from tpuctl.cloud.groups import global_index
+
+    hosts = len(sl.workers) // max(1, sl.slices)
+    if slice_ >= sl.slices:
+        raise UsageError(f"slice {slice_} does not exist: {sl.name!r} has {sl.slices} "
+                         "slice(s)", hint=f"use --slice 0..{sl.slices - 1}")
+    if worker >= hosts:
+        raise UsageError(f"worker {worker} does not exist in a slice of {hosts} worker(s)",
+                         hint=f"use --worker 0..{hosts - 1}")
+    return global_index(sl, slice_, worker)
+
+
+def host_alias(sl: Slice, index: int) -> str:
+    """`NAME-w3`, or `NAME-s1-w3` for slice 1's worker 3 of a multislice group."""
+    from tpuctl.cloud.groups import worker_of
+
+    if sl.slices <= 1:
+        return f"{sl.name}-w{int(index)}"
+    s, w = worker_of(sl, index)
+    return f"{sl.name}-s{s}-w{w}"
 
 
 def ssh_config_text(ports: Ports, name: str) -> str:
@@ -83,7 +113,7 @@ def render_ssh_config(sl: Slice, key: Path, known_hosts: Path, user: str) -> str
     for w in sl.workers:
         blocks.append(
             "\n".join([
-                f"Host {sl.name}-w{int(w.index)}",
+                f"Host {host_alias(sl, w.index)}",
                 f"  HostName {validate.ip_address(w.ip)}",
                 f"  Port {validate.port(w.ssh_port)}",
                 f"  User {user}",

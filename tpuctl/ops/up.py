@@ -25,6 +25,7 @@ from tpuctl.ops.prepared import Prepared, launch_spec, prepare_file, venv_spec
 from tpuctl.ops.session import SliceSession, open_session
 from tpuctl.paths import private_dir, tpuctl_home
 from tpuctl.prices import Price
+from tpuctl.vmoptions import VmOptions
 
 ON_PREEMPT = ("fail", "recreate")
 
@@ -205,9 +206,11 @@ class _Attempt:
     def run(self) -> None:
         r = self.p.recipe
         t0 = time.monotonic()
+        node = self.p.node
         created = create_in_zone(self.ports, CreateRequest(
             name=self.p.name, accelerator_type=r.accelerator, runtime=r.runtime, spot=r.spot,
-            timeout=r.timeouts.create), progress=self.events.state)
+            timeout=r.timeouts.create, capacity=node.capacity if node else None,
+            vm=node.vm if node else VmOptions(), slices=r.slices), progress=self.events.state)
         sl = created.slice
         self.step("create", "done" if created.created else "reused",
                   f"{sl.name} {sl.accelerator_type} {sl.state}, {len(sl.workers)} workers", t0)
@@ -258,7 +261,23 @@ class _Attempt:
         self.step("secrets", "done", f"{len(pushed.keys)} keys to {pushed.workers} workers", t)
 
     async def _bootstrap(self, session: SliceSession) -> str:
+        from tpuctl.ops.startup import wait_startup
+
         t = time.monotonic()
+        started = await wait_startup(session, timeout=self.p.recipe.timeouts.bootstrap,
+                                     on_state=self.events.activity)
+        if started.ran:
+            self.step("startup-script", "done",
+                      f"finished on {started.workers} workers", t)
+            t = time.monotonic()
+        if self.p.node and self.p.node.mounts:
+            from tpuctl.ops.disks import mount_disks
+
+            self.events.activity("mounting data disks")
+            paths = await mount_disks(session, self.p.node.mounts)
+            self.step("disks", "done", f"{', '.join(paths)} on {len(session.indices)} workers",
+                      t)
+            t = time.monotonic()
         self.events.activity("bootstrapping")
         spec = venv_spec(self.p, session.slice.runtime_version)
         boot = await bootstrap_op.bootstrap(session, spec,

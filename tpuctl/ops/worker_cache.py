@@ -87,7 +87,9 @@ def _slice(d: dict[str, Any]) -> Slice | None:
                health=str(d.get("health", "")), labels=dict(d.get("labels") or {}),
                workers=workers, spot=bool(d.get("spot")),
                create_time=str(d.get("create_time", "")),
-               queued_resource=str(d.get("queued_resource", "")))
+               queued_resource=str(d.get("queued_resource", "")),
+               startup_script=bool(d.get("startup_script")),
+               slices=int(d.get("slices") or 1))
     if sl.state != "READY" or not workers or any(w.host_key is None for w in workers):
         return None
     return sl

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tpuctl.errors import UsageError
 from tpuctl.model import DEFAULT_SERVE_PORT
 from tpuctl.naming import ENV_KEY_RE
+from tpuctl.recipes.node import NodeBlock
 
 _PYTHON = re.compile(r"^3\.\d{1,2}$")
 
@@ -97,6 +98,8 @@ class Recipe(_Strict):
     ready_pattern: str | None = None
     sync: SyncSpec = Field(default_factory=SyncSpec)
     timeouts: Timeouts = Field(default_factory=Timeouts)
+    node: NodeBlock = Field(default_factory=NodeBlock)  # capacity, VM options, data disks
+    slices: int = Field(1, ge=1, le=256)  # > 1: a multislice group (one queued resource)
 
     @field_validator("env")
     @classmethod

@@ -79,9 +79,9 @@ class ListView(View[NodeList]):
                          duration(c.age_s) if c and c.age_s is not None else "-",
                          c.price.text() if c else "-",
                          "-" if so_far is None or c is None else money(so_far, c.price.currency),
-                         _idle_cell(result, n.name)])
+                         _idle_cell(result, n.name), n.capacity_type])
         output.table(["NAME", "TYPE", "STATE", "RUNTIME", "WORKERS", "MANAGED", "OWNER", "AGE",
-                      "PRICE", "SO FAR", "IDLE"], rows)
+                      "PRICE", "SO FAR", "IDLE", "CAPACITY"], rows)
         if result.flagged:
             output.info(f"idle for more than {duration(result.idle_warn)} (idle_warn), still "
                         f"billing: {', '.join(result.flagged)}; `tpuctl down NAME --yes`, or "
@@ -100,6 +100,8 @@ class DescribeView(View[NodeDetail]):
                            ("type", sl.accelerator_type), ("runtime", sl.runtime_version),
                            ("state", sl.state), ("health", sl.health or "-"),
                            ("spot", "yes" if sl.spot else "no"),
+                           ("capacity", sl.capacity_type),
+                           ("queued", sl.queued_resource.rsplit("/", 1)[-1] or "-"),
                            ("managed", "yes" if sl.managed else "no"),
                            ("owner", sl.owner or "-"),
                            ("created", sl.create_time or "-"),

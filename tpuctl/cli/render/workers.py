@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from tpuctl.cli import output
 from tpuctl.cli.render.base import View
+from tpuctl.cloud.groups import label
 from tpuctl.ops.remote_exec import ExecResult
 
 _COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "red")
@@ -29,11 +30,11 @@ def line_printer(json_mode: bool) -> Callable[[int, str, str], None]:
             # under a live status line (`up`), above it: that console owns the terminal
             console = output.live_console() or (err_console if stream == "stderr"
                                                 else out_console)
-            console.print(f"[{c}]\\[w{index}][/{c}] {escape(line)}", highlight=False,
+            console.print(f"[{c}]\\[{label(index)}][/{c}] {escape(line)}", highlight=False,
                           soft_wrap=True)
             return
         target = sys.stderr if (stream == "stderr" or json_mode) else sys.stdout
-        target.write(f"[w{index}] {line}\n")
+        target.write(f"[{label(index)}] {line}\n")
         target.flush()
 
     return on_output
@@ -55,7 +56,7 @@ def text_block(text: str) -> None:
 def unreachable(workers: dict[int, str]) -> None:
     """One stderr line per worker that could not be reached (the others' results stand)."""
     for i, why in sorted(workers.items()):
-        output.info(f"w{i} unreachable: {why}")
+        output.info(f"{label(i)} unreachable: {why}")
 
 
 class ExecView(View[ExecResult]):
@@ -63,11 +64,11 @@ class ExecView(View[ExecResult]):
         parts = []
         for r in result.results:
             if r.ok:
-                parts.append(f"w{r.index} ok")
+                parts.append(f"{label(r.index)} ok")
             elif r.error:
-                parts.append(f"w{r.index} {r.error}")
+                parts.append(f"{label(r.index)} {r.error}")
             else:
-                parts.append(f"w{r.index} exit {r.exit_code}")
+                parts.append(f"{label(r.index)} exit {r.exit_code}")
         failed = [r for r in result.results if not r.ok]
         head = f"{len(result.results) - len(failed)}/{len(result.results)} workers ok"
         output.info(f"{head}: " + ", ".join(parts))
