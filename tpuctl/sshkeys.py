@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import getpass
 import os
-import re
 import stat
 from pathlib import Path
 
 from tpuctl.errors import ConfigError
 from tpuctl.model import Slice
+from tpuctl.naming import ssh_username
 from tpuctl.paths import known_hosts_dir, private_dir, ssh_dir
 
+__all__ = ["KEY_NAME", "check_private_key", "ensure_key", "key_path", "known_hosts_path",
+           "merge_ssh_keys", "ssh_keys_entry", "ssh_username", "write_known_hosts"]
+
 KEY_NAME = "tpuctl_ed25519"
-
-
-def ssh_username() -> str:
-    """The account name on workers: the local user, reduced to what GCP's guest agent accepts."""
-    try:
-        raw = getpass.getuser()
-    except (KeyError, OSError):
-        raw = "tpuctl"
-    name = re.sub(r"[^a-z0-9_-]", "", raw.lower())[:32]
-    return name if name and name[0].isalpha() else f"u{name}" if name else "tpuctl"
 
 
 def key_path() -> Path:

@@ -21,6 +21,9 @@ from tpuctl.model import Slice
 from tpuctl.ops import worker_cache
 from tpuctl.ops.access import cached_access, ensure_access, ssh_targets
 from tpuctl.ops.ports import Ports
+from tpuctl.ops.results import is_unreachable as is_unreachable
+from tpuctl.ops.results import parse_kv as parse_kv
+from tpuctl.ops.results import worker_run_id as worker_run_id
 from tpuctl.workers.base import OnOutput, WorkerResult, Workers
 
 T = TypeVar("T")
@@ -201,28 +204,6 @@ CONNECT_ATTEMPTS = 3
 CACHED_CONNECT_TIMEOUT = 5.0
 
 
-def parse_kv(text: str) -> dict[str, str]:
-    """The worker scripts' output protocol: whitespace-separated key=value words."""
-    return dict(word.split("=", 1) for word in text.split() if "=" in word)
-
-
-def worker_run_id(index: int, value: str | None) -> str:
-    """A run id as a worker reported it ("-": none), checked: tpuctl uses it in local paths
-    and in arguments, and a worker (or its runs/latest) may say anything."""
-    from tpuctl import validate
-
-    if value in (None, "", "-"):
-        return "-"
-    assert value is not None
-    try:
-        return validate.run_id(value)
-    except ValueError:
-        raise RemoteCommandError(f"w{index} answered an invalid run id {value[:80]!r}",
-                                 hint="refusing to use it (run ids are letters, digits, '.', '_' "
-                                 "and '-'); look at ~/.tpuctl/runs/latest on that worker: "
-                                 f"`tpuctl ssh NAME --worker {index}`") from None
-
-
 def _retry_wait(attempt: int) -> float:
     """Before re-running an idempotent script whose transport failed: 0.5, 1, 2, 4 s."""
     return backoff.delay(attempt, first=0.5, cap=4.0)
@@ -237,12 +218,6 @@ def _transport_failed(r: WorkerResult) -> bool:
     if r.timed_out or r.error is None or r.unreached:
         return False
     return r.exit_code is None or r.error.startswith("killed by signal")
-
-
-def is_unreachable(r: WorkerResult) -> bool:
-    """The command could not be run or finished there (no connection, or it was lost), as
-    opposed to a command that ran and failed, or timed out."""
-    return r.exit_code is None and not r.timed_out
 
 
 def _script_cmd(h: str, name: str, args: Sequence[str]) -> str:
