@@ -35,6 +35,13 @@ if TYPE_CHECKING:
     from tpuctl.workers.records import SshTarget
 
 TTL_SECONDS = 60.0
+# How a cached list's workers are connected to: one short attempt. A worker that does not
+# answer within CACHED_CONNECT_TIMEOUT sends the session to the API (a preempted node's workers
+# may not even refuse), and the full policy (ops/session.py) applies to the re-read list.
+CACHED_CONNECT_TIMEOUT = 5.0
+CACHED_CONNECT_ATTEMPTS = 1
+# connections opened at once by one command (a session's default)
+MAX_CONCURRENCY = 64
 _FORMAT = 2  # 2: the SSH targets are kept too
 
 
