@@ -13,9 +13,18 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
+KEY_NAME = "tpuctl_ed25519"  # this user's tpuctl SSH key, in ~/.tpuctl/ssh (sshkeys.py)
+
+
 def local_dir(*parts: str) -> str:
     """~/.tpuctl/PARTS as a string: the fast path (tpuctl/cli/fast/) imports no pathlib."""
     return os.path.join(os.path.expanduser("~"), ".tpuctl", *parts)
+
+
+def known_hosts_file(project: str, zone: str, name: str) -> str:
+    """A node's pinned host keys (sshkeys.write_known_hosts writes it; one file per node:
+    addresses are reused across nodes)."""
+    return local_dir("ssh", "known_hosts.d", f"{project}_{zone}_{name}")
 
 
 def _path(text: str) -> Path:

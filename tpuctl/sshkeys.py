@@ -9,12 +9,11 @@ from pathlib import Path
 from tpuctl.errors import ConfigError
 from tpuctl.model import Slice
 from tpuctl.naming import ssh_username
-from tpuctl.paths import known_hosts_dir, private_dir, ssh_dir
+from tpuctl.paths import KEY_NAME, known_hosts_file, private_dir, ssh_dir
 
 __all__ = ["KEY_NAME", "check_private_key", "ensure_key", "key_path", "known_hosts_path",
            "merge_ssh_keys", "ssh_keys_entry", "ssh_username", "write_known_hosts"]
 
-KEY_NAME = "tpuctl_ed25519"
 
 
 def key_path() -> Path:
@@ -76,7 +75,7 @@ def merge_ssh_keys(existing: str, entry: str) -> str:
 
 
 def known_hosts_path(sl: Slice) -> Path:
-    return known_hosts_dir() / f"{sl.project}_{sl.zone}_{sl.name}"
+    return Path(known_hosts_file(sl.project, sl.zone, sl.name))
 
 
 def write_known_hosts(sl: Slice) -> Path:
