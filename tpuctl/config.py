@@ -354,9 +354,10 @@ def persist_setting(env: dict[str, str] | None = None, *,
     return value, source
 
 
-def persist_seconds(env: dict[str, str] | None = None) -> float:
+def persist_seconds(env: dict[str, str] | None = None, *,
+                    reader: RepoReader = load_repo_config) -> float:
     """`persist_setting`'s value alone."""
-    return persist_setting(env)[0]
+    return persist_setting(env, reader=reader)[0]
 
 
 DEFAULT_IDLE_WARN_S = 1800.0  # `list` marks a node idle this long (no run on it)

@@ -199,7 +199,8 @@ def tail_node(ports: Ports, req: TailRequest, on_line: OnLine) -> TailResult:
         return await tail(session, req.run_id, lines=req.lines, follow=req.follow,
                           indices=idx, on_line=on_line)
 
-    return on_slice(ports, req.name, go)
+    # without --follow a short command: through the connection daemon, as exec and status
+    return on_slice(ports, req.name, go, shared=not req.follow)
 
 
 @dataclass(frozen=True)

@@ -205,9 +205,7 @@ class MuxWorkers:
                 await writer.drain()
                 first = await asyncio.wait_for(reader.readline(), ACK_TIMEOUT_S)
             except TimeoutError:  # (before OSError: asyncio's TimeoutError is one)
-                sys.stderr.write(f"tpuctl: the connection daemon did not answer within "
-                                 f"{ACK_TIMEOUT_S:g}s; running in process (`tpuctl mux stop` "
-                                 "ends it)\n")
+                sys.stderr.write(muxproto.NO_ACK + "\n")
                 raise _NoDaemon from None
             except OSError:
                 raise _NoDaemon from None

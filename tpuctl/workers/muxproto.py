@@ -42,6 +42,8 @@ CANCEL_CONFIRM_S = 3.0
 DAEMON_FILES = ("mux.py", "muxd.py", "muxproto.py", "ssh.py", "sshfailures.py", "lines.py",
                 "openssh.py", "base.py", "records.py")
 LOST = "tpuctl's connection daemon exited during the command (it may have run)"
+NO_ACK = (f"tpuctl: the connection daemon did not answer within {ACK_TIMEOUT_S:g}s; running in "
+          "process (`tpuctl mux stop` ends it)")
 
 
 def mux_dir() -> str:
