@@ -146,7 +146,7 @@ _YAML_WORDS = {"yes", "no", "true", "false", "on", "off", "null", "y", "n"}
 def quick_repo_config(path: Path | str) -> dict[str, str]:
     """`load_repo_config` without yaml, for the fast path: a file of `key: value` lines (and
     blank or comment lines) whose values are plain names, URLs or numbers reads to exactly
-    what yaml would give (tests/unit/test_config.py checks it against yaml with hypothesis);
+    what yaml would give (tests/unit/test_quick_config.py checks it against yaml, hypothesis);
     anything else raises NotSimple, and the full CLI reads it with yaml."""
     try:
         with open(path, encoding="utf-8") as f:
