@@ -128,11 +128,10 @@ def _kill_daemon(cli: Cli) -> Hook:
 
 
 @pytest.fixture
-def warm(fcli: Cli, node: str) -> Iterator[Cli]:
-    """Each test starts and ends with a fresh cache and a live daemon."""
+def warm(fcli: Cli, node: str) -> Cli:
+    """Each test starts with a fresh cache and a live daemon."""
     _warm(fcli, node)
-    yield fcli
-    _warm(fcli, node)
+    return fcli
 
 
 # -- exec --------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import shlex
 
 from tpuctl import remote
 from tpuctl.cli import plain
-from tpuctl.cli.fast import daemon, handoff
+from tpuctl.cli.fast import daemon
 from tpuctl.cli.fast import node as nodes
 from tpuctl.errors import TpuctlError
 from tpuctl.naming import validate_node_name
@@ -85,6 +85,8 @@ def exec_(args: Args, argv: Sequence[str]) -> int | None:
     if reply.error is not None or \
             any(r.exit_code is None and not r.timed_out for r in reply.results):
         # a transport failure from a cached list: the session re-reads the node (API)
+        from tpuctl.cli.fast import handoff
+
         return handoff.resume(argv, [handoff.answer(command, indices, args.timeout, False,
                                                     reply)])
     result = ExecResult(node=args.name, results=reply.results)
@@ -207,6 +209,8 @@ def stop(args: Args, argv: Sequence[str]) -> int | None:
                               indices, timeout=grace + 60, stream=False, capture=True)
     if reply is None:
         return None
+    from tpuctl.cli.fast import handoff
+
     if reply.error is not None or not _clean(reply.results):
         return handoff.resume(argv, [handoff.answer(command, indices, grace + 60, True,
                                                     reply)])
