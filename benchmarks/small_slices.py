@@ -42,7 +42,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import SIZES, Bench, Sample, fmt_ratio, fmt_s, machine, table, write_results
-from fanout import Slice, par_openssh, seq_openssh, tpuctl_reuse
+from fanout import Slice, forget_workers, par_openssh, seq_openssh, tpuctl_reuse
 
 EXEC = ["seq-openssh", "par-openssh", "par-openssh-mux", "tpuctl-fast", "tpuctl-full",
         "daemon-step", "in-process"]
@@ -165,6 +165,8 @@ def main() -> int:
             par_openssh(sl, mux=True)
             cat = [f".tpuctl/runs/{run}/{f}" for f in RUN_FILES]
             cat_argv = [[*argv[:-1], "cat", *cat] for argv in sl.mux_argv]
+            forget_workers(sl)
+            timed_proc([tp, "exec", sl.name, "--", "true"], full, bench.cwd)
             assert took_fast_path(bench, ["exec", sl.name, "--", "true"]), "exec not fast"
             assert took_fast_path(bench, ["status", sl.name, run]), "status not fast"
             ex: dict[str, list[float]] = {m: [] for m in EXEC}
@@ -177,7 +179,10 @@ def main() -> int:
             stt: dict[str, list[float]] = {m: [] for m in STATUS}
             warmed = time.monotonic()
             for _ in range(args.repeat):
-                if time.monotonic() - warmed > 40:  # keep the 60 s worker cache fresh
+                if time.monotonic() - warmed > 20:
+                    # the worker cache lives 60 s from when the API was read (a command that
+                    # hits it does not renew it): read it again, untimed
+                    forget_workers(sl)
                     timed_proc([tp, "exec", sl.name, "--", "true"], full, bench.cwd)
                     warmed = time.monotonic()
                 ex["seq-openssh"].append(seq_openssh(sl))
@@ -202,6 +207,7 @@ def main() -> int:
                 floor["python -c pass"].append(timed_proc([py, "-c", "pass"], fast, bench.cwd))
                 floor["fast-path imports"].append(timed_proc([py, "-c", FAST_IMPORTS], fast,
                                                              bench.cwd))
+            assert took_fast_path(bench, ["exec", sl.name, "--", "true"]), "exec fell back"
             loop.run_until_complete(session.close())
             bench.tpuctl("stop", sl.name, run, "--grace", "1")
             sl.close_masters()
