@@ -9,19 +9,20 @@
 # the group counts as dead, so it is never signalled (the kernel frees a pgid only when no
 # member is left, so a group whose leader has exited is still the original one).
 group_alive() {
-  local pgid=$1 start=${2:-} now
+  local pgid=$1 start=${2:-} stat= rest
   [ -n "$pgid" ] && [ "$pgid" != 0 ] || return 1
   kill -0 -- "-$pgid" 2>/dev/null || return 1
-  if [ -n "$start" ] && now=$(proc_start "$pgid"); then
-    [ "$now" = "$start" ] || return 1
-  fi
-  # the leader itself alive (not a zombie) and still in its group: no scan of every process
-  # (status asks this on every worker, every call)
-  local stat rest
-  if { IFS= read -r stat || [ -n "$stat" ]; } 2>/dev/null <"/proc/$pgid/stat"; then
-    rest=${stat##*) }
+  # the process whose pid is PGID, read with a builtin (status asks this on every worker,
+  # every call: no process started for it)
+  { IFS= read -r -d '' stat || :; } 2>/dev/null <"/proc/$pgid/stat" || :
+  if [ -n "$stat" ]; then
+    rest=${stat##*) }  # after the command name, which may hold spaces and parentheses
     # shellcheck disable=SC2086
     set -- $rest
+    if [ -n "$start" ] && [ -n "${20:-}" ] && [ "${20}" != "$start" ]; then
+      return 1  # a stranger (see proc_start)
+    fi
+    # the leader itself alive (not a zombie) and still in its group: no scan of every process
     if [ "${1:-Z}" != Z ] && [ "${3:-}" = "$pgid" ]; then
       return 0
     fi

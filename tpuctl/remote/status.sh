@@ -4,7 +4,7 @@
 # state: running | exited | dead (supervisor gone without an exit code) | missing
 set -euo pipefail
 # shellcheck source=lib.sh
-. "$(dirname "$0")/lib.sh"
+. "${0%/*}/lib.sh"  # (not dirname: no process; status runs on every worker per call)
 run_id=$1
 worker=$2
 runs="$HOME/.tpuctl/runs"
