@@ -114,3 +114,13 @@ def test_the_fast_path_imports_no_framework() -> None:
     heavy = {"typer", "click", "rich", "pydantic", "yaml", "asyncio", "asyncssh", "google",
              "jax", "dataclasses", "pathlib", "hashlib"}
     assert {m.split(".")[0] for m in added} & heavy == set()
+
+
+def test_the_entry_point_offers_the_fast_path_only_what_it_serves() -> None:
+    from tpuctl.cli import entry
+
+    assert set(entry._FAST) == set(OPTIONS)
+    assert entry._maybe_fast(["exec", "n1", "--", "grep", "--help"])
+    assert not entry._maybe_fast(["exec", "n1", "--help", "--", "true"])
+    assert not entry._maybe_fast(["status", "-h"]) and not entry._maybe_fast(["--help"])
+    assert not entry._maybe_fast(["list"]) and not entry._maybe_fast([])
