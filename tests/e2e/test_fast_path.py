@@ -212,11 +212,12 @@ def test_status_running_failing_and_timed_out(warm: Cli, node: str) -> None:
     failing = _launch(warm, node, "bash", "-c", "echo one; echo two; exit $TPU_WORKER_ID")
     _finished(warm, node, failing)
     r = both(warm, "status", node, failing, normalize=_heartbeats)
-    assert r.fast and r.code == 1 and ": failed" in r.out
+    # a finished run: the full CLI does it (it records the run's end in the cost ledger)
+    assert not r.fast and r.code == 1 and ": failed" in r.out
     timed = _launch(warm, node, "sleep", "30", timeout="1")
     _finished(warm, node, timed)
     r = both(warm, "status", node, timed, normalize=_heartbeats)
-    assert r.fast and "timed-out" in r.out
+    assert not r.fast and "timed-out" in r.out
     running = _launch(warm, node, "sleep", "300")
     try:
         r = both(warm, "status", node, running, normalize=_heartbeats)
@@ -271,10 +272,21 @@ def _remove_scripts(cli: Cli, node: str) -> Hook:
     return remove
 
 
+def _run_ends(cli: Cli, node: str) -> int:
+    """run_end lines of this node in the cost ledger (tpuctl/ledger.py)."""
+    path = cli.home / ".tpuctl" / "ledger.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return sum(1 for ln in lines if json.loads(ln).get("kind") == "run_end"
+               and json.loads(ln).get("node") == node)
+
+
 def test_stop(warm: Cli, node: str) -> None:
+    ends = _run_ends(warm, node)
     r = both(warm, "stop", node, "--grace", "1", normalize=_run_ids,
              before=lambda: _launch(warm, node, "sleep", "300") and None)
-    assert r.fast and r.code == 0 and r.err.count(": terminated (exit 143)") == 2
+    assert _run_ends(warm, node) == ends + 2  # both paths recorded the stopped run's end
+    # it stopped a run: handed to the full CLI, which records the end in the cost ledger
+    assert r.handed_off and r.code == 0 and r.err.count(": terminated (exit 143)") == 2
     # a stopped run again, with --json; then with the worker scripts gone (installed again)
     r = both(warm, "stop", node, "--json", "--grace", "1", normalize=_run_ids)
     assert r.fast and {w["result"] for w in json.loads(r.out)["workers"]} == {"not-running"}

@@ -138,6 +138,9 @@ def status(args: Args) -> int | None:
         health = parse_kv(probe.results[0].stdout).get("http", "000")
     st = RunStatus(node=args.name, node_state=node.entry["slice"]["state"], workers=workers,
                    health_code=health)
+    ended = [w.ended_at for w in workers if w.ended_at is not None]
+    if st.finished and ended and not st.unreachable and len(st.run_id.split(",")) == 1:
+        return None  # the full CLI also records the run's end in the cost ledger (run_status)
     if args.json:
         plain.print_json(st.to_dict())
     else:
@@ -217,6 +220,10 @@ def stop(args: Args, argv: Sequence[str]) -> int | None:
     try:
         result = stop_result(args.name, args.run, reply.results)
     except TpuctlError:
+        return handoff.resume(argv, [handoff.answer(command, indices, grace + 60, True,
+                                                    reply)])
+    if any(w.result in ("terminated", "killed") for w in result.workers):
+        # it stopped a run: the full CLI records its end in the cost ledger (ops/launch.py)
         return handoff.resume(argv, [handoff.answer(command, indices, grace + 60, True,
                                                     reply)])
     if args.json:
