@@ -28,7 +28,8 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
 # emulated slice sizes (workers) and the accelerator types that have that many hosts
-SIZES: dict[int, str] = {4: "v6e-16", 16: "v6e-64", 64: "v6e-256", 256: "v4-2048"}
+SIZES: dict[int, str] = {1: "v6e-8", 4: "v6e-16", 16: "v6e-64", 64: "v6e-256",
+                         256: "v4-2048"}
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -300,10 +301,11 @@ class Bench:
     def emulator_hwm_kb(self) -> int | None:
         return proc_hwm_kb(self.proc.pid) if self.proc else None
 
-    def cloud(self) -> Any:
-        from tpuctl.ops.context import cloud_from_options
+    def ports(self) -> Any:
+        """tpuctl's ports (tpuctl/wiring.py) on this emulator, as the CLI builds them."""
+        from tpuctl.wiring import ports
 
-        return cloud_from_options(api_endpoint=self.endpoint, project=None, zone=None)
+        return ports(self.endpoint, None, None)
 
 
 # -- output -------------------------------------------------------------------------------------

@@ -92,9 +92,10 @@ class Slice:
         self.size = size
         n = bench.create(self.name, SIZES[size])
         assert n == size, (n, size)
-        self.cloud = bench.cloud()
-        sl = ensure_access(self.cloud, self.name)  # our key in metadata, host keys pinned
-        self.targets = ssh_targets(sl)
+        self.ports = bench.ports()
+        self.cloud = self.ports.cloud
+        sl = ensure_access(self.ports, self.name)  # our key in metadata, host keys pinned
+        self.targets = ssh_targets(self.ports.local, sl)
         self.key = sshkeys.key_path()
         self.known_hosts = sshkeys.known_hosts_path(sl)
         ssh = shutil.which("ssh") or "ssh"
@@ -250,7 +251,7 @@ def main() -> int:
             session = None
             from tpuctl.ops.session import open_session
 
-            session = open_session(sl.cloud, sl.name)
+            session = open_session(sl.ports, sl.name)
             warm = loop.run_until_complete(session.run("true"))  # opens the connections
             assert all(r.ok for r in warm)
             # the connection daemon: the first run starts it, the second fills it

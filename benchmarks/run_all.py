@@ -32,6 +32,7 @@ def main() -> int:
         ["fanout.py", "--sizes", sizes, *rep, *fabric],
         ["bootstrap_noop.py", *(["--repeat", "3"] if args.quick else [])],
         ["tail_latency.py", *(["--workers", "16"] if args.quick else [])],
+        ["small_slices.py", *(["--repeat", "3"] if args.quick else [])],
     ]
     failed = []
     t0 = time.perf_counter()

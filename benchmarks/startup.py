@@ -61,7 +61,17 @@ def commands(hello: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
         "tpuctl --version": ([tp, "--version"], {}),
         # what-if: typer's plain (click) help instead of rich's (see docs/performance.md)
         "TYPER_USE_RICH=0 tpuctl --help": ([tp, "--help"], {"TYPER_USE_RICH": "0"}),
+        # every other command's help (issue 18: each within 1.3x `import typer`)
+        **{f"tpuctl {c} --help": ([tp, c, "--help"], {}) for c in command_names()
+           if c != "exec"},
     }
+
+
+def command_names() -> list[str]:
+    from tpuctl.cli import main
+
+    return [str(c.name) for c in main.app.registered_commands] + \
+        [str(g.name) for g in main.app.registered_groups]
 
 
 def run_once(argv: list[str], env: dict[str, str]) -> float:
@@ -98,6 +108,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--out", default="startup")
+    ap.add_argument("--modes", default="cached,no-pyc", help="cached, no-pyc or both")
     args = ap.parse_args()
     print(f"# start-up; {args.repeat} runs of each command per mode, interleaved", flush=True)
     data: dict[str, Any] = {"benchmark": "startup", "machine": machine(),
@@ -107,7 +118,7 @@ def main() -> int:
         (tmp / "home").mkdir()
         hello = tmp / "hello_typer.py"
         hello.write_text(HELLO_TYPER)
-        for mode in ("cached", "no-pyc"):
+        for mode in [m for m in ("cached", "no-pyc") if m in args.modes.split(",")]:
             samples = measure(mode, args.repeat, tmp, hello)
             typer_med = samples['python -c "import typer"'].median
             typer_best = samples['python -c "import typer"'].best
@@ -122,9 +133,17 @@ def main() -> int:
             print(f"\nmode: {mode}\n")
             print(table(["command", "median", "best", "/typer (median)", "/typer (best)"], rows))
     cached = data["modes"]["cached"]
-    met = cached["tpuctl --help"]["vs_import_typer_median"] <= 1.5
-    data["targets"] = {"tpuctl --help <= 1.5x import typer (cached bytecode, median)": met}
-    print(f"\ntarget: tpuctl --help <= 1.5x import typer: {target(met)}")
+    helps = {k: v["vs_import_typer_median"] for k, v in cached.items()
+             if k.startswith("tpuctl ") and k.endswith("--help")}
+    worst = max(helps, key=lambda k: helps[k])
+    data["targets"] = {
+        "tpuctl --help <= 1.3x import typer (cached bytecode, median)":
+            helps["tpuctl --help"] <= 1.3,
+        f"every COMMAND --help <= 1.3x import typer (worst: {worst}, {helps[worst]}x)":
+            helps[worst] <= 1.3,
+    }
+    for k, v in data["targets"].items():
+        print(f"\ntarget: {k}: {target(v)}")
     print(f"wrote {write_results(args.out, data)}")
     return 0
 

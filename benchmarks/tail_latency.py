@@ -76,7 +76,7 @@ def main() -> int:
         from tpuctl.ops.runs import tail
         from tpuctl.ops.session import open_session
 
-        cloud = bench.cloud()
+        cloud = bench.ports()
         ready: set[int] = set()
         all_ready = asyncio.Event()
 

@@ -24,8 +24,7 @@ from tpuctl.errors import CloudError, NotFoundError, UsageError
 from tpuctl.ledger import LedgerEvent
 from tpuctl.model import NodeSpec, Slice, Worker
 from tpuctl.ops.ports import HttpReply, Ports
-from tpuctl.ops.session import INSTALL_SCRIPTS, script_call
-from tpuctl.remote import FRAME_MAGIC
+from tpuctl.remote import FRAME_MAGIC, INSTALL_SCRIPTS, script_call
 from tpuctl.workers.base import Listener, OnOutput, SshTarget, WorkerResult
 
 RESOURCE_EXHAUSTED = 8

@@ -1,3 +1,3 @@
-from tpuctl.cli.main import main
+from tpuctl.cli.entry import main
 
 main()

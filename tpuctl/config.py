@@ -11,18 +11,24 @@ Precedence, highest first (docs/commands.md#configuration):
 
 from __future__ import annotations
 
-import configparser
 import functools
 import json
 import os
+import re
 import stat
 import sys
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from tpuctl.errors import ConfigError
-from tpuctl.paths import emulator_dir
+from tpuctl.paths import local_dir
+from tpuctl.record import record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+    from typing import Any
+
+    RepoReader = Callable[[Path], dict[str, str]]
 
 EMULATOR_PROJECT = "local-project"
 EMULATOR_ZONE = "local-a"
@@ -32,13 +38,13 @@ _REPO_KEYS = {"project", "zone", "api_endpoint", "persist_connections", "idle_wa
 DEFAULT_PERSIST_S = 300.0
 
 
-@dataclass(frozen=True)
+@record
 class Setting:
     value: str | None
     source: str  # "--zone", "$TPUCTL_ZONE", "tpuctl.yaml (/path)", "gcloud config", ...
 
 
-@dataclass(frozen=True)
+@record
 class CloudConfig:
     endpoint: Setting  # value None means real GCP
     project: Setting
@@ -54,17 +60,17 @@ class CloudConfig:
         }
 
 
-def untrusted_reason(path: Path) -> str | None:
+def untrusted_reason(path: Path | str) -> str | None:
     """Why a tpuctl.yaml may not be trusted, or None. Like git's safe.directory: it must be
     a regular file owned by you (or root) that nobody else can write, or another user could
     point your API calls, and the secrets they carry, at a server of theirs."""
     me = os.getuid()
     try:
-        st = path.lstat()
+        st = os.lstat(path)
         if stat.S_ISLNK(st.st_mode):
             if st.st_uid not in (me, 0):
                 return f"a symbolic link owned by uid {st.st_uid}, not by you (uid {me})"
-            st = path.stat()
+            st = os.stat(path)
     except OSError as e:
         return f"unreadable ({e.strerror})"
     if not stat.S_ISREG(st.st_mode):
@@ -78,30 +84,36 @@ def untrusted_reason(path: Path) -> str | None:
 
 
 @functools.cache
-def warn_untrusted(path: Path, why: str) -> None:
+def warn_untrusted(path: Path | str, why: str) -> None:
     """One line per file and process (config is resolved more than once per command)."""
     sys.stderr.write(f"warning: ignoring {path}: {why}\n")
 
 
-def find_repo_config(start: Path | None = None) -> Path | None:
+def find_repo_config(start: Path | str | None = None) -> Path | None:
     """The nearest trusted tpuctl.yaml from the working directory up to the repository root
     (the first directory holding `.git`) or $HOME, whichever comes first. Untrusted ones
-    (`untrusted_reason`) are skipped with a warning."""
-    here = (start or Path.cwd()).resolve()
-    home = Path.home().resolve()
-    for d in (here, *here.parents):
-        candidate = d / REPO_CONFIG
-        if candidate.exists() or candidate.is_symlink():
+    (`untrusted_reason`) are skipped with a warning. (os.path, not pathlib: the fast path
+    resolves its configuration with this too, and pathlib costs it ~3 ms.)"""
+    here = os.path.realpath(start if start is not None else os.getcwd())
+    home = os.path.realpath(os.path.expanduser("~"))
+    d = here
+    while True:
+        candidate = os.path.join(d, REPO_CONFIG)
+        if os.path.lexists(candidate):
             why = untrusted_reason(candidate)
             if why is None:
-                return candidate
+                from pathlib import Path
+
+                return Path(candidate)
             warn_untrusted(candidate, why)
-        if d == home or (d / ".git").exists():
-            break
-    return None
+        parent = os.path.dirname(d)
+        if d == home or os.path.exists(os.path.join(d, ".git")) or parent == d:
+            return None
+        d = parent
 
 
 def load_repo_config(path: Path) -> dict[str, str]:
+    """A tpuctl.yaml's settings, as strings (ConfigError: not YAML, or an unknown key)."""
     import yaml  # only when a tpuctl.yaml exists: ~10 ms
 
     try:
@@ -119,17 +131,57 @@ def load_repo_config(path: Path) -> dict[str, str]:
     return {k: str(v) for k, v in data.items() if v is not None}
 
 
+class NotSimple(Exception):
+    """`quick_repo_config` cannot be sure it reads the file as YAML would: use yaml."""
+
+
+_QUICK_LINE = re.compile(r"^(project|zone|api_endpoint|persist_connections):[ ]+([^ ]+)[ ]*$")
+# values every YAML 1.1 reader (PyYAML's resolvers) takes as the same plain string: names
+# starting with a letter, http(s) URLs, and decimal integers without a leading zero (which
+# str(int) gives back unchanged); minus YAML's words for booleans and null
+_QUICK_VALUE = re.compile(r"^(?:[a-z][a-z0-9._:-]*|https?://[A-Za-z0-9._~:/-]+|0|[1-9][0-9]*)$")
+_YAML_WORDS = {"yes", "no", "true", "false", "on", "off", "null", "y", "n"}
+
+
+def quick_repo_config(path: Path | str) -> dict[str, str]:
+    """`load_repo_config` without yaml, for the fast path: a file of `key: value` lines (and
+    blank or comment lines) whose values are plain names, URLs or numbers reads to exactly
+    what yaml would give (tests/unit/test_quick_config.py checks it against yaml, hypothesis);
+    anything else raises NotSimple, and the full CLI reads it with yaml."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError):
+        raise NotSimple(str(path)) from None
+    out: dict[str, str] = {}
+    for raw in text.split("\n"):
+        line = raw[:-1] if raw.endswith("\r") else raw
+        stripped = line.strip(" ")
+        if not stripped or (stripped.startswith("#") and "\t" not in line):
+            continue
+        m = _QUICK_LINE.match(line)
+        if not m or m.group(1) in out or not _QUICK_VALUE.match(m.group(2)) or \
+                m.group(2) in _YAML_WORDS:
+            raise NotSimple(str(path))
+        out[m.group(1)] = m.group(2)
+    return out
+
+
 def gcloud_config() -> dict[str, str]:
     """project, zone and account from gcloud's active configuration, read as a file (no
     subprocess)."""
-    base = Path(os.environ.get("CLOUDSDK_CONFIG", Path.home() / ".config" / "gcloud"))
+    base = os.environ.get("CLOUDSDK_CONFIG") or os.path.join(os.path.expanduser("~"),
+                                                             ".config", "gcloud")
     active = "default"
-    active_file = base / "active_config"
-    if active_file.is_file():
-        active = active_file.read_text().strip() or "default"
-    cfg_file = base / "configurations" / f"config_{active}"
-    if not cfg_file.is_file():
+    active_file = os.path.join(base, "active_config")
+    if os.path.isfile(active_file):
+        with open(active_file) as f:
+            active = f.read().strip() or "default"
+    cfg_file = os.path.join(base, "configurations", f"config_{active}")
+    if not os.path.isfile(cfg_file):
         return {}
+    import configparser
+
     parser = configparser.ConfigParser()
     try:
         parser.read(cfg_file)
@@ -145,10 +197,11 @@ def gcloud_config() -> dict[str, str]:
     return out
 
 
-def emulator_info(state_dir: Path) -> dict[str, Any] | None:
+def emulator_info(state_dir: Path | str) -> dict[str, Any] | None:
     """A background emulator's emulator.json (pid, endpoint, ssh_port), if its pid is alive."""
     try:
-        info = json.loads((state_dir / "emulator.json").read_text())
+        with open(os.path.join(state_dir, "emulator.json")) as f:
+            info = json.load(f)
         os.kill(int(info["pid"]), 0)
         return dict(info)
     except (OSError, ValueError, KeyError, TypeError):
@@ -157,7 +210,7 @@ def emulator_info(state_dir: Path) -> dict[str, Any] | None:
 
 def running_emulator_endpoint() -> str | None:
     """The endpoint of a background emulator started by `tpuctl emulator start`, if alive."""
-    info = emulator_info(emulator_dir())
+    info = emulator_info(local_dir("emulator"))
     return str(info["endpoint"]) if info and "endpoint" in info else None
 
 
@@ -175,10 +228,12 @@ def api_token(endpoint: str | None) -> tuple[str | None, str]:
     if endpoint is None:
         return None, "Application Default Credentials"
     want = endpoint.rstrip("/")
+    from pathlib import Path
+
     candidates = []
     if os.environ.get(TOKEN_FILE_ENV):
         candidates.append((Path(os.environ[TOKEN_FILE_ENV]), f"${TOKEN_FILE_ENV}"))
-    candidates.append((emulator_dir() / "token", "local emulator"))
+    candidates.append((Path(local_dir("emulator", "token")), "local emulator"))
     for path, source in candidates:
         info = emulator_info(path.parent)
         if info is None or str(info.get("endpoint", "")).rstrip("/") != want:
@@ -200,28 +255,34 @@ def _first(*candidates: tuple[str | None, str]) -> Setting:
 
 
 def resolve(
-    *, api_endpoint: str | None = None, project: str | None = None, zone: str | None = None
+    *, api_endpoint: str | None = None, project: str | None = None, zone: str | None = None,
+    reader: RepoReader = load_repo_config,
 ) -> CloudConfig:
+    """`reader` reads a tpuctl.yaml (the fast path passes `quick_repo_config`). gcloud's file
+    is read only when nothing before it in the precedence gives the project or the zone."""
     env = os.environ
     repo_path = find_repo_config()
-    repo = load_repo_config(repo_path) if repo_path else {}
+    repo = reader(repo_path) if repo_path else {}
     repo_src = f"{REPO_CONFIG} ({repo_path})"
-    gcloud = gcloud_config()
-
+    gcloud: dict[str, str] = {}
     project_s = _first(
         (project, "--project"),
         (env.get("TPUCTL_PROJECT"), "$TPUCTL_PROJECT"),
         (env.get("CLOUDSDK_CORE_PROJECT"), "$CLOUDSDK_CORE_PROJECT"),
         (repo.get("project"), repo_src),
-        (gcloud.get("project"), "gcloud config"),
     )
     zone_s = _first(
         (zone, "--zone"),
         (env.get("TPUCTL_ZONE"), "$TPUCTL_ZONE"),
         (env.get("CLOUDSDK_COMPUTE_ZONE"), "$CLOUDSDK_COMPUTE_ZONE"),
         (repo.get("zone"), repo_src),
-        (gcloud.get("zone"), "gcloud config"),
     )
+    if project_s.value is None or zone_s.value is None:
+        gcloud = gcloud_config()
+        if project_s.value is None:
+            project_s = _first((gcloud.get("project"), "gcloud config"))
+        if zone_s.value is None:
+            zone_s = _first((gcloud.get("zone"), "gcloud config"))
     endpoint_s = _first(
         (api_endpoint, "--api-endpoint"),
         (env.get("TPUCTL_API_ENDPOINT"), "$TPUCTL_API_ENDPOINT"),
@@ -264,7 +325,8 @@ def require_project_zone(cfg: CloudConfig) -> tuple[str, str]:
     return cfg.project.value, cfg.zone.value
 
 
-def persist_setting(env: dict[str, str] | None = None) -> tuple[float, str]:
+def persist_setting(env: dict[str, str] | None = None, *,
+                    reader: RepoReader = load_repo_config) -> tuple[float, str]:
     """How long idle worker connections are kept open for the next short command (0: never),
     and where that came from (`tpuctl config` shows both).
 
@@ -276,7 +338,7 @@ def persist_setting(env: dict[str, str] | None = None) -> tuple[float, str]:
     source = "$TPUCTL_PERSIST_CONNECTIONS"
     if raw is None:
         repo_path = find_repo_config()
-        raw = load_repo_config(repo_path).get("persist_connections") if repo_path else None
+        raw = reader(repo_path).get("persist_connections") if repo_path else None
         source = f"{REPO_CONFIG} ({repo_path})"
     if raw is None:
         if env.get("CI", "").strip().lower() in ("1", "true", "yes"):
@@ -292,9 +354,10 @@ def persist_setting(env: dict[str, str] | None = None) -> tuple[float, str]:
     return value, source
 
 
-def persist_seconds(env: dict[str, str] | None = None) -> float:
+def persist_seconds(env: dict[str, str] | None = None, *,
+                    reader: RepoReader = load_repo_config) -> float:
     """`persist_setting`'s value alone."""
-    return persist_setting(env)[0]
+    return persist_setting(env, reader=reader)[0]
 
 
 DEFAULT_IDLE_WARN_S = 1800.0  # `list` marks a node idle this long (no run on it)

@@ -36,6 +36,31 @@ def validate_node_name(name: str) -> str:
     raise UsageError(f"invalid node name {shown!r}: {why}", hint=hint)
 
 
+def login_name() -> str:
+    """The local login name, as `getpass.getuser` finds it (without importing getpass, which
+    the fast path would pay for): $LOGNAME, $USER, $LNAME, $USERNAME, then the password
+    database."""
+    import os
+
+    for var in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        user = os.environ.get(var)
+        if user:
+            return user
+    import pwd
+
+    return pwd.getpwuid(os.getuid())[0]
+
+
+def ssh_username() -> str:
+    """The account name on workers: the local user, reduced to what GCP's guest agent accepts."""
+    try:
+        raw = login_name()
+    except (KeyError, OSError):
+        raw = "tpuctl"
+    name = re.sub(r"[^a-z0-9_-]", "", raw.lower())[:32]
+    return name if name and name[0].isalpha() else f"u{name}" if name else "tpuctl"
+
+
 def owner_label(identity: str) -> str:
     """A GCP label value for who owns a node: the account (`alice.s@example.com` ->
     `alice_s_example_com`, as OS Login names accounts) or the local user; at most 63

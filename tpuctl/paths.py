@@ -7,27 +7,50 @@ lists, logs and the emulator's state are inside), and so is every directory tpuc
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+KEY_NAME = "tpuctl_ed25519"  # this user's tpuctl SSH key, in ~/.tpuctl/ssh (sshkeys.py)
+
+
+def local_dir(*parts: str) -> str:
+    """~/.tpuctl/PARTS as a string: the fast path (tpuctl/cli/fast/) imports no pathlib."""
+    return os.path.join(os.path.expanduser("~"), ".tpuctl", *parts)
+
+
+def known_hosts_file(project: str, zone: str, name: str) -> str:
+    """A node's pinned host keys (sshkeys.write_known_hosts writes it; one file per node:
+    addresses are reused across nodes)."""
+    return local_dir("ssh", "known_hosts.d", f"{project}_{zone}_{name}")
+
+
+def _path(text: str) -> Path:
+    from pathlib import Path
+
+    return Path(text)
 
 
 def tpuctl_home() -> Path:
-    return Path.home() / ".tpuctl"
+    return _path(local_dir())
 
 
 def ssh_dir() -> Path:
-    return tpuctl_home() / "ssh"
+    return _path(local_dir("ssh"))
 
 
 def known_hosts_dir() -> Path:
-    return ssh_dir() / "known_hosts.d"
+    return _path(local_dir("ssh", "known_hosts.d"))
 
 
 def emulator_dir() -> Path:
-    return tpuctl_home() / "emulator"
+    return _path(local_dir("emulator"))
 
 
 def worker_cache_dir() -> Path:
-    return tpuctl_home() / "cache" / "workers"
+    return _path(local_dir("cache", "workers"))
 
 
 def _tighten(path: Path) -> None:
@@ -40,12 +63,12 @@ def _tighten(path: Path) -> None:
         path.chmod(0o700)
 
 
-def private_dir(path: Path) -> Path:
+def private_dir(path: Path | str) -> Path:
     """`path` as a directory only its user can enter: missing components are made 0700 (not
     with the umask's mode, as `mkdir -p` would), an existing one of ours is tightened to 0700,
     one of another user is refused (PermissionError). ~/.tpuctl itself is tightened too when
     `path` lies inside it (earlier versions left it 0755)."""
-    path = Path(path)
+    path = _path(str(path))
     missing = []
     p = path
     while not p.exists() and p != p.parent:

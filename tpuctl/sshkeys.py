@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import getpass
 import os
-import re
 import stat
 from pathlib import Path
 
 from tpuctl.errors import ConfigError
 from tpuctl.model import Slice
-from tpuctl.paths import known_hosts_dir, private_dir, ssh_dir
+from tpuctl.naming import ssh_username
+from tpuctl.paths import KEY_NAME, known_hosts_file, private_dir, ssh_dir
 
-KEY_NAME = "tpuctl_ed25519"
+__all__ = ["KEY_NAME", "check_private_key", "ensure_key", "key_path", "known_hosts_path",
+           "merge_ssh_keys", "ssh_keys_entry", "ssh_username", "write_known_hosts"]
 
-
-def ssh_username() -> str:
-    """The account name on workers: the local user, reduced to what GCP's guest agent accepts."""
-    try:
-        raw = getpass.getuser()
-    except (KeyError, OSError):
-        raw = "tpuctl"
-    name = re.sub(r"[^a-z0-9_-]", "", raw.lower())[:32]
-    return name if name and name[0].isalpha() else f"u{name}" if name else "tpuctl"
 
 
 def key_path() -> Path:
@@ -84,7 +75,7 @@ def merge_ssh_keys(existing: str, entry: str) -> str:
 
 
 def known_hosts_path(sl: Slice) -> Path:
-    return known_hosts_dir() / f"{sl.project}_{sl.zone}_{sl.name}"
+    return Path(known_hosts_file(sl.project, sl.zone, sl.name))
 
 
 def write_known_hosts(sl: Slice) -> Path:

@@ -9,11 +9,11 @@ problem; callers turn it into their typed error.
 
 from __future__ import annotations
 
-import base64
-import ipaddress
 import re
-import struct
-from pathlib import Path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9.:-]{0,99}$")  # incl. domain-scoped example.com:p
@@ -29,6 +29,8 @@ def _shown(value: object) -> str:
 
 def ip_address(value: object) -> str:
     """An IPv4/IPv6 address, in its canonical form; never a host name or an option."""
+    import ipaddress  # here: the fast path (tpuctl/cli/fast/) reads run ids only
+
     try:
         return str(ipaddress.ip_address(str(value)))
     except ValueError:
@@ -46,6 +48,9 @@ def port(value: object) -> int:
 def host_key(value: object, key_type: str = "ssh-ed25519") -> str:
     """`type base64` for a public host key whose blob really is a key of that type, from
     `base64`, `type base64` or `type base64 comment` (the comment is dropped)."""
+    import base64
+    import struct
+
     parts = str(value).split()
     blob_text = parts[1] if len(parts) >= 2 else "".join(parts)
     try:

@@ -15,7 +15,9 @@ worker cache stay light (tests/unit/test_structure.py, tests/e2e/test_worker_cac
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -29,6 +31,25 @@ from tpuctl.workers.base import SshTarget, Workers
 if TYPE_CHECKING:
     from tpuctl.cloud.gcp import GcpCloud
     from tpuctl.dryrun.transcript import Transcript
+    from tpuctl.workers.answered import Answer
+
+# The first worker calls of this command, already made by the fast path (cli/fast/handoff.py),
+# and whether the daemon failed it (then the command connects in process)
+_ANSWERED: ContextVar[tuple[Answer, ...]] = ContextVar("tpuctl_answered", default=())
+_BYPASS: ContextVar[bool] = ContextVar("tpuctl_bypass_daemon", default=False)
+
+
+@contextmanager
+def answered(answers: Sequence[Answer], *, bypass_daemon: bool = False) -> Iterator[None]:
+    """While the full CLI finishes a command the fast path started: the first `Workers` it
+    opens answers its first calls with `answers` (workers/answered.py); `bypass_daemon`: the
+    daemon did not acknowledge the fast path's request, so connect in process."""
+    tokens = (_ANSWERED.set(tuple(answers)), _BYPASS.set(bypass_daemon))
+    try:
+        yield
+    finally:
+        _ANSWERED.reset(tokens[0])
+        _BYPASS.reset(tokens[1])
 
 
 class LazyCloud:
@@ -88,17 +109,26 @@ def connect(targets: Sequence[SshTarget], *, key_path: Path, pool: str, shared: 
             connect_timeout: float, connect_attempts: int, max_concurrency: int) -> Workers:
     """The `Connect` port: through the connection daemon for a short command while
     persistence is on (config.persist_setting), else in this process."""
-    persist = persist_seconds() if shared else 0.0
+    persist = persist_seconds() if shared and not _BYPASS.get() else 0.0
+    workers: Workers
     if persist > 0:
         from tpuctl.workers.mux import MuxWorkers
 
-        return MuxWorkers(targets, key_path=key_path, pool=pool, persist=persist,
-                          max_concurrency=max_concurrency, connect_timeout=connect_timeout,
-                          connect_attempts=connect_attempts)
-    from tpuctl.workers.ssh import SshWorkers
+        workers = MuxWorkers(targets, key_path=key_path, pool=pool, persist=persist,
+                             max_concurrency=max_concurrency, connect_timeout=connect_timeout,
+                             connect_attempts=connect_attempts)
+    else:
+        from tpuctl.workers.ssh import SshWorkers
 
-    return SshWorkers(targets, key_path=key_path, max_concurrency=max_concurrency,
-                      connect_timeout=connect_timeout, connect_attempts=connect_attempts)
+        workers = SshWorkers(targets, key_path=key_path, max_concurrency=max_concurrency,
+                             connect_timeout=connect_timeout, connect_attempts=connect_attempts)
+    answers = _ANSWERED.get()
+    if answers:
+        from tpuctl.workers.answered import AnsweredWorkers
+
+        _ANSWERED.set(())  # the first pool only
+        workers = AnsweredWorkers(workers, answers)
+    return workers
 
 
 class _Http:

@@ -113,13 +113,17 @@ def test_commands_after_the_first_reuse_the_daemons_connections(fresh: Cli, node
     assert set(second.values()).isdisjoint(first.values())  # the first closed its own
     st = _status(fresh)
     assert st["nodes"] == 1 and st["connections"] == 4
-    # a command through the daemon imports no SSH library (nor google-cloud)
-    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "tpuctl", "exec", node, "--",
-                        "true"], capture_output=True, text=True, timeout=60,
-                       env=fresh.env(**PERSIST), stdin=subprocess.DEVNULL, cwd=fresh.home)
-    assert r.returncode == 0 and "4/4 workers ok" in r.stderr
-    assert "typer" in r.stderr  # (the import log is really there)
-    assert "asyncssh" not in r.stderr and "google.cloud" not in r.stderr
+    # a command through the daemon imports no SSH library (nor google-cloud), by the fast
+    # path (tpuctl/cli/fast/: not even typer) or by the full CLI
+    for fast, marker in (("1", "tpuctl.cli.fast.daemon"), ("0", "typer")):
+        r = subprocess.run([sys.executable, "-X", "importtime", "-m", "tpuctl", "exec", node,
+                            "--", "true"], capture_output=True, text=True, timeout=60,
+                           env=fresh.env(**PERSIST, TPUCTL_FAST_PATH=fast),
+                           stdin=subprocess.DEVNULL, cwd=fresh.home)
+        assert r.returncode == 0 and "4/4 workers ok" in r.stderr
+        assert marker in r.stderr  # (the import log is really there, and that path ran)
+        assert "asyncssh" not in r.stderr and "google.cloud" not in r.stderr
+        assert fast == "0" or "typer" not in r.stderr
     mux = fresh.home / ".tpuctl" / "mux"
     assert stat.S_IMODE(mux.stat().st_mode) == 0o700
     sockets = list(mux.glob("*.sock"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 
 import pytest
 from hypothesis import given
@@ -12,6 +11,7 @@ from hypothesis import strategies as st
 from tpuctl import errors
 from tpuctl.workers import mux
 from tpuctl.workers.base import SshTarget, WorkerResult
+from tpuctl.workers.muxproto import result_to_dict
 
 texts = st.text(max_size=60)
 
@@ -21,7 +21,7 @@ texts = st.text(max_size=60)
                  timed_out=st.booleans(), duration=st.floats(0, 1e6), stdout=texts,
                  unreached=st.booleans()))
 def test_results_round_trip_through_a_frame(r: WorkerResult) -> None:
-    frame = json.loads(mux.encode({"results": [asdict(r)]}))
+    frame = json.loads(mux.encode({"results": [result_to_dict(r)]}))
     assert mux.result_from_dict(frame["results"][0]) == r
 
 

@@ -412,7 +412,8 @@ def test_cli_modules_hold_no_policy() -> None:
     files = sorted((PACKAGE / "cli").rglob("*.py"))
     loops_over_zones = r"\bfor\s+\w*zone\w*\s+in\b|\bfor\b[^#]*\bin\b[^#]*\bzones\b"
     assert _cli_lines(files, loops_over_zones) == {}
-    assert _cli_lines([p for p in files if p.name != "output.py"], r"\.message\b") == {}
+    assert _cli_lines([p for p in files if p.name not in ("output.py", "plain.py")],
+                      r"\.message\b") == {}
     assert _cli_lines([p for p in files if p.name != "main.py"],
                       r"typer\.Exit\(|\breturn\s+[1-9]|\bexit_code\s*(==|!=)\s*[1-9]|"
                       r"\bexit_code\s+in\b") == {}
@@ -420,9 +421,10 @@ def test_cli_modules_hold_no_policy() -> None:
 
 def test_only_renderers_print() -> None:
     """Output is drawn in one place per command (tpuctl/cli/render/), never in the command
-    modules (main.py renders errors and --version; output.py holds the primitives)."""
+    modules (main.py renders errors and --version; output.py and plain.py hold the
+    primitives)."""
     commands = [p for p in sorted((PACKAGE / "cli").glob("*.py"))
-                if p.name not in ("output.py", "main.py")]
+                if p.name not in ("output.py", "plain.py", "main.py")]
     assert commands, "no command modules found"
     assert _cli_lines(commands, r"\boutput\.|\bprint\(|\bsys\.std(out|err)\.write|"
                       r"\btyper\.echo|\bto_dict\(") == {}

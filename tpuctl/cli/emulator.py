@@ -5,15 +5,17 @@ calls one function of `tpuctl.emulator.control` and renders its result."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from tpuctl.cli.options import JsonOpt, not_an_option
-from tpuctl.cli.render import emulator as view
 from tpuctl.config import EMULATOR_PROJECT, EMULATOR_ZONE
-from tpuctl.emulator import control
 from tpuctl.errors import UsageError
+
+if TYPE_CHECKING:
+    # imported by each command (every tpuctl command line imports this module: ~4 ms)
+    from tpuctl.emulator import control
 
 app = typer.Typer(help="Run the local TPU emulator (REST API + SSH workers).",
                   no_args_is_help=True)
@@ -54,6 +56,8 @@ def _parse_faults(items: list[str] | None) -> dict[str, Any]:
 
 def _options(port: int, ssh_port: int, create_delay: float, fault: list[str] | None,
              seed: int | None) -> control.ServeOptions:
+    from tpuctl.emulator import control
+
     return control.ServeOptions(port, ssh_port, create_delay, tuple(fault or ()),
                                 _parse_faults(fault), seed)
 
@@ -68,6 +72,9 @@ def serve(
     seed: SeedOpt = None,
 ) -> None:
     """Run the emulator in the foreground until interrupted."""
+    from tpuctl.cli.render import emulator as view
+    from tpuctl.emulator import control
+
     options = _options(port, ssh_port, create_delay, fault, seed)
     sd = control.private_state_dir(state_dir)
     control.serve(sd, options, lambda endpoint: view.listening(endpoint, sd))
@@ -87,6 +94,9 @@ def start(
     """Start the emulator in the background (idempotent) and print its endpoint.
 
     If it is already running, `--fault`/`--seed` are applied to it at run time."""
+    from tpuctl.cli.render import emulator as view
+    from tpuctl.emulator import control
+
     options = _options(port, ssh_port, create_delay, fault, seed)
     started = control.start(control.private_state_dir(state_dir), options, timeout=timeout)
     return view.StartView(json=json_).done(started)
@@ -98,6 +108,9 @@ def stop(
     timeout: Annotated[float, typer.Option(help="seconds to wait for it to exit")] = 30.0,
 ) -> int:
     """Stop the background emulator; its workers' processes end with it."""
+    from tpuctl.cli.render import emulator as view
+    from tpuctl.emulator import control
+
     stopped = control.stop(control.state_dir_of(state_dir), timeout=timeout)
     return view.StopView().done(stopped)
 
@@ -105,6 +118,9 @@ def stop(
 @app.command()
 def status(state_dir: StateDirOpt = None, json_: JsonOpt = False) -> int:
     """Is the background emulator running, and where."""
+    from tpuctl.cli.render import emulator as view
+    from tpuctl.emulator import control
+
     st = control.status(control.state_dir_of(state_dir))
     return view.StatusView(json=json_).done(st)
 
@@ -121,6 +137,9 @@ def faults(
     json_: JsonOpt = False,
 ) -> int:
     """Show, set or clear the running emulator's faults (see docs/emulator.md)."""
+    from tpuctl.cli.render import emulator as view
+    from tpuctl.emulator import control
+
     values = _parse_faults(assignments)
     target = control.admin_target(api_endpoint, state_dir)
     result = control.set_faults(target, values, clear=clear, seed=seed)
@@ -145,6 +164,9 @@ def preempt(
     json_: JsonOpt = False,
 ) -> int:
     """Preempt an emulated node as GCP preempts a spot VM: PREEMPTED, its processes killed."""
+    from tpuctl.cli.render import emulator as view
+    from tpuctl.emulator import control
+
     target = control.admin_target(api_endpoint, state_dir)
     result = control.preempt(target, project, zone, node, after)
     return view.PreemptView(json=json_).done(result)

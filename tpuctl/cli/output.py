@@ -5,13 +5,17 @@ Errors are rendered here and only here (`render_error`), one line plus a hint.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from tpuctl.errors import TpuctlError
+from tpuctl.cli.plain import info as info
+from tpuctl.cli.plain import out as out
+from tpuctl.cli.plain import print_json as print_json
+from tpuctl.cli.plain import render_error as render_error
+from tpuctl.cli.plain import table_lines
+from tpuctl.cli.plain import unreachable as unreachable
 
 
 def stdout_is_tty() -> bool:
@@ -20,28 +24,6 @@ def stdout_is_tty() -> bool:
 
 def stderr_is_tty() -> bool:
     return sys.stderr.isatty()
-
-
-def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-    sys.stdout.flush()
-
-
-def info(message: str) -> None:
-    """Progress and summaries go to stderr, so stdout stays clean for data and pipes."""
-    sys.stderr.write(message + "\n")
-    sys.stderr.flush()
-
-
-def out(message: str) -> None:
-    sys.stdout.write(message + "\n")
-    sys.stdout.flush()
-
-
-def unreachable(workers: dict[int, str]) -> None:
-    """One stderr line per worker that could not be reached (the others' results stand)."""
-    for i, why in sorted(workers.items()):
-        info(f"w{i} unreachable: {why}")
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], title: str | None = None
@@ -55,10 +37,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], title: str |
             t.add_row(*(str(c) for c in row))
         Console().print(t)
         return
-    cells = [[str(h) for h in headers], *[[str(c) for c in r] for r in rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    for r in cells:
-        out("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    for line in table_lines(headers, rows):
+        out(line)
 
 
 class Progress:
@@ -132,11 +112,3 @@ def progress(label: str) -> Iterator[Progress]:
     finally:
         p.close()
 
-
-def render_error(err: TpuctlError, *, as_json: bool = False) -> None:
-    if as_json:
-        print_json(err.to_dict())
-    line = f"error: {err.message}"
-    if err.hint:
-        line += f"\n  hint: {err.hint}"
-    info(line)

@@ -162,24 +162,25 @@ def megascale_env(sl: Slice, index: int) -> dict[str, str]:
 
 
 def worker_label(sl: Slice | None, index: int) -> str:
-    """`w3`, or `s1w3` in a multislice group."""
-    if sl is None or sl.slices <= 1:
-        return f"w{index}"
-    s, w = worker_of(sl, index)
-    return f"s{s}w{w}"
+    """`w3`, or `s1w3` in a multislice group (tpuctl/labels.py)."""
+    from tpuctl import labels
 
-
-# The group this command works on (one per command): how its output lines are labelled.
-_current: list[Slice] = []
+    return labels.worker_label(1 if sl is None else sl.slices,
+                               0 if sl is None else len(sl.workers), index)
 
 
 def note_session(sl: Slice) -> None:
-    """A session opened on `sl` (ops/session.py): label its workers' lines accordingly."""
-    _current[:] = [sl] if sl.slices > 1 else []
+    """A session opened on `sl` (ops/session.py): label its workers' lines accordingly (the
+    group this command works on: one per command)."""
+    from tpuctl import labels
+
+    labels.note(sl.slices, len(sl.workers))
 
 
 def label(index: int) -> str:
-    return worker_label(_current[0] if _current else None, index)
+    from tpuctl import labels
+
+    return labels.label(index)
 
 
 def worker_of(sl: Slice, index: int) -> tuple[int, int]:

@@ -11,8 +11,7 @@ from collections.abc import Callable, Sequence
 
 from tpuctl.dryrun.transcript import Transcript, WorkerCall
 from tpuctl.errors import UsageError
-from tpuctl.ops.session import INSTALL_SCRIPTS, script_call
-from tpuctl.remote import FRAME_MAGIC
+from tpuctl.remote import FRAME_MAGIC, INSTALL_SCRIPTS, is_guarded, script_call
 from tpuctl.workers.base import Listener, OnOutput, SshTarget, WorkerResult
 
 Answer = tuple[str, list[str]]  # (stdout, stderr lines)
@@ -87,6 +86,8 @@ class RecordingWorkers:
         chosen = tuple(sorted(self._indices if indices is None else indices))
         call = script_call(command)
         script, args = call if call is not None else (None, [command])
+        if is_guarded(command):  # run where installed: here, a fresh worker, install first
+            self._t.add(WorkerCall(chosen, INSTALL_SCRIPTS, (), ()))
         self._t.add(WorkerCall(chosen, script, tuple(args),
                                describe_stdin(script, args, stdin)))
         results = []

@@ -9,6 +9,7 @@ from tpuctl.cloud.base import Cloud
 from tpuctl.errors import NodeNotReady, PreemptedError, TimeoutExpired
 from tpuctl.model import Slice
 from tpuctl.ops.ports import Local, Ports
+from tpuctl.ops.results import GONE_STATES
 from tpuctl.workers.base import SshTarget
 
 SSH_KEYS = "ssh-keys"
@@ -23,7 +24,6 @@ def ssh_key_metadata(local: Local, existing: dict[str, str]) -> dict[str, str]:
     return merged
 
 
-GONE_STATES = ("PREEMPTED", "TERMINATED")  # the VMs, their disks and every run are gone
 
 
 def require_ready(sl: Slice) -> None:

@@ -11,17 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tpuctl.errors import NotFoundError, TpuctlError, UsageError
+from tpuctl.errors import TpuctlError, UsageError
 from tpuctl.model import Slice
-from tpuctl.ops.outcome import fanout_exit_code
+from tpuctl.ops.results import StopResult as StopResult
+from tpuctl.ops.results import WorkerStop as WorkerStop
+from tpuctl.ops.results import stop_result
 from tpuctl.ops.secrets import render_env
-from tpuctl.ops.session import (
-    SliceSession,
-    is_unreachable,
-    parse_kv,
-    raise_on_failure,
-    worker_run_id,
-)
+from tpuctl.ops.session import SliceSession, is_unreachable, raise_on_failure
 from tpuctl.remote import frame
 
 if TYPE_CHECKING:
@@ -168,64 +164,18 @@ async def launch(session: SliceSession, spec: LaunchSpec) -> LaunchResult:
                         coordinator=coord)
 
 
-@dataclass(frozen=True)
-class WorkerStop:
-    index: int
-    run_id: str
-    result: str  # terminated, killed, not-running, missing, unreachable
-    exit_code: int | None = None  # the run's recorded code on that worker (143/137 if stopped)
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, object]:
-        return {"worker": self.index, "run_id": self.run_id, "result": self.result,
-                "exit_code": self.exit_code, "error": self.error}
-
-
-@dataclass(frozen=True)
-class StopResult:
-    node: str
-    workers: tuple[WorkerStop, ...]
-
-    @property
-    def run_id(self) -> str:
-        ids = {w.run_id for w in self.workers if w.run_id not in ("", "-")}
-        return ",".join(sorted(ids)) or "-"
-
-    @property
-    def exit_code(self) -> int:
-        """0, or 255 when a worker could not be reached (the others were stopped)."""
-        return fanout_exit_code([], unreachable=any(w.result == "unreachable"
-                                                    for w in self.workers))
-
-    def to_dict(self) -> dict[str, object]:
-        return {"node": self.node, "run_id": self.run_id, "exit_code": self.exit_code,
-                "workers": [w.to_dict() for w in self.workers]}
-
-
 async def stop_run(session: SliceSession, run_id: str | None, *, grace: float = 10.0
                    ) -> StopResult:
     """Stop the run on every worker that can be reached; the others are named."""
     results = await session.script("stop", run_id or "-", str(int(grace)), capture=True,
                                    timeout=grace + 60)
     raise_on_failure([r for r in results if not is_unreachable(r)], "stopping the run")
-    workers = []
-    for r in results:
-        if is_unreachable(r):
-            workers.append(WorkerStop(r.index, run_id or "-", "unreachable", error=r.error))
-            continue
-        kv = parse_kv(r.stdout)
-        code = kv.get("exit_code", "-")
-        workers.append(WorkerStop(r.index, worker_run_id(r.index, kv.get("run")),
-                                  kv.get("result", "?"), int(code) if code.isdigit() else None))
-    answered = [w for w in workers if w.result != "unreachable"]
-    if answered and all(w.result == "missing" for w in answered):
-        raise NotFoundError(f"no run {run_id or '(latest)'} on {session.slice.name}",
-                            hint=f"`tpuctl runs {session.slice.name}` lists the node's runs")
+    result = stop_result(session.slice.name, run_id, results)
     from tpuctl.ops.ledgernotes import note_run_end
 
-    for rid in {w.run_id for w in answered if w.result in ("terminated", "killed")}:
+    for rid in {w.run_id for w in result.workers if w.result in ("terminated", "killed")}:
         note_run_end(session.ports, session.slice, rid)
-    return StopResult(session.slice.name, tuple(workers))
+    return result
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,9 @@ class FileLocal:
         return worker_cache.load(cloud, name, public_key=public_key)
 
     def cache_slice(self, cloud: Cloud, sl: Slice, *, public_key: str) -> None:
-        worker_cache.store(cloud, sl, public_key=public_key)
+        from tpuctl.ops.access import ssh_targets
+
+        worker_cache.store(cloud, sl, public_key=public_key, targets=ssh_targets(self, sl))
 
     def forget_slice(self, cloud: Cloud, name: str) -> None:
         worker_cache.forget(cloud, name)

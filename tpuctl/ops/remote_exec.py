@@ -9,35 +9,11 @@ from dataclasses import dataclass
 
 from tpuctl.errors import UsageError
 from tpuctl.naming import validate_node_name
-from tpuctl.ops.outcome import fanout_exit_code
 from tpuctl.ops.ports import Ports
+from tpuctl.ops.results import ExecResult as ExecResult
 from tpuctl.ops.session import open_session
-from tpuctl.workers.base import OnOutput, WorkerResult
+from tpuctl.workers.base import OnOutput
 from tpuctl.workers.select import parse_worker_selection
-
-
-@dataclass(frozen=True)
-class ExecResult:
-    node: str
-    results: tuple[WorkerResult, ...]
-
-    @property
-    def exit_code(self) -> int:
-        """The first non-zero worker exit code in worker order; 5 timeout; 255 unreachable."""
-        return fanout_exit_code((r.exit_code for r in self.results),
-                                timed_out=any(r.timed_out for r in self.results),
-                                unreachable=any(r.exit_code is None for r in self.results))
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "node": self.node,
-            "exit_code": self.exit_code,
-            "workers": [
-                {"worker": r.index, "exit_code": r.exit_code, "error": r.error,
-                 "timed_out": r.timed_out, "seconds": round(r.duration, 3)}
-                for r in self.results
-            ],
-        }
 
 
 def build_command(argv: Sequence[str]) -> str:

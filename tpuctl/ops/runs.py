@@ -10,9 +10,13 @@ from typing import TYPE_CHECKING
 from tpuctl import backoff
 from tpuctl.aio import gather_or_cancel
 from tpuctl.errors import ExitCode, NotFoundError
-from tpuctl.ops.access import GONE_STATES, raise_if_gone
+from tpuctl.ops.access import raise_if_gone
 from tpuctl.ops.outcome import fanout_exit_code
-from tpuctl.ops.session import SliceSession, parse_kv, raise_on_failure, worker_run_id
+from tpuctl.ops.results import RunStatus as RunStatus
+from tpuctl.ops.results import WorkerRunStatus as WorkerRunStatus
+from tpuctl.ops.results import int_or_none, parse_kv, worker_run_id
+from tpuctl.ops.results import parse_status_line as parse_status_line
+from tpuctl.ops.session import SliceSession, raise_on_failure
 
 if TYPE_CHECKING:
     from tpuctl.ops.ports import Ports
@@ -20,165 +24,6 @@ if TYPE_CHECKING:
 # a worker whose supervisor vanished without an exit code: lost, as OpenSSH says it
 DEAD_EXIT = int(ExitCode.UNREACHABLE)
 FOLLOW_NO_RUN = 3  # follow.sh's exit status when the worker has no such run
-HEARTBEAT_STALE_S = 30  # the supervisor beats every 2 s; 30 s of silence means it is stuck
-
-
-@dataclass(frozen=True)
-class WorkerRunStatus:
-    index: int
-    run_id: str
-    state: str  # running, exited, dead, hung, missing, unreachable
-    exit_code: int | None = None
-    heartbeat_age: int | None = None
-    pid: int | None = None
-    log_lines: int = 0
-    stopped: bool = False
-    serve_url: str | None = None
-    timed_out: bool = False
-    started_at: str | None = None
-    error: str | None = None  # why an unreachable worker could not be asked
-    ended_at: float | None = None  # unix time the job ended (or its last heartbeat, if dead)
-
-    def to_dict(self) -> dict[str, object]:
-        return {"worker": self.index, "run_id": self.run_id, "state": self.state,
-                "exit_code": self.exit_code, "heartbeat_age": self.heartbeat_age,
-                "pid": self.pid, "log_lines": self.log_lines, "stopped": self.stopped,
-                "error": self.error}
-
-
-@dataclass(frozen=True)
-class RunStatus:
-    node: str
-    node_state: str
-    workers: tuple[WorkerRunStatus, ...]
-    health_code: str | None = None  # rank 0's /health_generate answer, for server runs
-
-    @property
-    def serve_url(self) -> str | None:
-        return self.workers[0].serve_url if self.workers else None
-
-    @property
-    def serve_state(self) -> str | None:
-        """serving, degraded (a rank gone or generation failing) or down (rank 0 gone)."""
-        if self.serve_url is None:
-            return None
-        if self.node_state in GONE_STATES or self.workers[0].state != "running":
-            return "down"
-        if any(w.state != "running" for w in self.workers) or self.health_code != "200":
-            return "degraded"
-        return "serving"
-
-    @property
-    def degraded_workers(self) -> list[int]:
-        bad = [w.index for w in self.workers if w.state != "running"]
-        if not bad and self.health_code not in (None, "200"):
-            bad = [0]
-        return bad
-
-    @property
-    def first_down(self) -> int | None:
-        """The rank that went down first: when a peer dies, the real sglang-jax rank 0 may
-        take itself down moments later, and then this names the cause."""
-        ended = [(w.ended_at, w.index) for w in self.workers
-                 if w.state in ("exited", "dead") and w.ended_at is not None]
-        return min(ended)[1] if ended else None
-
-    @property
-    def run_id(self) -> str:
-        ids = {w.run_id for w in self.workers if w.run_id not in ("", "-")}
-        return ids.pop() if len(ids) == 1 else ",".join(sorted(ids)) or "-"
-
-    @property
-    def unreachable(self) -> list[int]:
-        return [w.index for w in self.workers if w.state == "unreachable"]
-
-    @property
-    def state(self) -> str:
-        """The run's state as the workers that answered tell it (unreachable ones are named
-        per worker, and in the exit code)."""
-        if self.node_state in GONE_STATES:
-            return "preempted"
-        answered = [w for w in self.workers if w.state != "unreachable"]
-        states = {w.state for w in answered}
-        if not states:
-            return "unreachable"
-        if states == {"missing"}:
-            return "none"
-        if "running" in states or "hung" in states:
-            failed = any(w.state in ("exited", "dead") and w.exit_code != 0 for w in answered)
-            return "failing" if failed else ("hung" if "hung" in states else "running")
-        if any(w.timed_out for w in answered):
-            return "timed-out"
-        stopped = any(w.stopped for w in answered)
-        if self.run_exit_code == 0:
-            return "stopped" if stopped else "succeeded"
-        return "stopped" if stopped else "failed"
-
-    @property
-    def run_exit_code(self) -> int:
-        """The run's code: the first non-zero worker exit code in worker order (1 for a
-        dead worker, or one where the run is missing)."""
-        return fanout_exit_code(1 if w.state in ("dead", "missing") else w.exit_code
-                                for w in self.workers if w.state != "unreachable")
-
-    @property
-    def exit_code(self) -> int:
-        """What `status` exits with: 3 when there is no run; else the run's code so far
-        (0 while it runs; the first failed worker's code once one failed); 1 for a server
-        that is degraded or down; 255 when a worker could not be reached and nothing failed."""
-        if self.state == "none":
-            return int(ExitCode.NOT_FOUND)
-        code = self.run_exit_code
-        if code == 0 and self.serve_state in ("degraded", "down"):
-            code = int(ExitCode.FAILED)
-        return fanout_exit_code([code], unreachable=bool(self.unreachable))
-
-    def to_dict(self) -> dict[str, object]:
-        d: dict[str, object] = {
-            "node": self.node, "node_state": self.node_state, "run_id": self.run_id,
-            "state": self.state, "exit_code": self.exit_code,
-            "workers": [w.to_dict() for w in self.workers]}
-        if self.serve_url is not None:
-            d.update(serve=self.serve_state, serve_url=self.serve_url,
-                     health=self.health_code, degraded_workers=self.degraded_workers,
-                     first_down=self.first_down)
-        return d
-
-    @property
-    def finished(self) -> bool:
-        return all(w.state in ("exited", "dead", "missing", "unreachable") for w in self.workers)
-
-
-def _int(v: str | None) -> int | None:
-    try:
-        return int(v) if v not in (None, "-") else None
-    except ValueError:
-        return None
-
-
-def _float(v: str | None) -> float | None:
-    try:
-        return float(v) if v not in (None, "-") else None
-    except ValueError:
-        return None
-
-
-def parse_status_line(index: int, line: str) -> WorkerRunStatus:
-    kv = parse_kv(line)
-    state = kv.get("state", "missing")
-    age = _int(kv.get("heartbeat_age"))
-    if state == "running" and age is not None and age > HEARTBEAT_STALE_S:
-        state = "hung"
-    serve = kv.get("serve_url", "-")
-    started = kv.get("started_at", "-")
-    return WorkerRunStatus(index=index, run_id=worker_run_id(index, kv.get("run")), state=state,
-                           exit_code=_int(kv.get("exit_code")), heartbeat_age=age,
-                           pid=_int(kv.get("pid")), log_lines=_int(kv.get("log_lines")) or 0,
-                           stopped=kv.get("stopped") == "1",
-                           timed_out=kv.get("timed_out") == "1",
-                           ended_at=_float(kv.get("ended_at")),
-                           serve_url=None if serve in ("", "-") else serve,
-                           started_at=None if started in ("", "-") else started)
 
 
 async def run_status(session: SliceSession, run_id: str | None) -> RunStatus:
@@ -296,7 +141,7 @@ async def tail(session: SliceSession, run_id: str | None, *, lines: int | None =
                                     "`tpuctl launch` starts one")
             if res.error is None and res.exit_code == 0:
                 result.run_id = worker_run_id(i, meta.get("tpuctl-run", result.run_id))
-                result.exit_codes[i] = _int(meta.get("exit_code"))
+                result.exit_codes[i] = int_or_none(meta.get("exit_code"))
                 if meta.get("timed_out") == "1":
                     result.timed_out.append(i)
                 if not follow or result.exit_codes[i] is not None:
@@ -354,7 +199,8 @@ def tail_node(ports: Ports, req: TailRequest, on_line: OnLine) -> TailResult:
         return await tail(session, req.run_id, lines=req.lines, follow=req.follow,
                           indices=idx, on_line=on_line)
 
-    return on_slice(ports, req.name, go)
+    # without --follow a short command: through the connection daemon, as exec and status
+    return on_slice(ports, req.name, go, shared=not req.follow)
 
 
 @dataclass(frozen=True)

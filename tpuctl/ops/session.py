@@ -7,8 +7,6 @@ connected to once. Remote scripts are installed once per content hash.
 from __future__ import annotations
 
 import asyncio
-import re
-import shlex
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -21,19 +19,13 @@ from tpuctl.model import Slice
 from tpuctl.ops import worker_cache
 from tpuctl.ops.access import cached_access, ensure_access, ssh_targets
 from tpuctl.ops.ports import Ports
+from tpuctl.ops.results import is_unreachable as is_unreachable
+from tpuctl.ops.results import parse_kv as parse_kv
+from tpuctl.ops.results import worker_run_id as worker_run_id
+from tpuctl.remote import script_command as script_command  # for callers that run a script
 from tpuctl.workers.base import OnOutput, WorkerResult, Workers
 
 T = TypeVar("T")
-
-# A constant, argument-free installer: unpack the script bundle from stdin into a
-# content-addressed directory unless that exact version is already there.
-_INSTALL = (
-    'set -eu; d="$HOME/.tpuctl/bin"; mkdir -p "$d"; h={h}; '
-    'if [ -d "$d/$h" ]; then cat >/dev/null; exit 0; fi; '
-    't=$(mktemp -d "$d/.$h.XXXXXX"); tar -xzf - -C "$t"; mv "$t" "$d/$h" 2>/dev/null || '
-    'rm -rf "$t"'
-)
-
 
 @dataclass
 class SliceSession:
@@ -99,7 +91,7 @@ class SliceSession:
                                connect_attempts=CONNECT_ATTEMPTS)
 
     async def install_scripts(self) -> str:
-        from tpuctl.remote import bundle
+        from tpuctl.remote import bundle, install_command
 
         h, data = bundle()
         if self._scripts_hash == h:
@@ -111,8 +103,8 @@ class SliceSession:
                 for attempt in range(TRANSPORT_ATTEMPTS):  # the installer is idempotent
                     if attempt:
                         await asyncio.sleep(_retry_wait(attempt))
-                    got = await self.run(_INSTALL.format(h=shlex.quote(h)), stdin=data,
-                                         indices=pending, timeout=120)
+                    got = await self.run(install_command(h), stdin=data, indices=pending,
+                                         timeout=120)
                     results.update((r.index, r) for r in got)
                     pending = [r.index for r in got if _transport_failed(r)]
                     if not pending:
@@ -145,32 +137,37 @@ class SliceSession:
         `idempotent` scripts are re-run, with backoff, on the workers whose transport failed
         (connection lost or refused: the script may or may not have run); a script's own
         non-zero exit and a timeout are never retried.
+
+        The session's first call of one command without stdin is `guarded`: it runs where
+        this version of the scripts is installed and installs them only where it is not (one
+        round trip in the usual case instead of two); other first calls install first.
         """
-        h = await self.install_scripts()
+        from tpuctl import remote
+
+        h = remote.scripts_hash()
         tail = " 2>&1" if merge_stderr else ""
         results: dict[int, WorkerResult] = {
             i: self.unreachable[i] for i in calls if i in self.unreachable}
         pending = {i: c for i, c in calls.items() if i not in self.unreachable}
-        for attempt in range(TRANSPORT_ATTEMPTS if idempotent else 1):
-            if attempt:
-                await asyncio.sleep(_retry_wait(attempt))
-            if _same and pending:
-                first = next(iter(pending.values()))
-                got = await self.run(_script_cmd(h, name, first[0]) + tail,
-                                     indices=sorted(pending), timeout=timeout, stdin=first[1],
-                                     on_output=on_output, capture=capture)
-            else:
-                groups = await gather_or_cancel([
-                    self.run(_script_cmd(h, name, args) + tail, indices=[i], timeout=timeout,
-                             stdin=data, on_output=on_output, capture=capture)
-                    for i, (args, data) in sorted(pending.items())
-                ])
-                got = [r for g in groups for r in g]
-            for r in got:
-                results[r.index] = r
-            pending = {i: c for i, c in pending.items() if _transport_failed(results[i])}
+        run = _Calls(self, name, h, tail, results, timeout=timeout, on_output=on_output,
+                     capture=capture, same=_same)
+        first_attempt = 0
+        if _same and pending and self._scripts_hash != h and \
+                not next(iter(pending.values()))[1]:
+            fresh, pending = await self._guarded(h, pending, run)
+            if fresh:  # they lacked the scripts (installed now): nothing ran there yet
+                await run(fresh)
+                pending |= {i: c for i, c in fresh.items() if _transport_failed(results[i])}
+            first_attempt = 1
+        else:
+            await self.install_scripts()
+        for attempt in range(first_attempt, TRANSPORT_ATTEMPTS if idempotent else 1):
             if not pending:
                 break
+            if attempt:
+                await asyncio.sleep(_retry_wait(attempt))
+            await run(pending)
+            pending = {i: c for i, c in pending.items() if _transport_failed(results[i])}
         return [results[i] for i in sorted(results)]
 
     async def install_on(self, indices: Sequence[int], *, timeout: float
@@ -178,49 +175,93 @@ class SliceSession:
         """Install the worker scripts on these workers only, once, within `timeout`: for
         `top`, which asks workers that stopped answering again every frame instead of leaving
         them out. Those that answer are no longer counted unreachable. (hash, results)"""
-        from tpuctl.remote import bundle
+        from tpuctl.remote import bundle, install_command
 
         h, data = bundle()
-        got = await self.run(_INSTALL.format(h=shlex.quote(h)), stdin=data,
+        got = await self.run(install_command(h), stdin=data,
                              indices=list(indices), timeout=timeout)
         for r in got:
             if r.ok:
                 self.unreachable.pop(r.index, None)
         return h, got
 
+    async def _guarded(self, h: str, pending: dict[int, Call], run: _Calls
+                       ) -> tuple[dict[int, Call], dict[int, Call]]:
+        """The guarded first call (see `script_each`): (the workers that lacked the scripts,
+        installed now, where the script is still to run; those whose transport failed)."""
+        from tpuctl import remote
+
+        got = await run(pending, guard=True)
+        absent = {r.index for r in got if r.error is None and r.exit_code == remote.ABSENT}
+        failed = {r.index for r in got if _transport_failed(r)}
+        if absent or failed:
+            # every worker, once (idempotent where present); marks the unreachable ones
+            await self.install_scripts()
+            for i in absent & set(self.unreachable):
+                run.results[i] = self.unreachable[i]
+        else:
+            self.unreachable.update((r.index, r) for r in got if r.unreached)
+            self._scripts_hash = h
+        return ({i: c for i, c in pending.items() if i in absent and i not in self.unreachable},
+                {i: c for i, c in pending.items() if i in failed})
+
     async def close(self) -> None:
         await self.pool.close()
 
 
+Call = tuple[Sequence[str], bytes | None]  # a worker's script arguments and stdin
+
+
+@dataclass
+class _Calls:
+    """One round of a `script_each`: run the calls, keep each worker's result."""
+
+    session: SliceSession
+    name: str
+    h: str
+    tail: str
+    results: dict[int, WorkerResult]
+    timeout: float | None
+    on_output: OnOutput | None
+    capture: bool
+    same: bool
+
+    async def __call__(self, calls: Mapping[int, Call], *, guard: bool = False
+                       ) -> list[WorkerResult]:
+        """`guard`: only where this version of the scripts is installed (remote.guarded);
+        a worker without them (exit ABSENT) gets no result yet (`SliceSession._guarded`)."""
+        from tpuctl import remote
+
+        s = self.session
+        if self.same:
+            args, stdin = next(iter(calls.values()))
+            command = remote.script_command(self.h, self.name, args) + self.tail
+            got = await s.run(remote.guarded(self.h, command) if guard else command,
+                              indices=sorted(calls), timeout=self.timeout, stdin=stdin,
+                              on_output=self.on_output, capture=self.capture)
+        else:
+            groups = await gather_or_cancel([
+                s.run(remote.script_command(self.h, self.name, args) + self.tail, indices=[i],
+                      timeout=self.timeout, stdin=data, on_output=self.on_output,
+                      capture=self.capture)
+                for i, (args, data) in sorted(calls.items())
+            ])
+            got = [r for g in groups for r in g]
+        if guard:
+            from tpuctl.remote import ABSENT
+
+            self.results.update((r.index, r) for r in got
+                                if r.error is not None or r.exit_code != ABSENT)
+        else:
+            self.results.update((r.index, r) for r in got)
+        return got
+
+
 TRANSPORT_ATTEMPTS = 4
-# How workers are connected to. From a cached list, one short attempt: a worker that does not
-# answer within CACHED_CONNECT_TIMEOUT sends the session to the API (a preempted node's
-# workers may not even refuse), and the full policy applies to the re-read list.
+# How workers of a list just read from the API are connected to (from a cached list: one short
+# attempt, worker_cache.CACHED_CONNECT_TIMEOUT).
 CONNECT_TIMEOUT = 20.0
 CONNECT_ATTEMPTS = 3
-CACHED_CONNECT_TIMEOUT = 5.0
-
-
-def parse_kv(text: str) -> dict[str, str]:
-    """The worker scripts' output protocol: whitespace-separated key=value words."""
-    return dict(word.split("=", 1) for word in text.split() if "=" in word)
-
-
-def worker_run_id(index: int, value: str | None) -> str:
-    """A run id as a worker reported it ("-": none), checked: tpuctl uses it in local paths
-    and in arguments, and a worker (or its runs/latest) may say anything."""
-    from tpuctl import validate
-
-    if value in (None, "", "-"):
-        return "-"
-    assert value is not None
-    try:
-        return validate.run_id(value)
-    except ValueError:
-        raise RemoteCommandError(f"w{index} answered an invalid run id {value[:80]!r}",
-                                 hint="refusing to use it (run ids are letters, digits, '.', '_' "
-                                 "and '-'); look at ~/.tpuctl/runs/latest on that worker: "
-                                 f"`tpuctl ssh NAME --worker {index}`") from None
 
 
 def _retry_wait(attempt: int) -> float:
@@ -237,39 +278,6 @@ def _transport_failed(r: WorkerResult) -> bool:
     if r.timed_out or r.error is None or r.unreached:
         return False
     return r.exit_code is None or r.error.startswith("killed by signal")
-
-
-def is_unreachable(r: WorkerResult) -> bool:
-    """The command could not be run or finished there (no connection, or it was lost), as
-    opposed to a command that ran and failed, or timed out."""
-    return r.exit_code is None and not r.timed_out
-
-
-def _script_cmd(h: str, name: str, args: Sequence[str]) -> str:
-    """`bash "$HOME/.tpuctl/bin/<hash>/<name>.sh" 'arg' ...`: short, quoted once, by code."""
-    return f'bash "$HOME/.tpuctl/bin/{h}/{name}.sh" {shlex.join(args)}'.rstrip()
-
-
-script_command = _script_cmd  # for callers that run a script themselves (`top`)
-
-
-_SCRIPT_PATH = re.compile(r"^\$HOME/\.tpuctl/bin/[0-9a-f]+/(\w+)\.sh$")
-INSTALL_SCRIPTS = "install"  # what `script_call` names the scripts' installer (\w+: no script)
-
-
-def script_call(command: str) -> tuple[str, list[str]] | None:
-    """(script name, arguments) of a command `_script_cmd` built (`install` for the
-    installer), else None: how a recording Workers reads what a session runs."""
-    if command.startswith(_INSTALL.split("{h}", 1)[0]):
-        return INSTALL_SCRIPTS, []
-    try:
-        words = shlex.split(command)
-    except ValueError:
-        return None
-    if words[-1:] == ["2>&1"]:
-        words = words[:-1]
-    m = _SCRIPT_PATH.match(words[1]) if len(words) > 1 and words[0] == "bash" else None
-    return (m.group(1), words[2:]) if m else None
 
 
 def raise_on_failure(results: Sequence[WorkerResult], what: str,
@@ -299,7 +307,7 @@ def raise_on_failure(results: Sequence[WorkerResult], what: str,
                              + "; ".join(parts), hint=hint, returncode=code)
 
 
-def open_session(ports: Ports, name: str, *, max_concurrency: int = 64,
+def open_session(ports: Ports, name: str, *, max_concurrency: int = worker_cache.MAX_CONCURRENCY,
                  shared: bool = False, any_owner: bool = False) -> SliceSession:
     """A session on a READY node; its worker list from the cache when fresh.
 
@@ -312,8 +320,10 @@ def open_session(ports: Ports, name: str, *, max_concurrency: int = 64,
     note_session(sl)  # a multislice group's lines are labelled [sSwW]
     pool = ports.connect(ssh_targets(ports.local, sl), key_path=ports.local.key_path(),
                          pool=worker_cache.node_identity(ports.cloud, name), shared=shared,
-                         connect_timeout=CACHED_CONNECT_TIMEOUT if cached else CONNECT_TIMEOUT,
-                         connect_attempts=1 if cached else CONNECT_ATTEMPTS,
+                         connect_timeout=(worker_cache.CACHED_CONNECT_TIMEOUT if cached
+                                          else CONNECT_TIMEOUT),
+                         connect_attempts=(worker_cache.CACHED_CONNECT_ATTEMPTS if cached
+                                           else CONNECT_ATTEMPTS),
                          max_concurrency=max_concurrency)
     return SliceSession(ports=ports, slice=sl, pool=pool, from_cache=cached)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -11,7 +10,7 @@ from tpuctl import validate
 from tpuctl.errors import CloudError, UsageError
 from tpuctl.model import Slice
 from tpuctl.naming import validate_node_name
-from tpuctl.ops.access import ensure_access, ssh_targets
+from tpuctl.ops.access import cached_access, ensure_access, ssh_targets
 from tpuctl.ops.ports import Ports
 
 
@@ -74,10 +73,15 @@ def host_alias(sl: Slice, index: int) -> str:
 
 
 def ssh_config_text(ports: Ports, name: str) -> str:
-    """`Host NAME-wI` blocks for ~/.ssh/config, so plain ssh/scp/rsync/VS Code work."""
+    """`Host NAME-wI` blocks for ~/.ssh/config, from the worker cache while it is fresh (as
+    the fast path answers it), else from the API with the host keys pinned again."""
+    import os
+
     validate_node_name(name)
-    sl = ensure_access(ports, name)
     local = ports.local
+    sl, cached = cached_access(ports, name)
+    if cached and not os.path.isfile(local.known_hosts_path(sl)):
+        sl = ensure_access(ports, name)  # its pinned keys are gone: pin them again
     try:
         return render_ssh_config(sl, local.key_path(), local.known_hosts_path(sl),
                                  local.username())
@@ -94,37 +98,11 @@ def _checked(check: Callable[[str], str], value: str) -> str:
                          "is the TPU API") from None
 
 
-def _quoted(value: str, what: str) -> str:
-    """A path as one double-quoted ssh_config argument; refused if it could end the line or
-    the quotes (it would add directives of its own)."""
-    if not value.isprintable() or '"' in value:
-        raise UsageError(f"{what} {value!r} cannot be written to an ssh config",
-                         hint="use a HOME without quotes or control characters")
-    return f'"{value}"'
-
-
 def render_ssh_config(sl: Slice, key: Path, known_hosts: Path, user: str) -> str:
-    """Only validated values go in: a value from the API could otherwise add its own
-    directives (a `ProxyCommand` runs a command here)."""
-    validate_node_name(sl.name)
-    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
-        raise UsageError(f"invalid user name {user!r}", hint="see `tpuctl ssh --print`")
-    blocks = []
-    for w in sl.workers:
-        blocks.append(
-            "\n".join([
-                f"Host {host_alias(sl, w.index)}",
-                f"  HostName {validate.ip_address(w.ip)}",
-                f"  Port {validate.port(w.ssh_port)}",
-                f"  User {user}",
-                f"  IdentityFile {_quoted(str(key), 'key path')}",
-                "  IdentitiesOnly yes",
-                f"  UserKnownHostsFile {_quoted(str(known_hosts), 'known_hosts path')}",
-                "  StrictHostKeyChecking yes",
-                "  ServerAliveInterval 15",
-            ])
-        )
-    header = (f"# tpuctl ssh-config {sl.name} ({validate.plain_name(sl.accelerator_type, 'type')}"
-              f", {validate.project(sl.project)}/{validate.zone(sl.zone)});"
-              " host keys pinned from the TPU API's guest attributes")
-    return header + "\n" + "\n\n".join(blocks) + "\n"
+    """The slice's blocks (ops/ssh_config.py, which the fast path draws them with)."""
+    from tpuctl.ops import ssh_config
+
+    return ssh_config.render_ssh_config(
+        name=sl.name, accelerator_type=sl.accelerator_type, project=sl.project, zone=sl.zone,
+        workers=[(host_alias(sl, w.index), w.ip, w.ssh_port) for w in sl.workers],
+        key=str(key), known_hosts=str(known_hosts), user=user)

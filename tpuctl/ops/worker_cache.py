@@ -4,92 +4,144 @@ A command from a shell alias (`tpuctl exec`, `tail`, `status`, ...) then reaches
 without importing google-cloud or calling the API: about 0.3 s less per command
 (docs/performance.md). Trust is unchanged: an entry is written only by `ensure_access`, after
 this user's key is authorized on the node and the host keys the API published are pinned, and
-it holds exactly those keys. A stale entry costs one quick failed connect: a worker that cannot
-be reached from a cached list makes the session re-read the node from the API, which raises
-if the node is gone or preempted and otherwise refreshes the entry and retries the connect
-(`SliceSession.refresh`). Deleting a node through tpuctl removes its entry.
+it holds exactly those keys, and the SSH targets (address, port, login, pinned key) that
+`ops.access.ssh_targets` made of them, so the fast path (tpuctl/cli/fast/) reaches workers
+exactly as the full CLI does without computing anything itself. A stale entry costs one quick
+failed connect: a worker that cannot be reached from a cached list makes the session re-read
+the node from the API, which raises if the node is gone or preempted and otherwise refreshes
+the entry and retries the connect (`SliceSession.refresh`). Deleting a node through tpuctl
+removes its entry.
+
+Light on purpose (no dataclasses, pathlib or google import at module level): the fast path
+reads entries with `read_entry`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
-from dataclasses import asdict
-from pathlib import Path
-from typing import Any
 
-from tpuctl.cloud.base import Cloud
-from tpuctl.model import Slice, Worker
-from tpuctl.paths import private_dir, worker_cache_dir
+from tpuctl.digest import sha256_hex
+from tpuctl.paths import local_dir, private_dir
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+    from tpuctl.cloud.base import Cloud
+    from tpuctl.model import Slice
+    from tpuctl.workers.records import SshTarget
 
 TTL_SECONDS = 60.0
-_FORMAT = 1
+# How a cached list's workers are connected to: one short attempt. A worker that does not
+# answer within CACHED_CONNECT_TIMEOUT sends the session to the API (a preempted node's workers
+# may not even refuse), and the full policy (ops/session.py) applies to the re-read list.
+CACHED_CONNECT_TIMEOUT = 5.0
+CACHED_CONNECT_ATTEMPTS = 1
+# connections opened at once by one command (a session's default)
+MAX_CONCURRENCY = 64
+_FORMAT = 2  # 2: the SSH targets are kept too
+
+
+def identity(endpoint: str | None, project: str, zone: str, name: str) -> str:
+    """Which node this is: (endpoint, project, zone, name), since emulators reuse names across
+    runs. Keys this cache and the connection daemon's pools."""
+    return json.dumps([endpoint or "gcp", project, zone, name])
 
 
 def node_identity(cloud: Cloud, name: str) -> str:
-    """Which node this is: (endpoint, project, zone, name), since emulators reuse names across
-    runs. Keys this cache and the connection daemon's pools."""
-    return json.dumps([cloud.endpoint or "gcp", cloud.project, cloud.zone, name])
+    return identity(cloud.endpoint, cloud.project, cloud.zone, name)
 
 
-def _entry_path(cloud: Cloud, name: str) -> Path:
-    """One file per node identity."""
-    digest = hashlib.sha256(node_identity(cloud, name).encode()).hexdigest()[:16]
-    return worker_cache_dir() / f"{name}.{digest}.json"
+def entry_path(node: str, name: str) -> str:
+    """One file per node identity (`identity`)."""
+    digest = sha256_hex(node.encode())[:16]
+    return os.path.join(local_dir("cache", "workers"), f"{name}.{digest}.json")
 
 
-def _key_id(public_key: str) -> str:
-    return hashlib.sha256(public_key.strip().encode()).hexdigest()
+def key_id(public_key: str) -> str:
+    return sha256_hex(public_key.strip().encode())
 
 
-def store(cloud: Cloud, sl: Slice, *, public_key: str, now: float | None = None) -> None:
-    """Remember a READY node's workers (no metadata: it may hold other users' data)."""
+def store(cloud: Cloud, sl: Slice, *, public_key: str, targets: Sequence[SshTarget] = (),
+          now: float | None = None) -> None:
+    """Remember a READY node's workers (no metadata: it may hold other users' data) and the
+    SSH targets made of them."""
+    from dataclasses import asdict
+
+    from tpuctl.record import as_dict
+
     record = asdict(sl)
     record["metadata"] = {}
     entry = {"format": _FORMAT, "fetched_at": time.time() if now is None else now,
-             "key": _key_id(public_key), "slice": record}
-    path = _entry_path(cloud, sl.name)
-    private_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+             "key": key_id(public_key), "slice": record,
+             "targets": [as_dict(t) for t in targets]}
+    path = entry_path(node_identity(cloud, sl.name), sl.name)
+    private_dir(os.path.dirname(path))
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(entry, f)
     os.replace(tmp, path)
 
 
-def load(cloud: Cloud, name: str, *, public_key: str, ttl: float = TTL_SECONDS,
-         now: float | None = None) -> Slice | None:
-    """The cached READY slice if it is younger than `ttl` and was written for this key."""
+def read_entry(node: str, name: str, *, public_key: str, ttl: float = TTL_SECONDS,
+               now: float | None = None) -> dict[str, Any] | None:
+    """The cached entry of a READY node if it is younger than `ttl`, was written for this key
+    and names every worker with its host key; else None (ask the API)."""
     try:
-        entry = json.loads(_entry_path(cloud, name).read_text())
+        with open(entry_path(node, name)) as f:
+            entry = json.load(f)
         age = (time.time() if now is None else now) - float(entry["fetched_at"])
-        if entry.get("format") != _FORMAT or entry.get("key") != _key_id(public_key):
+        if entry.get("format") != _FORMAT or entry.get("key") != key_id(public_key):
             return None
         if not 0 <= age <= ttl:
             return None
-        return _slice(entry["slice"])
-    except (OSError, ValueError, KeyError, TypeError):
+        sl = entry["slice"]
+        workers = sl["workers"]
+        if sl.get("state") != "READY" or not workers or \
+                any(w.get("host_key") is None for w in workers):
+            return None
+        return dict(entry)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None  # absent, unreadable or from another version: ask the API
 
 
+def load(cloud: Cloud, name: str, *, public_key: str, ttl: float = TTL_SECONDS,
+         now: float | None = None) -> Slice | None:
+    """The cached READY slice if it is younger than `ttl` and was written for this key."""
+    entry = read_entry(node_identity(cloud, name), name, public_key=public_key, ttl=ttl, now=now)
+    if entry is None:
+        return None
+    try:
+        return slice_of(entry)
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def forget(cloud: Cloud, name: str) -> None:
-    _entry_path(cloud, name).unlink(missing_ok=True)
+    path = entry_path(node_identity(cloud, name), name)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
-def _slice(d: dict[str, Any]) -> Slice | None:
+def slice_of(entry: dict[str, Any]) -> Slice:
+    """The `Slice` an entry (`read_entry`) holds."""
+    from tpuctl.model import Slice, Worker
+
+    d = entry["slice"]
     workers = tuple(Worker(index=int(w["index"]), ip=str(w["ip"]), ssh_port=int(w["ssh_port"]),
                            host_key=w.get("host_key")) for w in d["workers"])
-    sl = Slice(name=str(d["name"]), project=str(d["project"]), zone=str(d["zone"]),
-               accelerator_type=str(d["accelerator_type"]),
-               runtime_version=str(d["runtime_version"]), state=str(d["state"]),
-               health=str(d.get("health", "")), labels=dict(d.get("labels") or {}),
-               workers=workers, spot=bool(d.get("spot")),
-               create_time=str(d.get("create_time", "")),
-               queued_resource=str(d.get("queued_resource", "")),
-               startup_script=bool(d.get("startup_script")),
-               slices=int(d.get("slices") or 1))
-    if sl.state != "READY" or not workers or any(w.host_key is None for w in workers):
-        return None
-    return sl
+    return Slice(name=str(d["name"]), project=str(d["project"]), zone=str(d["zone"]),
+                 accelerator_type=str(d["accelerator_type"]),
+                 runtime_version=str(d["runtime_version"]), state=str(d["state"]),
+                 health=str(d.get("health", "")), labels=dict(d.get("labels") or {}),
+                 workers=workers, spot=bool(d.get("spot")),
+                 create_time=str(d.get("create_time", "")),
+                 queued_resource=str(d.get("queued_resource", "")),
+                 startup_script=bool(d.get("startup_script")),
+                 slices=int(d.get("slices") or 1))

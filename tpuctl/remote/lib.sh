@@ -9,11 +9,23 @@
 # the group counts as dead, so it is never signalled (the kernel frees a pgid only when no
 # member is left, so a group whose leader has exited is still the original one).
 group_alive() {
-  local pgid=$1 start=${2:-} now
+  local pgid=$1 start=${2:-} stat= rest
   [ -n "$pgid" ] && [ "$pgid" != 0 ] || return 1
   kill -0 -- "-$pgid" 2>/dev/null || return 1
-  if [ -n "$start" ] && now=$(proc_start "$pgid"); then
-    [ "$now" = "$start" ] || return 1
+  # the process whose pid is PGID, read with a builtin (status asks this on every worker,
+  # every call: no process started for it)
+  { IFS= read -r -d '' stat || :; } 2>/dev/null <"/proc/$pgid/stat" || :
+  if [ -n "$stat" ]; then
+    rest=${stat##*) }  # after the command name, which may hold spaces and parentheses
+    # shellcheck disable=SC2086
+    set -- $rest
+    if [ -n "$start" ] && [ -n "${20:-}" ] && [ "${20}" != "$start" ]; then
+      return 1  # a stranger (see proc_start)
+    fi
+    # the leader itself alive (not a zombie) and still in its group: no scan of every process
+    if [ "${1:-Z}" != Z ] && [ "${3:-}" = "$pgid" ]; then
+      return 0
+    fi
   fi
   # /proc/PID/stat after the command name: state ppid pgrp ...
   # (cat may fail on processes that vanish while it reads: that must not fail the check)
@@ -32,9 +44,20 @@ proc_start() {
   printf '%s\n' "${20}"
 }
 
+# first_line VAR FILE [DEFAULT]: VAR is FILE's first line, or DEFAULT when FILE is missing or
+# empty. A builtin read: no process per file (status reads a dozen on every worker).
+first_line() {
+  local line=
+  { IFS= read -r line || :; } 2>/dev/null <"$2" || :
+  printf -v "$1" '%s' "${line:-${3:-}}"
+}
+
 # run_alive RUN_DIR: the run's process group is alive (and is still the run's).
 run_alive() {
-  group_alive "$(cat "$1/pgid" 2>/dev/null || echo 0)" "$(cat "$1/pgid_start" 2>/dev/null || true)"
+  local pgid start
+  first_line pgid "$1/pgid" 0
+  first_line start "$1/pgid_start"
+  group_alive "$pgid" "$start"
 }
 
 # read_framed OUT: stdin is one frame, "tpuctl-frame 1 LENGTH SHA256" and a newline, then

@@ -3,41 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
+
+from tpuctl.workers.records import SshTarget, WorkerResult
 
 # (worker index, stream name "stdout" | "stderr", one line without its trailing newline)
 OnOutput = Callable[[int, str, str], None]
 
-
-@dataclass(frozen=True)
-class SshTarget:
-    """How to reach one worker. `host_key` pins the server key ("ssh-ed25519 AAAA...")."""
-
-    index: int
-    host: str
-    port: int
-    username: str
-    host_key: str | None = None
-
-
-@dataclass(frozen=True)
-class WorkerResult:
-    """What happened on one worker. exit_code is None when the command never completed."""
-
-    index: int
-    exit_code: int | None
-    error: str | None = None  # transport failure or timeout, in one line
-    timed_out: bool = False
-    duration: float = 0.0
-    stdout: str = ""  # only filled when the caller asked to capture output
-    # the command certainly never started (no connection, or the channel was refused):
-    # running it again elsewhere, or after re-reading the node, cannot run it twice
-    unreached: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0 and self.error is None
+__all__ = ["Listener", "OnOutput", "SshTarget", "WorkerResult", "Workers"]
 
 
 class Listener(Protocol):

@@ -20,97 +20,48 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
 import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Sequence
-from dataclasses import asdict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tpuctl import errors
-from tpuctl.paths import private_dir, tpuctl_home
+from tpuctl.paths import private_dir
+from tpuctl.workers import muxproto
 from tpuctl.workers.base import Listener, OnOutput, SshTarget, WorkerResult, Workers
+from tpuctl.workers.muxproto import (  # re-exported: the daemon and tests use them from here
+    ACK,
+    ACK_TIMEOUT_S,
+    FRAME_LIMIT,
+    PROTOCOL,
+    STALE_REQUEST_S,
+    code_id,
+    encode,
+    error_from_dict,
+    error_to_dict,
+    result_from_dict,
+    target_from_dict,
+    target_to_dict,
+)
 
-PROTOCOL = 1
-# AF_UNIX paths are limited to 108 bytes on Linux (104 on macOS); a longer HOME runs in process.
-_MAX_SOCKET_PATH = 100
-# One request line may carry a script bundle or a .env on stdin.
-FRAME_LIMIT = 64 * 1024 * 1024
-# After Ctrl-C, how long the client waits for the daemon to confirm it closed the channels.
-_CANCEL_CONFIRM_S = 3.0
-# A daemon that does not acknowledge within ACK_TIMEOUT_S (stopped, wedged) is bypassed: the
-# command runs in process. The daemon never starts a request older than STALE_REQUEST_S, so
-# a late daemon cannot run a command the client has given up on (same host, same clock).
-ACK_TIMEOUT_S = 5.0
-STALE_REQUEST_S = 4.0
-# the daemon's code: SshWorkers and what it is made of
-_DAEMON_FILES = ("mux.py", "muxd.py", "ssh.py", "sshfailures.py", "lines.py", "openssh.py",
-                 "base.py")
+__all__ = ["ACK", "ACK_TIMEOUT_S", "FRAME_LIMIT", "PROTOCOL", "STALE_REQUEST_S", "MuxWorkers",
+           "code_id", "encode", "error_from_dict", "error_to_dict", "result_from_dict",
+           "target_from_dict", "target_to_dict"]
 
 
 def mux_dir() -> Path:
-    return tpuctl_home() / "mux"
-
-
-def code_id() -> str:
-    """Identifies the daemon code: a client never talks to a daemon from another tpuctl
-    version (an upgraded or edited install starts its own; the old one idles out)."""
-    h = hashlib.sha256(str(PROTOCOL).encode())
-    here = Path(__file__).parent
-    for name in _DAEMON_FILES:
-        h.update((here / name).read_bytes())
-    return h.hexdigest()[:12]
+    return Path(muxproto.mux_dir())
 
 
 def socket_path() -> Path:
-    return mux_dir() / f"{code_id()}.sock"
+    return Path(muxproto.socket_path())
 
 
 def usable_socket_path() -> Path | None:
-    path = socket_path()
-    return path if len(os.fsencode(path)) <= _MAX_SOCKET_PATH else None
-
-
-def encode(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
-
-
-# The daemon's first frame for a request it will run; anything else means nothing ran.
-ACK = encode({"ack": 1})
-
-
-def target_to_dict(t: SshTarget) -> dict[str, Any]:
-    return asdict(t)
-
-
-def target_from_dict(d: dict[str, Any]) -> SshTarget:
-    return SshTarget(index=int(d["index"]), host=str(d["host"]), port=int(d["port"]),
-                     username=str(d["username"]),
-                     host_key=None if d.get("host_key") is None else str(d["host_key"]))
-
-
-def result_from_dict(d: dict[str, Any]) -> WorkerResult:
-    return WorkerResult(index=int(d["index"]),
-                        exit_code=None if d.get("exit_code") is None else int(d["exit_code"]),
-                        error=d.get("error"), timed_out=bool(d.get("timed_out")),
-                        duration=float(d.get("duration", 0.0)), stdout=str(d.get("stdout", "")),
-                        unreached=bool(d.get("unreached")))
-
-
-def error_to_dict(exc: errors.TpuctlError) -> dict[str, Any]:
-    return {"type": type(exc).__name__, "message": exc.message, "hint": exc.hint}
-
-
-def error_from_dict(d: dict[str, Any]) -> errors.TpuctlError:
-    cls = getattr(errors, str(d.get("type")), None)
-    if not (isinstance(cls, type) and issubclass(cls, errors.TpuctlError)) or \
-            cls is errors.RemoteCommandError:
-        cls = errors.TpuctlError
-    return cls(str(d.get("message", "connection daemon error")), d.get("hint"))
+    path = muxproto.usable_socket_path()
+    return None if path is None else Path(path)
 
 
 class _NoDaemon(Exception):
@@ -223,20 +174,18 @@ class MuxWorkers:
         return await self._in_process().run(command, indices=indices, timeout=timeout,
                                             stdin=stdin, on_output=on_output, capture=capture)
 
-    def request(self, command: str, *, indices: Sequence[int] | None, timeout: float | None,
-                stdin: bytes | None, stream: bool, capture: bool) -> dict[str, Any]:
+    def request(self, command: str | Mapping[int, str], *, indices: Sequence[int] | None,
+                timeout: float | None, stdin: bytes | None, stream: bool, capture: bool
+                ) -> dict[str, Any]:
         """One fan-out as the daemon receives it (muxd.Daemon._serve_one reads it)."""
-        return {
-            "v": PROTOCOL, "pool": self._pool, "key_path": str(self._key_path),
-            "targets": [target_to_dict(t) for t in self._targets],
-            "connect_timeout": self._connect_timeout,
-            "connect_attempts": self._connect_attempts,
-            "max_concurrency": self._max_concurrency, "persist": self._persist,
-            "command": command, "indices": None if indices is None else list(indices),
-            "timeout": timeout, "capture": capture, "stream": stream,
-            "stdin": None if stdin is None else base64.b64encode(stdin).decode(),
-            "sent_at": time.time(),
-        }
+        return muxproto.run_request(
+            pool=self._pool, key_path=str(self._key_path),
+            targets=[target_to_dict(t) for t in self._targets],
+            connect_timeout=self._connect_timeout, connect_attempts=self._connect_attempts,
+            max_concurrency=self._max_concurrency, persist=self._persist, command=command,
+            indices=indices, timeout=timeout,
+            stdin_b64=None if stdin is None else base64.b64encode(stdin).decode(),
+            stream=stream, capture=capture)
 
     async def _via_daemon(self, command: str, indices: Sequence[int] | None,
                           timeout: float | None, stdin: bytes | None,
@@ -256,9 +205,7 @@ class MuxWorkers:
                 await writer.drain()
                 first = await asyncio.wait_for(reader.readline(), ACK_TIMEOUT_S)
             except TimeoutError:  # (before OSError: asyncio's TimeoutError is one)
-                sys.stderr.write(f"tpuctl: the connection daemon did not answer within "
-                                 f"{ACK_TIMEOUT_S:g}s; running in process (`tpuctl mux stop` "
-                                 "ends it)\n")
+                sys.stderr.write(muxproto.NO_ACK + "\n")
                 raise _NoDaemon from None
             except OSError:
                 raise _NoDaemon from None
@@ -280,15 +227,14 @@ class MuxWorkers:
                     writer.write_eof()
                 with contextlib.suppress(BaseException):
                     await asyncio.wait_for(_drain_until(reader, "cancelled"),
-                                           _CANCEL_CONFIRM_S)
+                                           muxproto.CANCEL_CONFIRM_S)
                 raise
             except (OSError, ValueError):
                 pass  # a daemon that died or spoke garbage: handled below
         finally:
             writer.close()
-        chosen = sorted({t.index for t in self._targets} if indices is None else set(indices))
-        return [WorkerResult(i, None, error="tpuctl's connection daemon exited during the "
-                             "command (it may have run)") for i in chosen]
+        chosen = [t.index for t in self._targets] if indices is None else list(indices)
+        return muxproto.lost_results(chosen)
 
     async def forward_local(self, index: int, local_port: int, dest_host: str,
                             dest_port: int) -> Listener:

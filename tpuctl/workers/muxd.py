@@ -20,14 +20,14 @@ import signal
 import socket
 import struct
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tpuctl.config import DEFAULT_PERSIST_S
 from tpuctl.errors import TpuctlError, UsageError
 from tpuctl.paths import private_dir
-from tpuctl.workers import mux
+from tpuctl.workers import mux, muxproto
 from tpuctl.workers.base import SshTarget
 from tpuctl.workers.ssh import SshWorkers
 
@@ -118,7 +118,7 @@ class Daemon:
 
         stdin = base64.b64decode(req["stdin"]) if req.get("stdin") is not None else None
         run = asyncio.ensure_future(pool.workers.run(
-            str(req["command"]), indices=req.get("indices"), timeout=req.get("timeout"),
+            muxproto.request_command(req), indices=req.get("indices"), timeout=req.get("timeout"),
             stdin=stdin, on_output=on_output if req.get("stream") else None,
             capture=bool(req.get("capture")), drain=writer.drain))
         gone = asyncio.ensure_future(reader.read(1))  # the client closes its end on Ctrl-C
@@ -140,7 +140,7 @@ class Daemon:
         except TpuctlError as exc:
             writer.write(mux.encode({"error": mux.error_to_dict(exc)}))
         else:
-            writer.write(mux.encode({"results": [asdict(r) for r in results]}))
+            writer.write(mux.encode({"results": [muxproto.result_to_dict(r) for r in results]}))
         await writer.drain()
         pool.last_used = time.monotonic()
 

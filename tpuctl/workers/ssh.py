@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 from tenacity import (
@@ -330,7 +330,7 @@ class SshWorkers:
 
     async def run(
         self,
-        command: str,
+        command: str | Mapping[int, str],
         *,
         indices: Sequence[int] | None = None,
         timeout: float | None = None,
@@ -339,11 +339,20 @@ class SshWorkers:
         capture: bool = False,
         drain: Drain | None = None,
     ) -> list[WorkerResult]:
-        """Run `command` (a bash string, quoted by the caller) on the selected workers.
-        `drain`, awaited after each chunk of output, lets a slow consumer of `on_output` (the
-        connection daemon's client) hold the workers back instead of buffering."""
+        """Run `command` (a bash string, quoted by the caller) on the selected workers, or
+        with a mapping, each worker's own command on the workers it names (`indices` must
+        then be None or the same workers). `drain`, awaited after each chunk of output, lets a
+        slow consumer of `on_output` (the connection daemon's client) hold the workers back
+        instead of buffering."""
         self._key()  # a missing local key is one clear error, not N per-worker ones
-        selected = sorted(set(self._targets if indices is None else indices))
+        if isinstance(command, str):
+            selected = sorted(set(self._targets if indices is None else indices))
+            commands = dict.fromkeys(selected, command)
+        else:
+            commands = dict(command)
+            selected = sorted(commands)
+            if indices is not None and sorted(set(indices)) != selected:
+                raise UsageError("per-worker commands for other workers than those chosen")
         unknown = [i for i in selected if i not in self._targets]
         if unknown:
             raise UsageError(
@@ -353,7 +362,8 @@ class SshWorkers:
         return list(
             await asyncio.gather(
                 *(
-                    self._run_guarded(i, command, timeout, stdin, on_output, capture, drain)
+                    self._run_guarded(i, commands[i], timeout, stdin, on_output, capture,
+                                      drain)
                     for i in selected
                 )
             )

@@ -7,17 +7,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tpuctl.cli import output
+from tpuctl.cli.plain import STATUS_HEADERS as HEADERS
+from tpuctl.cli.plain import line_printer, status_unreachable, stop_lines, unreachable
+from tpuctl.cli.plain import status_header_lines as header_lines
+from tpuctl.cli.plain import status_rows as rows
 from tpuctl.cli.render.base import View
-from tpuctl.cli.render.workers import line_printer, unreachable
-from tpuctl.ops.launch import StopResult
+from tpuctl.ops.results import RunStatus, StopResult
 from tpuctl.ops.runlist import RunList
-from tpuctl.ops.runs import RunStatus, TailResult
+from tpuctl.ops.runs import TailResult
 
 if TYPE_CHECKING:
     from tpuctl.dryrun.transcript import Transcript
-
-HEADERS = ["WORKER", "STATE", "EXIT", "HEARTBEAT", "PID", "LOG LINES"]
-
 
 class TailView(View[TailResult]):
     def __init__(self, *, follow: bool) -> None:
@@ -47,23 +47,6 @@ class TailView(View[TailResult]):
     def exit_code(self, result: TailResult) -> int:
         """With --follow, the job's; without, only an unreachable worker makes it non-zero."""
         return result.exit_code if self.follow or result.unreachable else 0
-
-
-def header_lines(st: RunStatus) -> list[str]:
-    lines = [f"node {st.node} {st.node_state}; run {st.run_id}: {st.state}"]
-    if st.serve_url is not None:
-        bad = ", ".join(f"w{i}" for i in st.degraded_workers)
-        if st.first_down is not None and len(st.degraded_workers) > 1:
-            bad += f", first down: w{st.first_down}"
-        lines.append(f"serving: {st.serve_state} (health {st.health_code or '-'}"
-                     f"{'; not serving: ' + bad if bad else ''}) at {st.serve_url}")
-    return lines
-
-
-def rows(st: RunStatus) -> list[list[object]]:
-    return [[f"w{w.index}", w.state, "-" if w.exit_code is None else w.exit_code,
-             "-" if w.heartbeat_age is None else f"{w.heartbeat_age}s ago",
-             w.pid or "-", w.log_lines] for w in st.workers]
 
 
 class StatusView(View[RunStatus]):
@@ -107,8 +90,7 @@ class StatusView(View[RunStatus]):
         if self.watch and st.serve_state in ("degraded", "down"):
             output.info(f"serving {st.serve_state}: worker(s) "
                         + ", ".join(f"w{i}" for i in st.degraded_workers))
-        unreachable({w.index: w.error or "unreachable" for w in st.workers
-                     if w.state == "unreachable"})
+        unreachable(status_unreachable(st))
         return st.exit_code
 
 
@@ -125,10 +107,8 @@ def _renderable(st: RunStatus) -> Any:  # a rich renderable
 
 class StopView(View[StopResult]):
     def text(self, result: StopResult) -> None:
-        for w in result.workers:
-            code = "-" if w.exit_code is None else w.exit_code
-            output.info(f"[w{w.index}] run {w.run_id}: {w.result} "
-                        + (f"({w.error})" if w.error else f"(exit {code})"))
+        for line in stop_lines(result):
+            output.info(line)
 
 
 class RunsView(View[RunList]):
