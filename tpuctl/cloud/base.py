@@ -99,3 +99,22 @@ class Cloud(Protocol):
         """Until the operation is done (TimeoutExpired past `timeout`; CloudError when it
         failed)."""
         ...
+
+
+class WrappedCloud:
+    """Where a Cloud that wraps another one (multislice groups, --dry-run's recorder) is:
+    the inner one's project, zone and endpoint."""
+
+    _inner: Cloud
+
+    @property
+    def project(self) -> str:
+        return self._inner.project
+
+    @property
+    def zone(self) -> str:
+        return self._inner.zone
+
+    @property
+    def endpoint(self) -> str | None:
+        return self._inner.endpoint

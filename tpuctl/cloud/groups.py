@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from tpuctl.cloud.base import Cloud
+from tpuctl.cloud.base import Cloud, WrappedCloud
 from tpuctl.errors import NotFoundError
 from tpuctl.model import NodeSpec, Slice
 
@@ -57,23 +57,11 @@ def change_of(own: dict[str, str], shown: dict[str, str], wanted: dict[str, str]
     return out
 
 
-class GroupCloud:
+class GroupCloud(WrappedCloud):
     """The Cloud port, with multislice groups addressed by their queued resource's name."""
 
     def __init__(self, inner: Cloud) -> None:
         self._inner = inner
-
-    @property
-    def project(self) -> str:
-        return self._inner.project
-
-    @property
-    def zone(self) -> str:
-        return self._inner.zone
-
-    @property
-    def endpoint(self) -> str | None:
-        return self._inner.endpoint
 
     def in_zone(self, zone: str) -> Cloud:
         return GroupCloud(self._inner.in_zone(zone))

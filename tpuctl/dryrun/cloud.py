@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from tpuctl.accelerators import parse_accelerator
-from tpuctl.cloud.base import Cloud
+from tpuctl.cloud.base import Cloud, WrappedCloud
 from tpuctl.dryrun.transcript import ApiCall, Transcript
 from tpuctl.errors import NotFoundError
 from tpuctl.model import NodeSpec, Slice, Worker
@@ -45,25 +45,13 @@ def simulated_node(cloud: Cloud, spec: NodeSpec) -> Slice:
                  workers=workers, spot=spec.spot, slices=spec.slices)
 
 
-class RecordingCloud:
+class RecordingCloud(WrappedCloud):
     def __init__(self, inner: Cloud, transcript: Transcript, *, read_api: bool) -> None:
         self._inner = inner
         self._t = transcript
         self._read = read_api
         self._made: dict[str, Slice] = {}  # nodes recorded creates would have made
         self._ops = itertools.count(1)
-
-    @property
-    def project(self) -> str:
-        return self._inner.project
-
-    @property
-    def zone(self) -> str:
-        return self._inner.zone
-
-    @property
-    def endpoint(self) -> str | None:
-        return self._inner.endpoint
 
     @property
     def _parent(self) -> str:

@@ -165,6 +165,27 @@ class Nodes:
             return
         nodeboot.run_startup_scripts(self._core, rec)  # its processes died: a reboot
 
+    async def _pending(self, name: str, state: str, delay: float) -> NodeRecord | None:
+        """After the operation's delay, the node if it is still in `state` (a delete or
+        another operation in between ends this one's work)."""
+        await asyncio.sleep(delay)
+        rec = self._store.nodes.get(name)
+        return rec if rec is not None and rec.state == state else None
+
+    def _settle(self, rec: NodeRecord, state: str,
+                error: tuple[int, str] | None = None) -> None:
+        """The node reaches `state`; its pending operation ends with `error`, else with the
+        node as it now is."""
+        rec.resource["state"] = state
+        if state == "READY":
+            rec.resource["health"] = "HEALTHY"
+        if error is None:
+            self._ops.finish(rec.pending_op, response=self.node_any(rec))
+        else:
+            self._ops.finish(rec.pending_op, error=error)
+        rec.pending_op = None
+        self._core.save()
+
     def _fail_create(self, rec: NodeRecord, error: tuple[int, str]) -> None:
         """The create operation fails and the node is gone (as on GCP)."""
         self._store.nodes.pop(rec.name, None)
@@ -175,9 +196,8 @@ class Nodes:
         self._core.save()
 
     async def finish_create(self, name: str, *, delay: float) -> None:
-        await asyncio.sleep(delay)
-        rec = self._store.nodes.get(name)
-        if rec is None or rec.state != "CREATING":
+        rec = await self._pending(name, "CREATING", delay)
+        if rec is None:
             return
         refused = nodeboot.admit(self._core, rec)
         if refused is not None:  # capacity or disks: code 8 (stockout, reservation), 5, 9
@@ -194,11 +214,7 @@ class Nodes:
                 self._workers.remove_node(rec.key)
             self._fail_create(rec, (CODE_INTERNAL, f"could not start the workers: {e}"))
             return
-        rec.resource["state"] = "READY"
-        rec.resource["health"] = "HEALTHY"
-        self._ops.finish(rec.pending_op, response=self.node_any(rec))
-        rec.pending_op = None
-        self._core.save()
+        self._settle(rec, "READY")
         nodeboot.run_startup_scripts(self._core, rec)
 
     # ---------------------------------------------------------------- stop/start
@@ -225,23 +241,18 @@ class Nodes:
         return self._begin(name, "stop", "READY", "STOPPING", self._finish_stop)
 
     async def _finish_stop(self, name: str) -> None:
-        await asyncio.sleep(self._core.op_delay)
-        rec = self._store.nodes.get(name)
-        if rec is None or rec.state != "STOPPING":
+        rec = await self._pending(name, "STOPPING", self._core.op_delay)
+        if rec is None:
             return
         await self._workers.stop_node(rec.key)
-        rec.resource["state"] = "STOPPED"
-        self._ops.finish(rec.pending_op, response=self.node_any(rec))
-        rec.pending_op = None
-        self._core.save()
+        self._settle(rec, "STOPPED")
 
     def start_node(self, name: str) -> dict[str, Any]:
         return self._begin(name, "start", "STOPPED", "STARTING", self._finish_start)
 
     async def _finish_start(self, name: str) -> None:
-        await asyncio.sleep(self._core.op_delay)
-        rec = self._store.nodes.get(name)
-        if rec is None or rec.state != "STARTING":
+        rec = await self._pending(name, "STARTING", self._core.op_delay)
+        if rec is None:
             return
         try:
             await self._start_workers(rec)
@@ -249,18 +260,10 @@ class Nodes:
             raise
         except Exception as e:
             log.exception("starting %s failed", name)
-            rec.resource["state"] = "STOPPED"
-            self._ops.finish(
-                rec.pending_op, error=(CODE_INTERNAL, f"could not start the workers: {e}")
-            )
-            rec.pending_op = None
-            self._core.save()
+            self._settle(rec, "STOPPED",
+                         error=(CODE_INTERNAL, f"could not start the workers: {e}"))
             return
-        rec.resource["state"] = "READY"
-        rec.resource["health"] = "HEALTHY"
-        self._ops.finish(rec.pending_op, response=self.node_any(rec))
-        rec.pending_op = None
-        self._core.save()
+        self._settle(rec, "READY")
         nodeboot.run_startup_scripts(self._core, rec)  # at every boot, as on GCP
 
     # ---------------------------------------------------------------- update

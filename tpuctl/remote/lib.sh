@@ -60,6 +60,22 @@ run_alive() {
   group_alive "$pgid" "$start"
 }
 
+# run_state RUN_DIR: sets `state` (exited|running|dead), `ended` (epoch the job ended, a dead
+# run's last heartbeat, or -) and `beat` (its last heartbeat epoch, 0 if none).
+run_state() {
+  beat=$(cat "$1/heartbeat" 2>/dev/null || echo 0)
+  ended=-
+  if [ -f "$1/exit_code" ]; then
+    state=exited
+    ended=$(cat "$1/ended_at" 2>/dev/null || stat -c %Y "$1/exit_code")
+  elif run_alive "$1"; then
+    state=running
+  else
+    state=dead
+    ended=$beat
+  fi
+}
+
 # read_framed OUT: stdin is one frame, "tpuctl-frame 1 LENGTH SHA256" and a newline, then
 # exactly LENGTH bytes (tpuctl/remote/__init__.py: frame). Writes the payload to OUT and
 # succeeds only when all of it arrived intact: a cut connection or a short write must never

@@ -16,17 +16,7 @@ for d in "$runs"/*/; do
   d=${d%/}
   [ -f "$d/pgid" ] || [ -f "$d/exit_code" ] || continue  # not (yet) started
   id=${d##*/}
-  beat=$(cat "$d/heartbeat" 2>/dev/null || echo 0)
-  ended=-
-  if [ -f "$d/exit_code" ]; then
-    state=exited
-    ended=$(cat "$d/ended_at" 2>/dev/null || stat -c %Y "$d/exit_code")
-  elif run_alive "$d"; then
-    state=running
-  else
-    state=dead
-    ended=$beat
-  fi
+  run_state "$d"
   echo "run=$id state=$state exit_code=$(cat "$d/exit_code" 2>/dev/null || echo -)" \
     "heartbeat_age=$((now - beat)) started_at=$(cat "$d/started_at" 2>/dev/null || echo -)" \
     "stopped=$([ -f "$d/stopped" ] && echo 1 || echo 0)" \

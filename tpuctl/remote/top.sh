@@ -29,17 +29,9 @@ if [ -z "$run_id" ] || [ ! -d "$d" ]; then
   echo "run run=${run_id:--} state=missing"
 else
   now=$(date +%s)
-  beat=$(cat "$d/heartbeat" 2>/dev/null || echo 0)
-  ended=-
-  if [ -f "$d/exit_code" ]; then
-    state=exited
-    ended=$(cat "$d/ended_at" 2>/dev/null || stat -c %Y "$d/exit_code")
-  elif run_alive "$d"; then
-    state=running
+  run_state "$d"
+  if [ "$state" = running ]; then
     pgid=$(cat "$d/pgid" 2>/dev/null || true)
-  else
-    state=dead
-    ended=$beat
   fi
   echo "run run=$run_id state=$state started_at=$(cat "$d/started_at" 2>/dev/null || echo -)" \
     "heartbeat_age=$((now - beat)) exit_code=$(cat "$d/exit_code" 2>/dev/null || echo -)" \

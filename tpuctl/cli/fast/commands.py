@@ -63,20 +63,33 @@ def _valid(args: Args) -> bool:
     return args.run is None or bool(RUN_ID_RE.match(args.run))
 
 
+def _target(args: Args, *, selected: bool) -> tuple[Node, list[int]] | None:
+    """The cached node and the workers to reach (all, or `--worker`'s when `selected`);
+    None whenever the full CLI must decide (bad input, no fresh cache, a bad selection)."""
+    if not _valid(args):
+        return None
+    node = nodes.find(args)
+    if node is None:
+        return None
+    if not selected:
+        return node, [int(w["index"]) for w in node.workers]
+    try:
+        return node, parse_worker_selection(args.worker, len(node.workers))
+    except TpuctlError:
+        return None
+
+
 def _clean(results: Sequence[WorkerResult]) -> bool:
     return all(r.ok for r in results)
 
 
 def exec_(args: Args, argv: Sequence[str]) -> int | None:
-    if not _valid(args) or (args.timeout is not None and args.timeout <= 0):
+    if args.timeout is not None and args.timeout <= 0:
         return None
-    node = nodes.find(args)
-    if node is None:
+    target = _target(args, selected=True)
+    if target is None:
         return None
-    try:
-        indices = parse_worker_selection(args.worker, len(node.workers))
-    except TpuctlError:
-        return None
+    node, indices = target
     command = shlex.join(args.argv)  # ops/remote_exec.py:build_command
     req = _request(node, command, indices, timeout=args.timeout, stream=True, capture=False)
     reply = daemon.call(req, indices, plain.line_printer(args.json))
@@ -113,12 +126,10 @@ def _scripts(node: Node, name: str, args_of: Callable[[int], Sequence[str]],
 
 
 def status(args: Args) -> int | None:
-    if not _valid(args):
+    target = _target(args, selected=False)
+    if target is None:
         return None
-    node = nodes.find(args)
-    if node is None:
-        return None
-    indices = [int(w["index"]) for w in node.workers]
+    node, indices = target
     _, reply = _scripts(node, "status", lambda i: [args.run or "-", str(i)], indices,
                         timeout=60, stream=False, capture=True)
     if reply is None or reply.error is not None or not _clean(reply.results):
@@ -165,15 +176,10 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
 
 
 def tail(args: Args) -> int | None:
-    if not _valid(args):
+    target = _target(args, selected=True)
+    if target is None:
         return None
-    node = nodes.find(args)
-    if node is None:
-        return None
-    try:
-        indices = parse_worker_selection(args.worker, len(node.workers))
-    except TpuctlError:
-        return None
+    node, indices = target
     lines: list[tuple[int, str]] = []
     meta: dict[int, dict[str, str]] = {}
 
@@ -201,12 +207,10 @@ def tail(args: Args) -> int | None:
 
 
 def stop(args: Args, argv: Sequence[str]) -> int | None:
-    if not _valid(args):
+    target = _target(args, selected=False)
+    if target is None:
         return None
-    node = nodes.find(args)
-    if node is None:
-        return None
-    indices = [int(w["index"]) for w in node.workers]
+    node, indices = target
     grace = args.grace
     command, reply = _scripts(node, "stop", lambda i: [args.run or "-", str(int(grace))],
                               indices, timeout=grace + 60, stream=False, capture=True)

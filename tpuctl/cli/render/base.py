@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -62,3 +63,37 @@ class View(Generic[R]):
     def exit_code(self, result: R) -> int:
         """The result's exit code (results that ran on workers carry one), else 0."""
         return int(getattr(result, "exit_code", 0) or 0)
+
+
+class LiveView(View[R]):
+    """A view that redraws in place (rich's Live) when asked to and stdout is a terminal;
+    `close` leaves the last drawing on screen, however the operation ends."""
+
+    def __init__(self, *, json: bool = False, live: bool = False,
+                 transcript: Transcript | None = None) -> None:
+        super().__init__(json=json, transcript=transcript)
+        self._live: Any = None
+        if live and not json and output.stdout_is_tty():
+            from rich.console import Console
+            from rich.live import Live
+
+            self._live = Live(console=Console(), auto_refresh=False)
+            self._live.start()
+
+    def redraw(self, renderable: Callable[[], Any]) -> bool:
+        """Draw in place if live; False: the caller prints instead (and rich's renderable is
+        never built)."""
+        if self._live is None:
+            return False
+        self._live.update(renderable(), refresh=True)
+        return True
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+        super().__exit__(kind, exc, tb)

@@ -11,7 +11,7 @@ from tpuctl.cli.plain import STATUS_HEADERS as HEADERS
 from tpuctl.cli.plain import line_printer, status_unreachable, stop_lines, unreachable
 from tpuctl.cli.plain import status_header_lines as header_lines
 from tpuctl.cli.plain import status_rows as rows
-from tpuctl.cli.render.base import View
+from tpuctl.cli.render.base import LiveView, View
 from tpuctl.ops.results import RunStatus, StopResult
 from tpuctl.ops.runlist import RunList
 from tpuctl.ops.runs import TailResult
@@ -49,40 +49,22 @@ class TailView(View[TailResult]):
         return result.exit_code if self.follow or result.unreachable else 0
 
 
-class StatusView(View[RunStatus]):
+class StatusView(LiveView[RunStatus]):
     """Each refresh as it comes (`show`); `done` leaves the last one on screen and names what
     went wrong."""
 
     def __init__(self, *, json: bool = False, watch: bool = False,
                  transcript: Transcript | None = None) -> None:
-        super().__init__(json=json, transcript=transcript)
+        super().__init__(json=json, live=watch, transcript=transcript)
         self.watch = watch
-        self._live: Any = None
-        if watch and not json and output.stdout_is_tty():
-            from rich.console import Console
-            from rich.live import Live
-
-            self._live = Live(console=Console(), auto_refresh=False)
-            self._live.start()
 
     def show(self, st: RunStatus) -> None:
         if self.json:
             output.print_json(st.to_dict())
-        elif self._live is not None:
-            self._live.update(_renderable(st), refresh=True)
-        else:
+        elif not self.redraw(lambda: _renderable(st)):
             for line in header_lines(st):
                 output.out(line)
             output.table(HEADERS, rows(st))
-
-    def close(self) -> None:
-        if self._live is not None:
-            self._live.stop()
-            self._live = None
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-        super().__exit__(None, None, None)
 
     def done(self, st: RunStatus) -> int:
         """Every refresh was shown already (JSON too): only the verdict is left."""

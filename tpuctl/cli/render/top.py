@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from tpuctl.cli import output
-from tpuctl.cli.render.base import View
+from tpuctl.cli.render.base import LiveView
 from tpuctl.cli.render.cost import duration
 from tpuctl.ops.top import TopFrame, TopResult
 from tpuctl.ops.topframe import Group, WorkerTop
@@ -76,26 +76,19 @@ def rows(f: TopFrame) -> tuple[list[str], list[list[str]]]:
     return WORKER_HEADERS, [worker_row(w) for w in f.workers]
 
 
-class TopView(View[TopResult]):
+class TopView(LiveView[TopResult]):
     """Draws each frame as it comes (`show`); `done` leaves the last one and names the
     workers that could not be read."""
 
     def __init__(self, *, json: bool = False, live: bool = True) -> None:
-        super().__init__(json=json)
-        self._live: Any = None
-        if live and not json and output.stdout_is_tty():
-            from rich.console import Console
-            from rich.live import Live
-
-            self._live = Live(console=Console(), auto_refresh=False)
-            self._live.start()
+        super().__init__(json=json, live=live)
 
     def show(self, f: TopFrame) -> None:
         if self.json:  # one document per line: a stream of frames stays parseable
             sys.stdout.write(jsonlib.dumps(f.to_dict(), sort_keys=True) + "\n")
             sys.stdout.flush()
-        elif self._live is not None:
-            self._live.update(_renderable(f), refresh=True)
+        elif self.redraw(lambda: _renderable(f)):
+            return
         elif output.stdout_is_tty():  # --once on a terminal: rich, cells as plain Text
             from rich.console import Console
 
@@ -105,15 +98,6 @@ class TopView(View[TopResult]):
                 output.out("")
             output.out(header(f))
             output.table(*rows(f))
-
-    def close(self) -> None:
-        if self._live is not None:
-            self._live.stop()
-            self._live = None
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-        super().__exit__(None, None, None)
 
     def done(self, result: TopResult) -> int:
         self.close()
