@@ -111,3 +111,54 @@ def test_the_last_key_change_outlives_the_entry_s_freshness() -> None:
     worker_cache.store(cloud, _access(), public_key=KEY, now=1.0)  # type: ignore[arg-type]
     assert worker_cache.load(cloud, "job", public_key=KEY) is None  # type: ignore[arg-type]
     assert worker_cache.key_change(cloud, "job") == 123.0  # type: ignore[arg-type]
+
+
+def _stored_entry(route: Any, login: Login = LOGIN) -> dict[str, Any]:
+    """An entry as `ensure_access` leaves it: targets made by the route-aware ssh_targets."""
+    from tpuctl.ops.route import ssh_targets
+
+    cloud = _Cloud()
+    sl = _slice(workers=tuple(Worker(i, f"10.0.0.{i}", 22, f"ssh-ed25519 HOST{i}",
+                                     external_ip=f"34.0.0.{i}", hostname=f"t1v-w-{i}")
+                              for i in range(2)))
+    worker_cache.store(cloud, Access(sl, login),  # type: ignore[arg-type]
+                       public_key=KEY, targets=ssh_targets(sl, login.user, route))
+    entry = worker_cache.read_entry(worker_cache.node_identity(cloud, "job"),  # type: ignore[arg-type]
+                                    "job", public_key=KEY)
+    assert entry is not None
+    return entry
+
+
+def test_fast_path_takes_the_default_way_in_with_keys_still_settling() -> None:
+    import time
+
+    from tpuctl.ops.route import SshRoute
+
+    settling = Login("alice", "metadata", "test", keys_changed_at=time.time())
+    targets = worker_cache.fast_targets(_stored_entry(SshRoute(), settling), "alice")
+    assert targets is not None
+    assert [(t["host"], t["username"], t["host_key"]) for t in targets] == \
+        [("34.0.0.0", "alice", "ssh-ed25519 HOST0"), ("34.0.0.1", "alice", "ssh-ed25519 HOST1")]
+
+
+@pytest.mark.parametrize("route,login,user", [
+    ({"internal_ip": True}, LOGIN, "alice"),  # internal addresses: not what the fast path uses
+    ({"proxy_jump": "bob@jump:22"}, LOGIN, "alice"),  # a tunnel runs in the full CLI's process
+    ({"proxy_command": "nc {host} {port}"}, LOGIN, "alice"),
+    ({}, Login("alice_example_com", "oslogin", "test"), "alice"),  # OS Login's POSIX user
+    ({}, Login("alice", "oslogin", "test"), "alice"),  # OS Login, same name
+    ({}, LOGIN, "bob"),  # stored for another local user
+])
+def test_fast_path_declines_targets_it_cannot_reach_identically(
+        route: dict[str, Any], login: Login, user: str) -> None:
+    from tpuctl.ops.route import SshRoute
+
+    assert worker_cache.fast_targets(_stored_entry(SshRoute(**route), login), user) is None
+
+
+def test_fast_path_declines_an_entry_without_one_target_per_worker() -> None:
+    from tpuctl.ops.route import SshRoute
+
+    entry = _stored_entry(SshRoute())
+    assert worker_cache.fast_targets({**entry, "targets": entry["targets"][:1]}, "alice") is None
+    assert worker_cache.fast_targets({**entry, "targets": []}, "alice") is None

@@ -120,21 +120,19 @@ def read_entry(node: str, name: str, *, public_key: str, ttl: float = TTL_SECOND
         return None  # absent, unreadable or from another version: ask the API
 
 
-def fast_targets(entry: dict[str, Any], user: str, now: float | None = None
-                 ) -> list[dict[str, Any]] | None:
+def fast_targets(entry: dict[str, Any], user: str) -> list[dict[str, Any]] | None:
     """An entry's stored SSH targets when the fast path, which only knows the default way in
     (direct to the workers' external IPs: it declines any `ssh:` block or way-in flag) and
     connects through the daemon, reaches the workers exactly as the full CLI would with
     them; else None (the full CLI). Not: another login user or OS Login, a jump host, a
     proxy command or IAP (the full CLI runs those tunnels in process), an internal address,
-    a list that is not one target per worker, or keys tpuctl changed within KEY_WAIT_S (the
-    full CLI waits for a refused key to settle)."""
+    or a list that is not one target per worker. Keys still settling (within KEY_WAIT_S of
+    a change) need nothing more: a refused key is a transport failure, which the fast path
+    hands to the full CLI with the daemon's answer (cli/fast/handoff.py), and the full CLI's
+    session then waits for the key exactly as it would have (ops/session.py)."""
     try:
         login = entry["login"]
         if login.get("mode") != "metadata" or login.get("user") != user:
-            return None
-        changed = float(login.get("keys_changed_at") or 0)
-        if changed and (time.time() if now is None else now) < changed + KEY_WAIT_S:
             return None
         workers = entry["slice"]["workers"]
         targets = list(entry["targets"])

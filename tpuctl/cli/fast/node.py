@@ -94,7 +94,7 @@ def find(args: Args, *, daemon: bool = True) -> Node | None:
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
     if worker_cache.fast_targets(entry, ssh_username()) is None:
-        # another login (OS Login), another way in (jump host, proxy command, IAP, internal
-        # addresses) or keys still settling: the full CLI reaches the workers its own way
+        # another login (OS Login) or another way in (jump host, proxy command, IAP,
+        # internal addresses): the full CLI reaches the workers its own way
         return None
     return Node(args.name, project, zone, identity, entry, key_path, persist)
