@@ -22,10 +22,16 @@ from typing import Any
 from tpuctl.accelerators import parse_accelerator
 from tpuctl.errors import CloudError, NotFoundError, UsageError
 from tpuctl.ledger import LedgerEvent
-from tpuctl.model import NodeSpec, Slice, Worker
+from tpuctl.model import Access, NodeSpec, Slice, Worker
 from tpuctl.ops.ports import HttpReply, Ports
 from tpuctl.remote import FRAME_MAGIC, INSTALL_SCRIPTS, script_call
-from tpuctl.workers.base import Listener, OnOutput, SshTarget, WorkerResult
+from tpuctl.workers.base import (
+    PUBLICKEY_DENIED,
+    Listener,
+    OnOutput,
+    SshTarget,
+    WorkerResult,
+)
 
 RESOURCE_EXHAUSTED = 8
 _KEY_ENTRY = "alice:ssh-ed25519 AAAAfake tpuctl"  # MemoryLocal's key, as ssh-keys holds it
@@ -45,11 +51,17 @@ class World:
     ops: Any = field(default_factory=lambda: itertools.count(1))
     # get_node answers this many times with the state before READY after a create
     creating_polls: int = 0
+    # node -> how many of its last workers have not registered (get_node leaves them out)
+    missing: dict[str, int] = field(default_factory=dict)
     _pending: dict[tuple[str, str], int] = field(default_factory=dict)
     # how many times a node of that name was made: a new one has fresh disks (FakeFleet)
     generation: dict[str, int] = field(default_factory=dict)
     clock: Callable[[], float] = time.time  # nodes' createTime
     queued_errors: dict[str, str] = field(default_factory=dict)  # FAILED queued resources
+    specs: dict[str, NodeSpec] = field(default_factory=dict)  # what each create asked for
+    project_metadata: dict[str, str] = field(default_factory=dict)  # Compute's, per project
+    account: str = "alice@example.com"  # the signed-in account (OS Login)
+    oslogin_keys: list[str] = field(default_factory=list)  # imported into its profile
 
 
 class FakeCloud:
@@ -64,8 +76,8 @@ class FakeCloud:
     def add_node(self, name: str, *, accelerator: str = "v6e-16", state: str = "READY",
                  labels: dict[str, str] | None = None, owner: str | None = "alice",
                  runtime: str = "v2-alpha-tpuv6e", spot: bool = False,
-                 managed: bool = True, queued_resource: str = "", keyed: bool = False
-                 ) -> Slice:
+                 managed: bool = True, queued_resource: str = "", keyed: bool = False,
+                 external_ips: bool = True, metadata: dict[str, str] | None = None) -> Slice:
         """A node as the API would list it; `keyed`: its ssh-keys already hold the key of
         `MemoryLocal` (as a node this user created has)."""
         lab = dict(labels or {})
@@ -74,7 +86,8 @@ class FakeCloud:
             if owner:
                 lab["tpuctl-owner"] = owner
         meta = {"ssh-keys": _KEY_ENTRY} if keyed else {}
-        sl = _node(self, name, accelerator, runtime, state, lab, meta, spot, queued_resource)
+        sl = _node(self, name, accelerator, runtime, state, lab, {**meta, **(metadata or {})},
+                   spot, queued_resource, external_ips)
         self.world.nodes[(self.zone, name)] = sl
         self.world.generation[name] = self.world.generation.get(name, 0) + 1
         return sl
@@ -89,7 +102,7 @@ class FakeCloud:
 
     def changes(self) -> list[str]:
         """The calls that change something, in order."""
-        verbs = ("create", "delete", "set_metadata")
+        verbs = ("create", "delete", "set_metadata", "oslogin_import")
         return [c for c in self.world.calls if c.startswith(verbs)]
 
     # -- the Cloud port -------------------------------------------------------------------------
@@ -112,6 +125,9 @@ class FakeCloud:
         if left:
             self.world._pending[key] = left - 1
             return replace(sl, state="CREATING", workers=())
+        missing = self.world.missing.get(name, 0)
+        if missing:
+            return replace(sl, workers=sl.workers[:max(0, len(sl.workers) - missing)])
         return sl
 
     def list_nodes(self) -> list[Slice]:
@@ -132,9 +148,11 @@ class FakeCloud:
         for name in names:
             self.world.nodes[(self.zone, name)] = _node(
                 self, name, spec.accelerator_type, spec.runtime_version, "READY",
-                dict(spec.labels), dict(spec.metadata), spec.spot, queued)
+                dict(spec.labels), dict(spec.metadata), spec.spot, queued,
+                spec.network.external_ips)
             self.world._pending[(self.zone, name)] = self.world.creating_polls
             self.world.generation[name] = self.world.generation.get(name, 0) + 1
+        self.world.specs[spec.name] = spec
         if spec.slices > 1:  # the group's workers (FakeFleet keys them by its name) are new
             self.world.generation[spec.name] = self.world.generation.get(spec.name, 0) + 1
         return op
@@ -183,6 +201,21 @@ class FakeCloud:
     def list_runtime_versions(self) -> list[str]:
         return list(self.world.runtimes)
 
+    def project_metadata(self) -> dict[str, str]:
+        self.world.calls.append(f"project_metadata {self.project}")
+        return dict(self.world.project_metadata)
+
+    def account(self) -> str:
+        return self.world.account
+
+    def oslogin_user(self, public_key: str) -> tuple[str, bool]:
+        user = self.world.account.replace("@", "_").replace(".", "_")
+        if public_key in self.world.oslogin_keys:
+            return user, False
+        self.world.calls.append(f"oslogin_import {self.world.account}")
+        self.world.oslogin_keys.append(public_key)
+        return user, True
+
     def operation_error(self, op_name: str) -> tuple[int, str] | None:
         return self.world.op_errors.get(op_name)
 
@@ -196,9 +229,12 @@ class FakeCloud:
 
 
 def _node(cloud: FakeCloud, name: str, accelerator: str, runtime: str, state: str,
-          labels: dict[str, str], metadata: dict[str, str], spot: bool, qr: str) -> Slice:
+          labels: dict[str, str], metadata: dict[str, str], spot: bool, qr: str,
+          external_ips: bool = True) -> Slice:
     hosts = parse_accelerator(accelerator).hosts
-    workers = tuple(Worker(i, f"10.0.0.{i + 2}", 22, f"ssh-ed25519 KEY{i}")
+    workers = tuple(Worker(i, f"10.0.0.{i + 2}", 22, f"ssh-ed25519 KEY{i}",
+                           external_ip=f"34.0.0.{i + 2}" if external_ips else None,
+                           hostname=f"t1v-n-fake-w-{i}")
                     for i in range(hosts))
     created = dt.datetime.fromtimestamp(cloud.world.clock(), dt.timezone.utc).isoformat()
     return Slice(name=name, project=cloud.project, zone=cloud.zone,
@@ -233,12 +269,19 @@ class FakeFleet:
         self.job_exit: dict[int, int] = {}
         self.job_lines: list[str] = ["step=1 loss=0.5"]
         self.unreachable: set[int] = set()
+        # worker -> how many more connections refuse our key (a guest agent still applying it)
+        self.deny: dict[int, int] = {}
+        self.denied = 0
         self.launched_env: list[dict[str, str]] = []
         self.on_follow: Handler | None = None
         self.ready = True  # servers come up at once
         self.clock: Callable[[], float] = time.time  # when runs start and end (runs.sh)
         self.top_output: dict[int, str] = {}  # what top.sh prints, per worker (default: made)
         self.startup: dict[int, str] = {}  # remote/startup.sh's answer per worker
+        # remote/doctor.sh's lines per worker (a healthy worker's by default); a worker's
+        # clock as `date +%s.%N` reads it, seconds off this machine's
+        self.doctor_lines: dict[int, list[str]] = {}
+        self.clock_skew: dict[int, float] = {}
 
     def worker(self, node: str, index: int) -> FakeWorker:
         """The worker of the node as it is now (a recreated node's disks are new)."""
@@ -316,7 +359,18 @@ class FakeFleet:
             line = "run run=- state=missing" if run is None else _runs_line(run)
             return 0, line + "\nhost now=1 cpu_busy=1 cpu_total=2 clk_tck=100\ntpu source=none " \
                 "reason=nothing answered\nlog ", []
+        if script == "doctor":  # a group's hosts number themselves within their slice
+            return 0, "\n".join(self.doctor_lines.get(
+                i, healthy_doctor(self._within_slice(node, i), args))), []
+        if script == "" and args == ["date +%s.%N"]:
+            return 0, f"{time.time() + self.clock_skew.get(i, 0.0):.6f}", []
         return 0, "", []  # install, ...
+
+    def _within_slice(self, node: str, i: int) -> int:
+        spec = self.cloud.world.specs.get(node)
+        if spec is None or spec.slices <= 1:
+            return i
+        return i % parse_accelerator(spec.accelerator_type).hosts
 
     def _launch(self, node: str, i: int, w: FakeWorker, args: list[str], payload: bytes
                 ) -> tuple[int | None, str, list[str]]:
@@ -368,6 +422,12 @@ class FakeWorkers:
             if i in self.fleet.unreachable:
                 out.append(WorkerResult(i, None, error="connection refused", unreached=True))
                 continue
+            if self.fleet.deny.get(i, 0) > 0:
+                self.fleet.deny[i] -= 1
+                self.fleet.denied += 1
+                out.append(WorkerResult(i, None, unreached=True, error=(
+                    f"worker {i} (u@h:22): {PUBLICKEY_DENIED}: key is not authorized")))
+                continue
             if script != INSTALL_SCRIPTS:
                 self.fleet.script_calls.append((self.node, i, script, tuple(args)))
             code, stdout, stderr = self.fleet.answer(self.node, i, script, args, stdin or b"")
@@ -399,6 +459,7 @@ class MemoryLocal:
     def __init__(self, user: str = "alice") -> None:
         self.user = user
         self.pinned: list[str] = []
+        self.accesses: dict[str, Access] = {}  # what ensure_access left, by node
 
     def ensure_key(self) -> tuple[Path, str]:
         return Path("/nonexistent/tpuctl_ed25519"), "ssh-ed25519 AAAAfake tpuctl"
@@ -419,11 +480,16 @@ class MemoryLocal:
         self.pinned.append(sl.name)
         return self.known_hosts_path(sl)
 
-    def cached_slice(self, cloud: Any, name: str, *, public_key: str) -> Slice | None:
-        return None
+    def cached_access(self, cloud: Any, name: str, *, public_key: str) -> Access | None:
+        return None  # every command asks the (fake) API
 
-    def cache_slice(self, cloud: Any, sl: Slice, *, public_key: str) -> None:
-        return None
+    def cache_access(self, cloud: Any, access: Access, *, public_key: str,
+                     targets: Sequence[SshTarget] = ()) -> None:
+        self.accesses[access.slice.name] = access
+
+    def key_change(self, cloud: Any, name: str) -> float:
+        got = self.accesses.get(name)
+        return got.login.keys_changed_at if got else 0.0
 
     def forget_slice(self, cloud: Any, name: str) -> None:
         return None
@@ -454,3 +520,16 @@ def fake_ports(cloud: FakeCloud | None = None) -> tuple[Ports, FakeCloud, FakeFl
     ports = Ports(cloud=cloud, connect=fleet.connect, local=MemoryLocal(cloud.world.caller),
                   http=NoHttp(), ledger=MemoryLedger())
     return ports, cloud, fleet
+
+
+def healthy_doctor(index: int, args: Sequence[str]) -> list[str]:
+    """What remote/doctor.sh prints on a healthy worker (venv "current", ADDR:PORT)."""
+    addr, _, port = args[1].rpartition(":")
+    return ["check=disk-home status=ok free_mb=90000 used_pct=10",
+            "check=disk-tmp status=ok free_mb=90000 used_pct=10",
+            "check=tpu status=ok holders=0", "check=lockfile status=ok",
+            "check=python status=ok version=3.11.7", "check=venv status=ok ensurepip=24.0",
+            "check=packages status=ok jax=0.4.35 jaxlib=0.4.35 libtpu=0.0.5",
+            "check=clock status=ok epoch=1.0",
+            f"check=metadata status=ok worker={index} workers=4",
+            f"check=port status=ok addr={addr} port={port} result=closed"]

@@ -33,7 +33,12 @@ if TYPE_CHECKING:
 EMULATOR_PROJECT = "local-project"
 EMULATOR_ZONE = "local-a"
 REPO_CONFIG = "tpuctl.yaml"
-_REPO_KEYS = {"project", "zone", "api_endpoint", "persist_connections", "idle_warn"}
+_REPO_KEYS = {"project", "zone", "api_endpoint", "persist_connections", "idle_warn",
+              "worker_wait", "ssh"}
+# tpuctl.yaml's `ssh:` block: how this machine reaches workers (ops/route.py)
+SSH_KEYS = {"internal_ip": bool, "proxy_jump": str, "proxy_command": str,
+            "tunnel_through_iap": bool}
+DEFAULT_WORKER_WAIT_S = 60.0
 # Seconds a background daemon keeps worker connections for the next command (workers/mux.py).
 DEFAULT_PERSIST_S = 300.0
 
@@ -112,8 +117,9 @@ def find_repo_config(start: Path | str | None = None) -> Path | None:
         d = parent
 
 
-def load_repo_config(path: Path) -> dict[str, str]:
-    """A tpuctl.yaml's settings, as strings (ConfigError: not YAML, or an unknown key)."""
+def load_repo_config(path: Path) -> dict[str, Any]:
+    """A tpuctl.yaml's settings: strings, except `ssh`, a mapping of SSH_KEYS (ConfigError:
+    not YAML, or an unknown key)."""
     import yaml  # only when a tpuctl.yaml exists: ~10 ms
 
     try:
@@ -128,7 +134,56 @@ def load_repo_config(path: Path) -> dict[str, str]:
     if unknown:
         raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r}",
                           hint=f"allowed keys: {', '.join(sorted(_REPO_KEYS))}")
-    return {k: str(v) for k, v in data.items() if v is not None}
+    out: dict[str, Any] = {k: str(v) for k, v in data.items() if v is not None and k != "ssh"}
+    if data.get("ssh") is not None:
+        out["ssh"] = _ssh_block(path, data["ssh"])
+    return out
+
+
+def _ssh_block(path: Path, block: object) -> dict[str, object]:
+    if not isinstance(block, dict):
+        raise ConfigError(f"{path}: `ssh` must be a mapping",
+                          hint=f"keys: {', '.join(sorted(SSH_KEYS))}")
+    for key, value in block.items():
+        kind = SSH_KEYS.get(str(key))
+        if kind is None:
+            raise ConfigError(f"{path}: unknown key ssh.{key}",
+                              hint=f"allowed: {', '.join(sorted(SSH_KEYS))}")
+        if value is not None and not isinstance(value, kind):
+            raise ConfigError(f"{path}: ssh.{key} must be a {kind.__name__}, got {value!r}",
+                              hint="e.g. internal_ip: true, proxy_jump: alice@bastion:22")
+    return {str(k): v for k, v in block.items() if v is not None}
+
+
+def ssh_setting() -> tuple[dict[str, object], str]:
+    """tpuctl.yaml's `ssh:` block and the file it came from ({} when there is none)."""
+    repo_path = find_repo_config()
+    if repo_path is None:
+        return {}, "default"
+    block = load_repo_config(repo_path).get("ssh") or {}
+    return dict(block), f"{REPO_CONFIG} ({repo_path})"
+
+
+def worker_wait_setting(env: dict[str, str] | None = None) -> tuple[float, str]:
+    """How long a READY node's workers may take to register before tpuctl refuses the
+    partial slice: $TPUCTL_WORKER_WAIT > tpuctl.yaml `worker_wait` > 60 s."""
+    env = dict(os.environ) if env is None else env
+    raw: str | None = env.get("TPUCTL_WORKER_WAIT")
+    source = "$TPUCTL_WORKER_WAIT"
+    if raw is None:
+        repo_path = find_repo_config()
+        raw = load_repo_config(repo_path).get("worker_wait") if repo_path else None
+        source = f"{REPO_CONFIG} ({repo_path})"
+    if raw is None:
+        return DEFAULT_WORKER_WAIT_S, "default"
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:
+        raise ConfigError(f"worker_wait {raw!r} (from {source}) is not a number of seconds",
+                          hint="give 0 to 3600, e.g. 60")
+    return value, source
 
 
 class NotSimple(Exception):

@@ -21,9 +21,11 @@ class Worker:
     """One host of a slice, as reachable over SSH."""
 
     index: int
-    ip: str
+    ip: str  # the VPC-internal address: what workers use among themselves (JAX, sglang-jax)
     ssh_port: int = 22
     host_key: str | None = None  # "ssh-ed25519 AAAA..." from guest attributes, when published
+    external_ip: str | None = None  # only on nodes created with external IPs
+    hostname: str | None = None  # the VM's instance name (guest attribute), what IAP takes
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,8 @@ class Slice:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["workers"] = [
-            {"index": w.index, "ip": w.ip, "ssh_port": w.ssh_port} for w in self.workers
+            {"index": w.index, "ip": w.ip, "external_ip": w.external_ip,
+             "ssh_port": w.ssh_port} for w in self.workers
         ]
         d.pop("metadata", None)  # may hold ssh keys and user data; not part of the JSON contract
         d["managed"] = self.managed
@@ -97,9 +100,41 @@ class NodeSpec:
     capacity: Capacity = field(default_factory=Capacity)  # besides `spot`: reserved, queue
     vm: VmOptions = field(default_factory=VmOptions)  # service account, data disks
     slices: int = 1  # > 1: one queued resource of that many nodes NAME-0.. (multislice)
+    network: NetworkSpec = field(default_factory=lambda: NetworkSpec())
 
     @property
     def effective_capacity(self) -> Capacity:
         from dataclasses import replace
 
         return replace(self.capacity, spot=self.spot or self.capacity.spot)
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A node's network settings as `create` asks for them (gcloud's defaults: external IPs
+    unless --internal-ips, the project's `default` network and subnetwork)."""
+
+    external_ips: bool = True
+    network: str | None = None  # a name, projects/P/global/networks/N or a full URL
+    subnetwork: str | None = None  # likewise, .../regions/R/subnetworks/S
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Login:
+    """How this user logs in to a node's workers, and why (`tpuctl config`, `doctor`)."""
+
+    user: str  # the login name on the workers
+    mode: str = "metadata"  # "metadata": a `user:key` line in ssh-keys; "oslogin": OS Login
+    why: str = ""  # e.g. "enable-oslogin=TRUE in project p's metadata"
+    # when tpuctl last changed what authorizes its key there (unix time; 0: not recently):
+    # a refused login within a short window after it is the guest agent still applying it
+    keys_changed_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Access:
+    """A READY node this user can log in to: its workers (host keys pinned) and the login."""
+
+    slice: Slice
+    login: Login

@@ -106,3 +106,57 @@ def parse_labels(items: list[str]) -> dict[str, str]:
                              hint="choose another key")
         labels[key] = value
     return labels
+
+
+# Compute Engine resource names (networks, subnetworks, network tags), and the forms the TPU
+# API takes a network or subnetwork in: a name, a partial path or a full URL.
+_COMPUTE_NAME = r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?"
+_COMPUTE_NAME_RE = re.compile(rf"^{_COMPUTE_NAME}$")
+_URL = r"(?:https://(?:www|compute)\.googleapis\.com/compute/(?:v1|beta|alpha)/)?"
+_PROJECT = r"[a-z0-9][a-z0-9.:-]{0,99}"
+_NETWORK_RE = re.compile(rf"^{_URL}(?:projects/{_PROJECT}/)?global/networks/{_COMPUTE_NAME}$")
+_SUBNET_RE = re.compile(
+    rf"^{_URL}(?:projects/{_PROJECT}/)?regions/[a-z][-a-z0-9]{{0,62}}/subnetworks/"
+    rf"{_COMPUTE_NAME}$")
+MAX_TAGS = 64
+
+
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= 80 else value[:77] + "...")
+
+
+def validate_network(value: str, what: str = "--network") -> str:
+    """A VPC network as the TPU API takes it: a Compute name (`default`),
+    projects/P/global/networks/N or its https://www.googleapis.com/compute/v1/... URL."""
+    if _COMPUTE_NAME_RE.match(value) or _NETWORK_RE.match(value):
+        return value
+    raise UsageError(f"invalid {what} {_shown(value)}: not a network name",
+                     hint="lowercase letters, digits and '-', starting with a letter (e.g. "
+                     "default), or projects/PROJECT/global/networks/NAME")
+
+
+def validate_subnetwork(value: str, what: str = "--subnetwork") -> str:
+    """A subnetwork: a Compute name, projects/P/regions/R/subnetworks/S or its URL."""
+    if _COMPUTE_NAME_RE.match(value) or _SUBNET_RE.match(value):
+        return value
+    raise UsageError(f"invalid {what} {_shown(value)}: not a subnetwork name",
+                     hint="lowercase letters, digits and '-', starting with a letter, or "
+                     "projects/PROJECT/regions/REGION/subnetworks/NAME")
+
+
+def parse_tags(items: list[str] | tuple[str, ...], what: str = "--tags") -> tuple[str, ...]:
+    """Network tags (`--tags a,b`, repeatable): Compute names, at most 64, duplicates once."""
+    tags: list[str] = []
+    for item in items:
+        for tag in item.split(","):
+            tag = tag.strip()
+            if not _COMPUTE_NAME_RE.match(tag):
+                raise UsageError(f"invalid {what} value {_shown(tag)}: not a network tag",
+                                 hint="tags: lowercase letters, digits and '-', starting "
+                                 "with a letter, at most 63 characters (e.g. tpu-ssh)")
+            if tag not in tags:
+                tags.append(tag)
+    if len(tags) > MAX_TAGS:
+        raise UsageError(f"too many {what}: {len(tags)} (at most {MAX_TAGS})",
+                         hint="give fewer network tags")
+    return tuple(tags)

@@ -81,18 +81,20 @@ def known_hosts_path(sl: Slice) -> Path:
 def write_known_hosts(sl: Slice) -> Path:
     """Pin every worker's host key (from guest attributes) in a file of this node's own.
 
-    One file per node, rewritten from the API each time: internal addresses are reused
-    across nodes, so a shared known_hosts would mix up keys of a deleted and a new node.
+    One file per node, rewritten from the API each time: addresses are reused across nodes,
+    so a shared known_hosts would mix up keys of a deleted and a new node.
     """
     from tpuctl.workers.base import SshTarget
     from tpuctl.workers.openssh import known_hosts_line
 
     path = known_hosts_path(sl)
     private_dir(path.parent)
+    # each key under both of the worker's addresses: OpenSSH looks it up by the address it
+    # connects to, the external one directly, the internal one through a jump or a proxy
     lines = [
-        known_hosts_line(SshTarget(w.index, w.ip, w.ssh_port, "", w.host_key))
-        for w in sl.workers
-        if w.host_key
+        known_hosts_line(SshTarget(w.index, ip, w.ssh_port, "", w.host_key))
+        for w in sl.workers if w.host_key
+        for ip in (w.ip, w.external_ip) if ip
     ]
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(ln + "\n" for ln in lines))

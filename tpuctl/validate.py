@@ -67,6 +67,16 @@ def host_key(value: object, key_type: str = "ssh-ed25519") -> str:
     return f"{key_type} {blob_text}"
 
 
+_INSTANCE_RE = re.compile(r"^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def instance_name(value: str) -> str:
+    """A GCE instance name (a worker's `hostname` guest attribute: what IAP takes)."""
+    if not _INSTANCE_RE.match(value):
+        raise ValueError(f"instance name {_shown(value)} is not a Compute instance name")
+    return value
+
+
 def project(value: str) -> str:
     if not _PROJECT_RE.match(value):
         raise ValueError(f"project {_shown(value)} is not a project id")

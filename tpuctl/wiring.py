@@ -15,6 +15,7 @@ worker cache stay light (tests/unit/test_structure.py, tests/e2e/test_worker_cac
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -22,10 +23,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from tpuctl.cloud.base import Cloud
-from tpuctl.config import CloudConfig, persist_seconds, require_project_zone, resolve
+from tpuctl.config import (
+    CloudConfig,
+    persist_seconds,
+    require_project_zone,
+    resolve,
+    ssh_setting,
+    worker_wait_setting,
+)
 from tpuctl.ledger import FileLedger
 from tpuctl.ops.local import FileLocal
 from tpuctl.ops.ports import HttpReply, Ports
+from tpuctl.ops.route import RouteFlags, resolve_route
 from tpuctl.workers.base import SshTarget, Workers
 
 if TYPE_CHECKING:
@@ -108,8 +117,11 @@ class LazyCloud:
 def connect(targets: Sequence[SshTarget], *, key_path: Path, pool: str, shared: bool,
             connect_timeout: float, connect_attempts: int, max_concurrency: int) -> Workers:
     """The `Connect` port: through the connection daemon for a short command while
-    persistence is on (config.persist_setting), else in this process."""
-    persist = persist_seconds() if shared and not _BYPASS.get() else 0.0
+    persistence is on (config.persist_setting), else in this process. Tunnelled workers
+    (a jump host, a proxy command, IAP) always connect in this process: the tunnel runs as
+    this command's child, with this shell's environment (agent, gcloud's configuration)."""
+    tunnelled = any(t.jump or t.proxy_command for t in targets)
+    persist = persist_seconds() if shared and not tunnelled and not _BYPASS.get() else 0.0
     workers: Workers
     if persist > 0:
         from tpuctl.workers.mux import MuxWorkers
@@ -141,18 +153,30 @@ class _Http:
         return await AiohttpClient().post_json(url, body, timeout=timeout)
 
 
+def notice(line: str) -> None:
+    """An operation's word while it waits (ops' `Ports.notice`): one line on stderr."""
+    sys.stderr.write(f"tpuctl: {line}\n")
+    sys.stderr.flush()
+
+
 def ports(api_endpoint: str | None = None, project: str | None = None,
-          zone: str | None = None, *, dry_run: Transcript | None = None,
-          read_api: bool = True) -> Ports:
-    """The ports for a command's cloud options. `dry_run`: record into this transcript
-    instead of changing anything; `read_api=False` (create and up): not even read the API,
-    answering as for a node that does not exist yet."""
+          zone: str | None = None, *, via: RouteFlags | None = None,
+          dry_run: Transcript | None = None, read_api: bool = True) -> Ports:
+    """The ports for a command's cloud options. `via`: the command's flags for reaching
+    workers (with tpuctl.yaml's `ssh:` block under them); `dry_run`: record into this
+    transcript instead of changing anything; `read_api=False` (create and up): not even read
+    the API, answering as for a node that does not exist yet."""
     from tpuctl.cloud.groups import GroupCloud
 
     # a multislice group's name stands for all its slices (cloud/groups.py)
     cloud = cast(Cloud, GroupCloud(cast(Cloud, LazyCloud(api_endpoint, project, zone))))
-    real = Ports(cloud=cloud, connect=connect, local=FileLocal(), http=_Http(),
-                 ledger=FileLedger())
+    block, source = ssh_setting()
+    flags = via or RouteFlags()
+    route = resolve_route(internal_ip=flags.internal_ip, proxy_jump=flags.proxy_jump,
+                          proxy_command=flags.proxy_command, iap=flags.iap, file=block,
+                          file_source=source)
+    real = Ports(cloud=cloud, connect=connect, local=FileLocal(), http=_Http(), route=route,
+                 notice=notice, worker_wait=worker_wait_setting()[0], ledger=FileLedger())
     if dry_run is None:
         return real
     from tpuctl.dryrun import recording_ports

@@ -85,8 +85,10 @@ def victim() -> Iterator[Victim]:
         worker = json.loads(r.stdout)["node"]["workers"][0]
         r = cli("secrets", "push", "alices-node", "-", input=f"HF_TOKEN={SECRET}\n")
         assert r.returncode == 0, r.stderr
-        yield Victim(cli, base, home / ".tpuctl" / "emulator", cli.endpoint, worker["ip"],
-                     worker["ssh_port"])
+        # the external IP: the one address another user of this machine (outside the
+        # emulated VPC) gets an SSH answer from
+        yield Victim(cli, base, home / ".tpuctl" / "emulator", cli.endpoint,
+                     worker["external_ip"], worker["ssh_port"])
     finally:
         cli("emulator", "stop")
         shutil.rmtree(base, ignore_errors=True)

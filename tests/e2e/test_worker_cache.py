@@ -47,7 +47,8 @@ def test_a_node_recreated_behind_tpuctls_back_is_re_read(cli: Cli, emulator: Emu
     client.create_node(request={
         "parent": PARENT, "node_id": node_name,
         "node": tpu_v2.Node(accelerator_type="v6e-16", runtime_version="v2-alpha-tpuv6e",
-                            labels={"managed-by": "tpuctl"}),
+                            labels={"managed-by": "tpuctl"},  # external IPs, as gcloud asks
+                            network_config=tpu_v2.NetworkConfig(enable_external_ips=True)),
     }).result(timeout=60)
     try:
         r = cli("exec", node_name, "--", "bash", "-c", "echo $TPU_WORKER_ID")

@@ -91,8 +91,10 @@ def fake_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator
         hosts.append(FakeWorkerHost(d, port))
         return hosts[-1]
 
+    # keys apply at once (guest-agent-delay 0): these tests read what a node accepts right
+    # after a change; test_oslogin.py tests the delay itself
     with run_in_thread(state_dir, create_delay=FAST_DELAY, worker_host=factory,
-                       token=TOKEN) as endpoint:
+                       token=TOKEN, faults={"guest-agent-delay": 0}) as endpoint:
         yield Emulator(endpoint, state_dir, hosts)
 
 

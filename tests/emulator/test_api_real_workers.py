@@ -21,6 +21,9 @@ from tpuctl.emulator.server import run_in_thread
 PARENT = "projects/real/locations/local-a"
 NAME = f"{PARENT}/nodes/real-node"
 POLL = retry.Retry(predicate=polling.POLLING_PREDICATE, initial=0.02, maximum=0.1, timeout=30)
+# key changes apply at once: these tests check what keys work after each change, not when
+# (tests/emulator/test_oslogin.py tests the guest-agent delay)
+AT_ONCE = {"guest-agent-delay": 0}
 
 
 def _workers(client: Any) -> list[tuple[str, int, str]]:
@@ -44,7 +47,7 @@ def _ssh(worker: tuple[str, int, str], key: asyncssh.SSHKey, cmd: str) -> str:
 def test_real_workers_through_the_api(tmp_path: Path) -> None:
     key = asyncssh.generate_private_key("ssh-ed25519")
     pub = key.export_public_key("openssh").decode().strip()
-    with run_in_thread(tmp_path, create_delay=0.05) as endpoint:
+    with run_in_thread(tmp_path, create_delay=0.05, faults=AT_ONCE) as endpoint:
         info = json.loads((tmp_path / "emulator.json").read_text())
         assert info["endpoint"] == endpoint and info["ssh_port"] > 0
         client = tpu_client(endpoint, tmp_path)
@@ -74,7 +77,7 @@ def test_real_workers_through_the_api(tmp_path: Path) -> None:
 
     # a restarted emulator keeps the node and brings its workers back
     assert not (tmp_path / "emulator.json").exists()
-    with run_in_thread(tmp_path, create_delay=0.05) as endpoint:
+    with run_in_thread(tmp_path, create_delay=0.05, faults=AT_ONCE) as endpoint:
         client = tpu_client(endpoint, tmp_path)
         assert client.get_node(name=NAME).state == tpu_v2.Node.State.READY
         assert _workers(client) == workers

@@ -72,8 +72,10 @@ def boot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Boot]:
     from tpuctl.emulator.server import run_in_thread
 
     state = tmp_path_factory.mktemp("boot")
+    # keys at once (guest-agent-delay 0): this module is about boots (test_oslogin.py tests
+    # the delay)
     with run_in_thread(state, create_delay=0.02, token=TOKEN,
-                       faults={"network": "cloud"}) as endpoint:
+                       faults={"network": "cloud", "guest-agent-delay": 0}) as endpoint:
         yield Boot(endpoint, tpu_client(endpoint, TOKEN), asyncssh.generate_private_key(
             "ssh-ed25519"))
 

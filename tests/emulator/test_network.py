@@ -63,8 +63,10 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     key_file = tmp / "id_ed25519"
     key_file.write_bytes(key.export_private_key("openssh"))
     key_file.chmod(0o600)
+    # keys at once (guest-agent-delay 0): this module is about addresses and ways in
+    # (test_oslogin.py tests the delay)
     with run_in_thread(tmp / "state", create_delay=0.02, token=TOKEN,
-                       faults={"network": "cloud"}) as endpoint:
+                       faults={"network": "cloud", "guest-agent-delay": 0}) as endpoint:
         status = _admin(endpoint, "GET", "status")[1]
         n = Net(endpoint, tpu_client(endpoint, TOKEN), key, key_file, tmp, status["ssh_port"])
         n.create("ext", external=True)

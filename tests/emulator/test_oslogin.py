@@ -63,10 +63,19 @@ class Osl:
         self.tmp = tmp
 
     def create(self, node_id: str, metadata: dict[str, str]) -> str:
+        """A node with external IPs; the one this machine can reach (its worker's external
+        IP: the network is cloud-true)."""
         node = self.client.create_node(
             parent=PARENT, node_id=node_id,
             node=tpu_v2.Node(accelerator_type="v6e-8", runtime_version="v2-alpha-tpuv6e",
-                             metadata=metadata)).result(timeout=30, polling=POLL)
+                             metadata=metadata,
+                             network_config=tpu_v2.NetworkConfig(enable_external_ips=True)),
+        ).result(timeout=30, polling=POLL)
+        return str(node.network_endpoints[0].access_config.external_ip)
+
+    def internal(self, node_id: str) -> str:
+        """Worker 0's internal IP (what a jump host forwards to)."""
+        node = self.client.get_node(name=f"{PARENT}/nodes/{node_id}")
         return str(node.network_endpoints[0].ip_address)
 
     def set_metadata(self, node_id: str, metadata: dict[str, str]) -> None:
@@ -86,8 +95,9 @@ class Osl:
 @pytest.fixture(scope="module")
 def osl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Osl]:
     tmp = tmp_path_factory.mktemp("osl")
+    # keys at once unless a test sets the guest-agent delay (as the one about it does)
     with run_in_thread(tmp / "state", create_delay=0.02, token=TOKEN,
-                       faults={"account": ACCOUNT}) as endpoint:
+                       faults={"account": ACCOUNT, "guest-agent-delay": 0}) as endpoint:
         yield Osl(endpoint, tmp)
 
 
@@ -222,7 +232,7 @@ def test_a_new_key_works_only_after_the_guest_agent_delay(osl: Osl) -> None:
         wait_until(lambda: can_login(ip, port, "dave", key), bool, timeout=5)
         assert not can_login(ip, port, "dave", old)
     finally:
-        _admin(osl.endpoint, "POST", "faults", {"guest-agent-delay": None})
+        _admin(osl.endpoint, "POST", "faults", {"guest-agent-delay": 0})
 
 
 def test_guest_agent_lags_are_seeded_and_bounded_by_the_delay() -> None:
@@ -255,7 +265,7 @@ def test_guest_agent_lags_are_seeded_and_bounded_by_the_delay() -> None:
 def test_profiles_project_metadata_and_the_bastion_survive_a_restart(tmp_path: Path) -> None:
     key, public = new_key()
     with run_in_thread(tmp_path, create_delay=0.02, token=TOKEN,
-                       faults={"account": ACCOUNT}) as endpoint:
+                       faults={"account": ACCOUNT, "guest-agent-delay": 0}) as endpoint:
         osl = Osl(endpoint, tmp_path)
         osl.import_key(public)
         call(endpoint, "POST", "emulator/v1/projects/osl/metadata", {"enable-oslogin": "TRUE"})
@@ -274,7 +284,7 @@ def test_profiles_project_metadata_and_the_bastion_survive_a_restart(tmp_path: P
         # a node READY before the restart has its accounts already, whatever the delay
         _admin(endpoint, "POST", "faults", {"guest-agent-delay": 30})
         assert can_login(ip, ssh_port(osl), POSIX, key)
-        assert asyncio.run(_through(bastion, ip, key)).strip() == POSIX
+        assert asyncio.run(_through(bastion, osl.internal("kept"), key)).strip() == POSIX
         status, _ = _admin(endpoint, "DELETE", "bastion")
         assert status == 200
 

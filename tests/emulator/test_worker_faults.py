@@ -133,21 +133,27 @@ def test_the_metadata_server_is_the_workers_own(tmp_path: Path) -> None:
 def test_worker_faults_set_at_run_time_and_cleared(tmp_path: Path) -> None:
     key = asyncssh.generate_private_key("ssh-ed25519")
     pub = key.export_public_key("openssh").decode().strip()
-    with run_in_thread(tmp_path, create_delay=0.02, token=TOKEN) as endpoint:
+    # keys at once (guest-agent-delay 0): this test is about faults, not the guest agent
+    with run_in_thread(tmp_path, create_delay=0.02, token=TOKEN,
+                       faults={"guest-agent-delay": 0}) as endpoint:
         client = tpu_client(endpoint, TOKEN)
         node = client.create_node(
             parent=PARENT, node_id="wf",
             node=tpu_v2.Node(accelerator_type="v4-16", runtime_version="tpu-ubuntu2204-base",
-                             metadata={"ssh-keys": f"wf:{pub}"}),
+                             metadata={"ssh-keys": f"wf:{pub}"},
+                             network_config=tpu_v2.NetworkConfig(enable_external_ips=True)),
         ).result(timeout=30, polling=POLL)
+        # this machine reaches workers on their external IPs; they reach each other on
+        # their internal ones
         ips = [e.ip_address for e in node.network_endpoints]
+        ext = [e.access_config.external_ip for e in node.network_endpoints]
         port = int(_admin(endpoint, "GET", "status")[1]["ssh_port"])
 
         def doctor(i: int) -> dict[str, Any]:
-            return asyncio.run(_doctor(ips[i], port, key, f"{ips[0]}:18476"))
+            return asyncio.run(_doctor(ext[i], port, key, f"{ips[0]}:18476"))
 
         # JAX's own reader of the TPU metadata finds the worker's metadata server
-        jax_reads = asyncio.run(_jax_metadata(ips[1], port, key))
+        jax_reads = asyncio.run(_jax_metadata(ext[1], port, key))
         assert jax_reads.split() == ["1", f"unknown:unknown:{ips[0]},unknown:unknown:{ips[1]}"]
 
         status, _ = _admin(endpoint, "POST", "faults", {

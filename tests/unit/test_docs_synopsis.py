@@ -12,6 +12,12 @@ import pytest
 DOC = Path(__file__).resolve().parents[2] / "docs" / "commands.md"
 # taken by every command that talks to a cloud, documented once at the top of the page
 COMMON = {"--api-endpoint", "--project", "--zone", "--help"}
+# taken by every command that reaches workers, documented once ("How workers are reached")
+WAY_IN = {"--ssh-proxy-jump", "--ssh-proxy-command", "--tunnel-through-iap", "--internal-ip"}
+REACHES_WORKERS = {("exec",), ("ssh",), ("ssh-config",), ("sync",), ("secrets", "push"),
+                   ("secrets", "list"), ("bootstrap",), ("launch",), ("up",), ("down",),
+                   ("logs", "fetch"), ("tail",), ("status",), ("stop",), ("runs",),
+                   ("serve",), ("forward",), ("generate",), ("top",), ("doctor",)}
 _FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*|-[a-z])\b")
 
 
@@ -53,7 +59,19 @@ def _commands() -> dict[tuple[str, ...], Any]:
 def _options(cmd: Any) -> list[set[str]]:
     """Each option's names (`{"-n", "--lines"}`), the common ones left out."""
     return [set(p.opts) | set(p.secondary_opts) for p in cmd.params
-            if getattr(p, "param_type_name", "") == "option" and not set(p.opts) & COMMON]
+            if getattr(p, "param_type_name", "") == "option"
+            and not set(p.opts) & (COMMON | WAY_IN)]
+
+
+def test_every_command_that_reaches_workers_takes_the_way_in_flags() -> None:
+    commands = _commands()
+    for path in REACHES_WORKERS:
+        names = {o for p in commands[path].params for o in getattr(p, "opts", [])}
+        assert WAY_IN <= names, f"`tpuctl {' '.join(path)}` lacks {sorted(WAY_IN - names)}"
+    others = {path for path, cmd in commands.items() if path not in REACHES_WORKERS
+              and {o for p in cmd.params for o in getattr(p, "opts", [])} & WAY_IN}
+    assert others == set(), "documented as reaching workers? add them to REACHES_WORKERS"
+    assert all(f"`{flag}" in DOC.read_text() for flag in WAY_IN)
 
 
 DOCUMENTED_ELSEWHERE = {"emulator", "mux"}  # their own sections, not `### tpuctl ...`

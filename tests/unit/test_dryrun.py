@@ -15,7 +15,7 @@ from tpuctl.cli.main import run
 from tpuctl.dryrun import recording_ports
 from tpuctl.dryrun.cloud import RecordingCloud
 from tpuctl.dryrun.transcript import ApiCall, Transcript, WorkerCall
-from tpuctl.model import NodeSpec
+from tpuctl.model import NetworkSpec, NodeSpec
 
 DEAD = "http://127.0.0.1:9"  # nothing listens on the discard port
 
@@ -96,8 +96,10 @@ def test_on_an_existing_node_reads_happen_and_nothing_changes():
              for s in t.steps]
     assert steps[0].startswith("PATCH /v2/projects/proj/locations/zone-a/nodes/n1?updateMask")
     assert steps[1] == "w0-3 install tpuctl's worker scripts (~/.tpuctl/bin/<content hash>/)"
-    assert [s.split(" ", 2)[1] for s in steps[2:10]] == ["launch.sh"] * 8
-    assert steps[10:] == ["DELETE /v2/projects/proj/locations/zone-a/nodes/n1",
+    # doctor's fast subset beside launch's checks, then the checks and the starts
+    assert steps[2] == "w0-3 doctor.sh - - 1"
+    assert [s.split(" ", 2)[1] for s in steps[3:11]] == ["launch.sh"] * 8
+    assert steps[11:] == ["DELETE /v2/projects/proj/locations/zone-a/nodes/n1",
                           "DELETE /v2/projects/proj/locations/zone-a/nodes/gone"]
     patch = t.steps[0]
     assert isinstance(patch, ApiCall) and patch.body == {
@@ -173,6 +175,13 @@ SPEC = NodeSpec(name="n1", accelerator_type="v6e-16", runtime_version="v2-alpha-
     ("create_node", (SPEC,)), ("create_node", (NodeSpec(**{**SPEC.__dict__, "spot": True}),)),
     ("create_queued_resource", (SPEC,)),
     ("create_queued_resource", (NodeSpec(**{**SPEC.__dict__, "spot": True}),)),
+    ("create_node", (NodeSpec(**{**SPEC.__dict__,
+                                 "network": NetworkSpec(external_ips=False)}),)),
+    ("create_node", (NodeSpec(**{**SPEC.__dict__, "network": NetworkSpec(
+        external_ips=False, network="vpc-a", subnetwork="projects/p/regions/r/subnetworks/s",
+        tags=("tpu-ssh", "b"))}),)),
+    ("create_queued_resource", (NodeSpec(**{**SPEC.__dict__, "network": NetworkSpec(
+        network="vpc-a", tags=("x",))}),)),
     ("delete_node", ("n1",)), ("delete_queued_resource", ("n1",)),
 ])
 def test_a_recorded_request_is_what_the_client_would_send(verb, args):

@@ -40,11 +40,23 @@ def test_build_command_needs_a_command():
 
 
 def test_ssh_config_blocks(tmp_path):
+    from tpuctl.ops.route import SshRoute, ssh_targets
+
     sl = Slice(name="job", project="p", zone="z", accelerator_type="v6e-16",
                runtime_version="r", state="READY",
-               workers=(Worker(0, "10.0.0.2", 22), Worker(1, "10.0.0.3", 22)))
-    text = render_ssh_config(sl, tmp_path / "key", tmp_path / "kh", "alice")
-    assert "Host job-w0\n  HostName 10.0.0.2\n  Port 22\n  User alice" in text
+               workers=(Worker(0, "10.0.0.2", 22, external_ip="34.0.0.2"),
+                        Worker(1, "10.0.0.3", 22, external_ip="34.0.0.3")))
+    targets = ssh_targets(sl, "alice", SshRoute())
+    text = render_ssh_config(sl, targets, tmp_path / "key", tmp_path / "kh")
+    assert "Host job-w0\n  HostName 34.0.0.2\n  Port 22\n  User alice" in text
     assert "Host job-w1" in text
     assert f'UserKnownHostsFile "{tmp_path / "kh"}"' in text
     assert "StrictHostKeyChecking yes" in text
+    assert "Proxy" not in text
+    jumped = render_ssh_config(sl, ssh_targets(sl, "al", SshRoute(proxy_jump="bob@b:2222")),
+                               tmp_path / "key", tmp_path / "kh")
+    assert "  HostName 10.0.0.3\n" in jumped and "  ProxyJump bob@b:2222\n" in jumped
+    proxied = render_ssh_config(sl, ssh_targets(sl, "al", SshRoute(
+        proxy_command="nc -X 5 -x {{proxy}}:1080 {host} {port} # 100%")),
+        tmp_path / "key", tmp_path / "kh")
+    assert "  ProxyCommand nc -X 5 -x '{proxy}:1080' 10.0.0.2 22 '#' 100%%\n" in proxied

@@ -167,7 +167,7 @@ def test_access_to_a_group_adds_our_key_to_every_slice_keeping_their_own_metadat
         cloud.world.nodes[("zone-a", f"ms-{i}")] = dataclasses.replace(
             cloud.get_node(f"ms-{i}"), metadata={"team": f"t{i}"} if i < 2 else {
                 "team": "t2", "ssh-keys": "bob:ssh-ed25519 BBBB bob"})
-    sl = ensure_access(ports, "ms")
+    sl = ensure_access(ports, "ms").slice
     assert (sl.slices, len(sl.workers)) == (3, 12)
     assert cloud.changes() == [f"set_metadata zone-a ms-{i}" for i in range(3)]
     for i in range(3):

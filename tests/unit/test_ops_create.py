@@ -40,6 +40,8 @@ def test_the_same_spec_again_reuses_the_node_without_a_change():
     ({"runtime": "v2-alpha-tpuv5"}, {"runtime": "v2-alpha-tpuv6e"},
      "runtime v2-alpha-tpuv5 (asked v2-alpha-tpuv6e)"),
     ({"spot": True}, {}, "spot=True (asked spot=False)"),
+    ({"external_ips": False}, {}, "internal IPs only (asked external IPs)"),
+    ({}, {"internal_ips": True}, "external IPs (asked --internal-ips)"),
 ])
 def test_a_different_spec_is_refused_naming_the_difference(existing, asked, named):
     ports, cloud, _ = fake_ports()
@@ -94,12 +96,35 @@ def test_an_unknown_runtime_is_refused_with_the_zones_close_ones():
 
 @pytest.mark.parametrize("bad", [{"name": "Bad_Name"}, {"accelerator_type": "v6e-17"},
                                  {"labels": ("k",)}, {"ttl": "soon"}, {"timeout": 0},
-                                 {"zones": ("a", "")}])
+                                 {"zones": ("a", "")}, {"network": "Bad"},
+                                 {"network": "projects/p/global/networks/-x"},
+                                 {"subnetwork": "a b"}, {"tags": ("ok,Not-Ok",)},
+                                 {"tags": (",".join(f"t{i}" for i in range(65)),)}])
 def test_bad_input_costs_no_api_call(bad):
     ports, cloud, _ = fake_ports()
     with pytest.raises(UsageError):
         create(ports, req(**bad))
     assert cloud.calls == []
+
+
+def test_external_ips_by_default_and_network_settings_pass_through():
+    ports, cloud, _ = fake_ports()
+    create(ports, req())
+    assert cloud.world.specs["n1"].network.external_ips
+    assert all(w.external_ip for w in cloud.get_node("n1").workers)
+    create(ports, req("n2", internal_ips=True, network="projects/p/global/networks/vpc",
+                      subnetwork="sub-1", tags=("a,b", "b", "c")))
+    net = cloud.world.specs["n2"].network
+    assert (net.external_ips, net.network, net.subnetwork, net.tags) == (
+        False, "projects/p/global/networks/vpc", "sub-1", ("a", "b", "c"))
+
+
+def test_bad_network_values_are_named():
+    ports, _, _ = fake_ports()
+    with pytest.raises(UsageError, match="invalid --tags value 'Not-Ok'"):
+        create(ports, req(tags=("ok,Not-Ok",)))
+    with pytest.raises(UsageError, match="invalid --network 'Bad'"):
+        create(ports, req(network="Bad"))
 
 
 def test_ttl_labels_an_expiry():

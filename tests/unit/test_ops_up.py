@@ -62,7 +62,7 @@ def test_the_steps_in_order_then_a_second_up_skips_what_is_done(repo):
                                "launch done", "run done"]
     assert result.exit_code == 0 and result.run_id.startswith("job-")
     assert fleet.scripts() == ["sync head", "sync bundle", "secrets push", "bootstrap start",
-                               "launch check", "launch start", "follow"]
+                               "doctor", "launch check", "launch start", "follow"]
     assert fleet.worker("job", 3).secrets == ["TOKEN"]
     assert (0, "step=1 loss=0.5") in events.lines
     assert fleet.launched_env[0]["A"] == "1" and fleet.launched_env[3]["JAX_PROCESS_ID"] == "3"
@@ -190,3 +190,21 @@ def test_a_run_that_leaves_its_node_up_says_what_it_costs(repo, tmp_path, monkey
     assert result.to_dict()["left_up_price_per_hour"]["amount"] == 48.0
     detached = up_recipe(ports, UpRequest(repo / "train.yaml", detach=True))
     assert detached.left_up is None and "left_up_price_per_hour" not in detached.to_dict()
+
+
+def test_a_recipe_s_network_settings_reach_the_create_request(repo):
+    (repo / "net.yaml").write_text(
+        "name: net\naccelerator: v6e-8\ninternal_ips: true\nnetwork: vpc-a\n"
+        "subnetwork: projects/p/regions/r/subnetworks/s\ntags: [tpu-ssh, 'a,b']\n"
+        "command: [python, train.py]\n")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "net")
+    ports, cloud, _ = fake_ports()
+    # no external IPs and no way in: refused before any SSH, after the create
+    with pytest.raises(UsageError, match="no external IP"):
+        up_recipe(ports, UpRequest(repo / "net.yaml", detach=True))
+    net = cloud.world.specs["net"].network
+    assert (net.external_ips, net.network, net.tags) == (False, "vpc-a", ("tpu-ssh", "a", "b"))
+    (repo / "bad.yaml").write_text("accelerator: v6e-8\ntags: [Bad]\ncommand: x\n")
+    with pytest.raises(UsageError, match=r"field 'tags': value 'Bad': not a network tag"):
+        up_recipe(ports, UpRequest(repo / "bad.yaml"))

@@ -209,6 +209,10 @@ def _fake_cloud(sl: Any) -> Any:
             self.calls.append(f"get_node {name}")
             return sl
 
+        def project_metadata(self) -> dict[str, str]:  # how logins work there: no OS Login
+            self.calls.append("project_metadata")
+            return {}
+
         def __getattr__(self, name: str) -> Any:
             raise AssertionError(f"exec must not call cloud.{name}")
 
@@ -231,8 +235,8 @@ def _env_slice(env: _Env) -> Any:
 
     return Slice(name=NODE, project="p", zone="z", accelerator_type="v6e-64",
                  runtime_version="r", state="READY", metadata=ssh_key_metadata(FileLocal(), {}),
-                 workers=tuple(Worker(w.index, w.ip, w.ssh_port, w.host_key)
-                               for w in env.workers))
+                 workers=tuple(Worker(w.index, w.ip, w.ssh_port, w.host_key,
+                                      external_ip=w.ip) for w in env.workers))
 
 
 def test_exec_operation_opens_one_connection_per_worker(env: _Env) -> None:
@@ -247,13 +251,14 @@ def test_exec_operation_opens_one_connection_per_worker(env: _Env) -> None:
     result = env.lt.call(run_exec(_ports(cloud), ExecRequest(NODE, ("true",))))
     assert result.exit_code == 0
     assert env.accepted() - before == N_WORKERS
-    assert cloud.calls == [f"get_node {NODE}"]  # one API call, no metadata write
+    # the node and its project's metadata (OS Login?), no metadata write
+    assert cloud.calls == [f"get_node {NODE}", "project_metadata"]
 
     before = env.accepted()
     result = env.lt.call(run_exec(_ports(cloud), ExecRequest(NODE, ("true",), "0,2-3")))
     assert [r.index for r in result.results] == [0, 2, 3]
     assert env.accepted() - before == 3  # only the chosen workers are connected to
-    assert cloud.calls == [f"get_node {NODE}"]  # answered from the worker cache
+    assert cloud.calls == [f"get_node {NODE}", "project_metadata"]  # from the worker cache
 
 
 def test_stale_cached_worker_list_is_refreshed_once(env: _Env) -> None:
@@ -261,23 +266,24 @@ def test_stale_cached_worker_list_is_refreshed_once(env: _Env) -> None:
     reached at its real address and the others are not connected to twice."""
     import dataclasses
 
+    from tpuctl.model import Access, Login
     from tpuctl.ops import worker_cache
     from tpuctl.ops.remote_exec import ExecRequest, run_exec
-    from tpuctl.sshkeys import ensure_key
+    from tpuctl.sshkeys import ensure_key, ssh_username
 
     sl = _env_slice(env)
     cloud = _fake_cloud(sl)
     moved = list(sl.workers)
     moved[1] = dataclasses.replace(moved[1], ssh_port=1)  # nothing listens there
-    worker_cache.store(cloud, dataclasses.replace(sl, workers=tuple(moved)),
-                       public_key=ensure_key()[1])
+    worker_cache.store(cloud, Access(dataclasses.replace(sl, workers=tuple(moved)),
+                                     Login(ssh_username())), public_key=ensure_key()[1])
     before = env.accepted()
     result = env.lt.call(run_exec(_ports(cloud), ExecRequest(NODE, ("true",))))
     assert result.exit_code == 0, result.to_dict()
-    assert cloud.calls == [f"get_node {NODE}"]  # the one refresh
+    assert cloud.calls == [f"get_node {NODE}", "project_metadata"]  # the one refresh
     assert env.accepted() - before == N_WORKERS  # w1 once, at its real address
     cached = worker_cache.load(cloud, NODE, public_key=ensure_key()[1])
-    assert cached is not None and cached.workers[1].ssh_port == sl.workers[1].ssh_port
+    assert cached is not None and cached.slice.workers[1].ssh_port == sl.workers[1].ssh_port
 
 
 def _peak_connects(env: _Env, monkeypatch: pytest.MonkeyPatch, max_concurrency: int) -> int:

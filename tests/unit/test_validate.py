@@ -81,7 +81,8 @@ def _node(ip: str = "10.0.0.2", name: str = "projects/p/locations/us-east5-b/nod
 
 
 @pytest.mark.parametrize("field,value", [
-    ("ip", v) for v in HOSTILE] + [
+    ("ip", v) for v in HOSTILE if v] + [("external_ip", v) for v in HOSTILE if v] + [
+    ("hostname", "t1v-n-1-w-0 -oProxyCommand=x"), ("hostname", "--help"),
     ("name", "projects/p/locations/z/nodes/a b"),
     ("name", "projects/p\nx/locations/z/nodes/n"),
     ("accelerator_type", "v6e-8\nProxyCommand x"),
@@ -98,6 +99,14 @@ def test_the_gcp_adapter_refuses_hostile_node_data_with_exit_4(field, value):
     kw = {}
     if field == "ip":
         node = _node(ip=value)
+    elif field == "external_ip":
+        from google.cloud import tpu_v2
+
+        node = _node()
+        node.network_endpoints[0].access_config = tpu_v2.AccessConfig(external_ip=value)
+    elif field == "hostname":
+        guest = [*guest, GuestAttribute(0, "tpu", "hostname", value)]
+        node = _node()
     elif field == "port":
         node, guest = _node(), [GuestAttribute(0, "tpuctl-emulator", "ssh-port", value)]
     elif field == "host_key":
@@ -121,17 +130,38 @@ def test_the_gcp_adapter_keeps_good_node_data():
     assert (sl.project, sl.zone, sl.name) == ("p", "us-east5-b", "n")
 
 
+def test_the_gcp_adapter_reads_external_ips_and_instance_names():
+    from google.cloud import tpu_v2
+
+    from tpuctl.cloud.base import GuestAttribute
+    from tpuctl.cloud.gcp import node_to_slice
+
+    node = _node()
+    node.network_endpoints[0].access_config = tpu_v2.AccessConfig(external_ip="34.1.2.3")
+    node.network_endpoints.append(tpu_v2.NetworkEndpoint(ip_address=""))  # not registered
+    sl = node_to_slice(node, [GuestAttribute(0, "some-namespace", "hostname", "t1v-n-ab-w-0")])
+    assert sl.workers == (Worker(0, "10.0.0.2", 22, None, external_ip="34.1.2.3",
+                                 hostname="t1v-n-ab-w-0"),)
+
+
 def test_ssh_config_writes_only_validated_values(tmp_path):
+    from tpuctl.ops.route import SshRoute, ssh_targets
     from tpuctl.ops.ssh import render_ssh_config
+
+    def config(sl: Slice, key: Path = tmp_path / "k", user: str = "al") -> str:
+        return render_ssh_config(sl, ssh_targets(sl, user, SshRoute(internal_ip=True)), key,
+                                 tmp_path / "kh")
 
     good = Slice(name="job", project="p", zone="z", accelerator_type="v6e-8",
                  runtime_version="r", state="READY", workers=(Worker(0, "10.0.0.2", 22),))
-    assert "HostName 10.0.0.2" in render_ssh_config(good, tmp_path / "k", tmp_path / "kh", "al")
+    assert "HostName 10.0.0.2" in config(good)
     for w in (Worker(0, "-oProxyCommand=x", 22), Worker(0, "10.0.0.2\nProxyCommand x", 22),
               Worker(0, "10.0.0.2", 0)):
         bad = Slice(name="job", project="p", zone="z", accelerator_type="v6e-8",
                     runtime_version="r", state="READY", workers=(w,))
         with pytest.raises(ValueError):
-            render_ssh_config(bad, tmp_path / "k", tmp_path / "kh", "al")
+            config(bad)
     with pytest.raises(Exception, match="cannot be written"):
-        render_ssh_config(good, Path('/tmp/a"\nProxyCommand x'), tmp_path / "kh", "al")
+        config(good, key=Path('/tmp/a"\nProxyCommand x'))
+    with pytest.raises(Exception, match="invalid user name"):
+        config(good, user="al\nProxyCommand x")

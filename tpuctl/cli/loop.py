@@ -13,14 +13,19 @@ from tpuctl.cli.options import (
     AnyOwnerOpt,
     DryRunOpt,
     EndpointOpt,
+    IapOpt,
+    InternalIpOpt,
     JsonOpt,
     NameArg,
     ProjectOpt,
+    ProxyCommandOpt,
+    ProxyJumpOpt,
     YesOpt,
     ZoneOpt,
     can_ask,
     checked_run_id,
     ports_for,
+    route_flags,
     transcript_for,
 )
 
@@ -46,13 +51,16 @@ def sync(
     dry_run: DryRunOpt = False,
     json_: JsonOpt = False, api_endpoint: EndpointOpt = None, project: ProjectOpt = None,
     zone: ZoneOpt = None,
+    ssh_proxy_jump: ProxyJumpOpt = None, ssh_proxy_command: ProxyCommandOpt = None,
+    tunnel_through_iap: IapOpt = False, internal_ip: InternalIpOpt = False,
 ) -> int:
     """Put every worker's ~/work/<repo> at one exact commit (git, never scp)."""
+    way_in = route_flags(ssh_proxy_jump, ssh_proxy_command, tunnel_through_iap, internal_ip)
     from tpuctl.cli.render.loop import SyncView
     from tpuctl.ops.sync import SyncRequest, sync_node
 
     transcript = transcript_for(dry_run)
-    ports = ports_for(api_endpoint, project, zone, dry_run=transcript)
+    ports = ports_for(api_endpoint, project, zone, via=way_in, dry_run=transcript)
     req = SyncRequest(name=name, ref=ref, via=via, allow_dirty=allow_dirty)
     return SyncView(json=json_, transcript=transcript).done(sync_node(ports, req))
 
@@ -63,8 +71,11 @@ def secrets_push(
     file: Annotated[str, typer.Argument(help="a .env file, or - for stdin")] = ".env",
     json_: JsonOpt = False, api_endpoint: EndpointOpt = None, project: ProjectOpt = None,
     zone: ZoneOpt = None,
+    ssh_proxy_jump: ProxyJumpOpt = None, ssh_proxy_command: ProxyCommandOpt = None,
+    tunnel_through_iap: IapOpt = False, internal_ip: InternalIpOpt = False,
 ) -> int:
     """Send KEY=VALUE secrets to ~/.tpuctl/secrets.env (0600) on every worker."""
+    way_in = route_flags(ssh_proxy_jump, ssh_proxy_command, tunnel_through_iap, internal_ip)
     import sys
 
     from tpuctl.cli.render.loop import SecretsPushView
@@ -72,7 +83,7 @@ def secrets_push(
 
     req = SecretsPushRequest(name=name, file=file,
                              stdin=sys.stdin.read() if file == "-" else None)
-    result = push_node(ports_for(api_endpoint, project, zone), req)
+    result = push_node(ports_for(api_endpoint, project, zone, via=way_in), req)
     return SecretsPushView(json=json_).done(result)
 
 
@@ -80,13 +91,16 @@ def secrets_push(
 def secrets_list(
     name: NameArg, json_: JsonOpt = False, api_endpoint: EndpointOpt = None,
     project: ProjectOpt = None, zone: ZoneOpt = None,
+    ssh_proxy_jump: ProxyJumpOpt = None, ssh_proxy_command: ProxyCommandOpt = None,
+    tunnel_through_iap: IapOpt = False, internal_ip: InternalIpOpt = False,
 ) -> int:
     """Key names (never values) of the secrets on each worker."""
+    way_in = route_flags(ssh_proxy_jump, ssh_proxy_command, tunnel_through_iap, internal_ip)
     from tpuctl.cli.render.loop import SecretsListView
     from tpuctl.ops.secrets import list_node
 
-    return SecretsListView(json=json_).done(list_node(ports_for(api_endpoint, project, zone),
-                                                      name))
+    ports = ports_for(api_endpoint, project, zone, via=way_in)
+    return SecretsListView(json=json_).done(list_node(ports, name))
 
 
 def bootstrap(
@@ -104,8 +118,11 @@ def bootstrap(
     dry_run: DryRunOpt = False,
     json_: JsonOpt = False, api_endpoint: EndpointOpt = None, project: ProjectOpt = None,
     zone: ZoneOpt = None,
+    ssh_proxy_jump: ProxyJumpOpt = None, ssh_proxy_command: ProxyCommandOpt = None,
+    tunnel_through_iap: IapOpt = False, internal_ip: InternalIpOpt = False,
 ) -> int:
     """Build the venv on every worker (detached, retried, cached by a marker)."""
+    way_in = route_flags(ssh_proxy_jump, ssh_proxy_command, tunnel_through_iap, internal_ip)
     from tpuctl.cli.render.loop import BootstrapView
     from tpuctl.ops.bootstrap import BootstrapRequest, bootstrap_node
 
@@ -113,7 +130,7 @@ def bootstrap(
                            install_project=install_project, torch=torch, recipe=recipe,
                            timeout=timeout)
     transcript = transcript_for(dry_run)
-    ports = ports_for(api_endpoint, project, zone, dry_run=transcript)
+    ports = ports_for(api_endpoint, project, zone, via=way_in, dry_run=transcript)
     view = BootstrapView(json=json_, transcript=transcript)
     return view.done(bootstrap_node(ports, req, view.workers.update))
 
@@ -136,15 +153,18 @@ def launch(
     dry_run: DryRunOpt = False,
     json_: JsonOpt = False, api_endpoint: EndpointOpt = None, project: ProjectOpt = None,
     zone: ZoneOpt = None,
+    ssh_proxy_jump: ProxyJumpOpt = None, ssh_proxy_command: ProxyCommandOpt = None,
+    tunnel_through_iap: IapOpt = False, internal_ip: InternalIpOpt = False,
 ) -> int:
     """Start the job on every worker under setsid nohup and return at once with its run id."""
+    way_in = route_flags(ssh_proxy_jump, ssh_proxy_command, tunnel_through_iap, internal_ip)
     from tpuctl.cli.render.loop import LaunchView
     from tpuctl.ops.launch import LaunchRequest, launch_node
 
     req = LaunchRequest(name=name, command=tuple(command or ()), recipe=recipe, run_id=run_id,
                         replace=replace, force=force, timeout=timeout, env=tuple(env))
     transcript = transcript_for(dry_run)
-    ports = ports_for(api_endpoint, project, zone, dry_run=transcript)
+    ports = ports_for(api_endpoint, project, zone, via=way_in, dry_run=transcript)
     return LaunchView(json=json_, transcript=transcript).done(launch_node(ports, req))
 
 
@@ -169,8 +189,11 @@ def up(
         "for a node that does not exist yet; no API call, nothing changed")] = False,
     json_: JsonOpt = False, api_endpoint: EndpointOpt = None, project: ProjectOpt = None,
     zone: ZoneOpt = None,
+    ssh_proxy_jump: ProxyJumpOpt = None, ssh_proxy_command: ProxyCommandOpt = None,
+    tunnel_through_iap: IapOpt = False, internal_ip: InternalIpOpt = False,
 ) -> int:
     """create → sync → secrets → bootstrap → launch → tail, skipping what is already done."""
+    way_in = route_flags(ssh_proxy_jump, ssh_proxy_command, tunnel_through_iap, internal_ip)
     from tpuctl.cli.render.up import UpView
     from tpuctl.ops.up import UpRequest, up_recipe
 
@@ -178,7 +201,7 @@ def up(
                     on_preempt=on_preempt, max_recreates=max_recreates,
                     ready_timeout=ready_timeout, zone=zone)
     transcript = transcript_for(dry_run)
-    ports = ports_for(api_endpoint, project, zone, dry_run=transcript, read_api=False)
+    ports = ports_for(api_endpoint, project, zone, via=way_in, dry_run=transcript, read_api=False)
     with UpView(json=json_, transcript=transcript) as view:
         return view.done(up_recipe(ports, req, view))
 
@@ -189,15 +212,18 @@ def down(
     any_owner: AnyOwnerOpt = False,
     json_: JsonOpt = False, api_endpoint: EndpointOpt = None, project: ProjectOpt = None,
     zone: ZoneOpt = None,
+    ssh_proxy_jump: ProxyJumpOpt = None, ssh_proxy_command: ProxyCommandOpt = None,
+    tunnel_through_iap: IapOpt = False, internal_ip: InternalIpOpt = False,
 ) -> int:
     """Stop the latest run (if any) and delete the node (yours, managed by tpuctl)."""
+    way_in = route_flags(ssh_proxy_jump, ssh_proxy_command, tunnel_through_iap, internal_ip)
     from tpuctl.cli.render.up import DownView
     from tpuctl.ops.down import DownRequest
     from tpuctl.ops.down import down as op
 
     req = DownRequest(name=name, yes=yes, can_ask=can_ask(), any_owner=any_owner)
     with DownView(name, json=json_) as view:
-        return view.done(op(ports_for(api_endpoint, project, zone), req, view))
+        return view.done(op(ports_for(api_endpoint, project, zone, via=way_in), req, view))
 
 
 @logs_app.command("fetch")
@@ -207,10 +233,14 @@ def logs_fetch(
                                               "~/.tpuctl/logs)", show_default=False)] = None,
     json_: JsonOpt = False, api_endpoint: EndpointOpt = None, project: ProjectOpt = None,
     zone: ZoneOpt = None,
+    ssh_proxy_jump: ProxyJumpOpt = None, ssh_proxy_command: ProxyCommandOpt = None,
+    tunnel_through_iap: IapOpt = False, internal_ip: InternalIpOpt = False,
 ) -> int:
     """Copy every worker's log of a run to DEST/<node>/<run>/worker<i>.log."""
+    way_in = route_flags(ssh_proxy_jump, ssh_proxy_command, tunnel_through_iap, internal_ip)
     from tpuctl.cli.render.loop import FetchView
     from tpuctl.ops.logs import FetchRequest, fetch_node
 
     req = FetchRequest(name=name, run_id=run, dest=dest)
-    return FetchView(json=json_).done(fetch_node(ports_for(api_endpoint, project, zone), req))
+    ports = ports_for(api_endpoint, project, zone, via=way_in)
+    return FetchView(json=json_).done(fetch_node(ports, req))

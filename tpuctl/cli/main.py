@@ -17,6 +17,7 @@ import typer
 from tpuctl import __version__
 from tpuctl.cli import (
     config_cmd,
+    doctor_cmd,
     emulator,
     loop,
     mux_cmd,
@@ -47,6 +48,7 @@ app.command("exec")(remote.exec_)
 app.command("ssh")(remote.ssh)
 app.command("ssh-config")(remote.ssh_config)
 app.command("config")(config_cmd.config)
+app.command("doctor")(doctor_cmd.doctor)
 app.command("accelerators")(nodes.accelerators)
 app.command("gc")(nodes.gc)
 app.command("sync")(loop.sync)

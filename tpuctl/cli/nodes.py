@@ -51,6 +51,18 @@ def create(
     timeout: Annotated[float, typer.Option(help="seconds to wait for READY")] = 1800.0,
     ttl: Annotated[str | None, typer.Option(help="expire after e.g. 8h: `tpuctl gc` deletes "
                                             "it then")] = None,
+    internal_ips: Annotated[bool, typer.Option(
+        "--internal-ips", help="no external IPs: reach the workers from inside the VPC, "
+        "through --ssh-proxy-jump or --tunnel-through-iap")] = False,
+    network: Annotated[str | None, typer.Option(
+        help="VPC network (default: the project's `default`)", show_default=False,
+        callback=not_an_option)] = None,
+    subnetwork: Annotated[str | None, typer.Option(
+        help="subnetwork in the zone's region", show_default=False,
+        callback=not_an_option)] = None,
+    tags: Annotated[list[str], typer.Option(
+        "--tags", help="network tags for firewall rules: a,b (repeatable)")
+                    ] = [],  # noqa: B006 - typer needs a literal default
     dry_run: DryRunOpt = False,
     json_: JsonOpt = False,
     api_endpoint: EndpointOpt = None,
@@ -85,7 +97,8 @@ def create(
                         vm=vm_from_flags(service_account=service_account, scopes=scopes,
                                          metadata=metadata, metadata_from_file=metadata_from_file,
                                          data_disk=data_disk),
-                        slices=slices)
+                        slices=slices, internal_ips=internal_ips, network=network,
+                        subnetwork=subnetwork, tags=tuple(tags))
     transcript = transcript_for(dry_run)
     ports = ports_for(api_endpoint, project, None, dry_run=transcript, read_api=False)
     with CreateView(name, type_, json=json_, transcript=transcript) as view:

@@ -11,7 +11,19 @@ from typing import Annotated
 import typer
 
 from tpuctl.cli.loop import RunArg
-from tpuctl.cli.options import EndpointOpt, JsonOpt, NameArg, ProjectOpt, ZoneOpt, ports_for
+from tpuctl.cli.options import (
+    EndpointOpt,
+    IapOpt,
+    InternalIpOpt,
+    JsonOpt,
+    NameArg,
+    ProjectOpt,
+    ProxyCommandOpt,
+    ProxyJumpOpt,
+    ZoneOpt,
+    ports_for,
+    route_flags,
+)
 
 
 def tail(
@@ -21,14 +33,17 @@ def tail(
                                          "exits; exit with the job's code")] = False,
     worker: Annotated[str, typer.Option("--worker", "-w", help="all, or e.g. 0,2-3")] = "all",
     api_endpoint: EndpointOpt = None, project: ProjectOpt = None, zone: ZoneOpt = None,
+    ssh_proxy_jump: ProxyJumpOpt = None, ssh_proxy_command: ProxyCommandOpt = None,
+    tunnel_through_iap: IapOpt = False, internal_ip: InternalIpOpt = False,
 ) -> int:
     """Interleave workers' logs with [wN] prefixes; --follow survives SSH drops."""
+    way_in = route_flags(ssh_proxy_jump, ssh_proxy_command, tunnel_through_iap, internal_ip)
     from tpuctl.cli.render.runs import TailView
     from tpuctl.ops.runs import TailRequest, tail_node
 
     req = TailRequest(name=name, run_id=run, lines=lines, follow=follow, workers=worker)
     view = TailView(follow=follow)
-    return view.done(tail_node(ports_for(api_endpoint, project, zone), req, view.line))
+    return view.done(tail_node(ports_for(api_endpoint, project, zone, via=way_in), req, view.line))
 
 
 def status(
@@ -38,14 +53,18 @@ def status(
     interval: Annotated[float, typer.Option(help="seconds between refreshes")] = 2.0,
     json_: JsonOpt = False, api_endpoint: EndpointOpt = None, project: ProjectOpt = None,
     zone: ZoneOpt = None,
+    ssh_proxy_jump: ProxyJumpOpt = None, ssh_proxy_command: ProxyCommandOpt = None,
+    tunnel_through_iap: IapOpt = False, internal_ip: InternalIpOpt = False,
 ) -> int:
     """Node state plus, per worker, the run's state (running, exited, hung, unreachable)."""
+    way_in = route_flags(ssh_proxy_jump, ssh_proxy_command, tunnel_through_iap, internal_ip)
     from tpuctl.cli.render.runs import StatusView
     from tpuctl.ops.runs import StatusRequest, status_node
 
     req = StatusRequest(name=name, run_id=run, watch=watch, interval=interval)
+    ports = ports_for(api_endpoint, project, zone, via=way_in)
     with StatusView(json=json_, watch=watch) as view:
-        return view.done(status_node(ports_for(api_endpoint, project, zone), req, view.show))
+        return view.done(status_node(ports, req, view.show))
 
 
 def stop(
@@ -53,25 +72,32 @@ def stop(
     grace: Annotated[float, typer.Option(help="seconds between TERM and KILL")] = 10.0,
     json_: JsonOpt = False, api_endpoint: EndpointOpt = None, project: ProjectOpt = None,
     zone: ZoneOpt = None,
+    ssh_proxy_jump: ProxyJumpOpt = None, ssh_proxy_command: ProxyCommandOpt = None,
+    tunnel_through_iap: IapOpt = False, internal_ip: InternalIpOpt = False,
 ) -> int:
     """TERM then KILL the run's process group on every worker; clear the libtpu lockfile."""
+    way_in = route_flags(ssh_proxy_jump, ssh_proxy_command, tunnel_through_iap, internal_ip)
     from tpuctl.cli.render.runs import StopView
     from tpuctl.ops.launch import StopRequest, stop_node
 
     req = StopRequest(name=name, run_id=run, grace=grace)
-    return StopView(json=json_).done(stop_node(ports_for(api_endpoint, project, zone), req))
+    ports = ports_for(api_endpoint, project, zone, via=way_in)
+    return StopView(json=json_).done(stop_node(ports, req))
 
 
 def runs(
     name: NameArg, json_: JsonOpt = False, api_endpoint: EndpointOpt = None,
     project: ProjectOpt = None, zone: ZoneOpt = None,
+    ssh_proxy_jump: ProxyJumpOpt = None, ssh_proxy_command: ProxyCommandOpt = None,
+    tunnel_through_iap: IapOpt = False, internal_ip: InternalIpOpt = False,
 ) -> int:
     """The node's runs, newest first: id, state, start time, exit code."""
+    way_in = route_flags(ssh_proxy_jump, ssh_proxy_command, tunnel_through_iap, internal_ip)
     from tpuctl.cli.render.runs import RunsView
     from tpuctl.ops.runlist import list_node_runs
 
-    return RunsView(json=json_).done(list_node_runs(ports_for(api_endpoint, project, zone),
-                                                    name))
+    ports = ports_for(api_endpoint, project, zone, via=way_in)
+    return RunsView(json=json_).done(list_node_runs(ports, name))
 
 
 def top(
@@ -84,12 +110,16 @@ def top(
                       ] = False,
     json_: JsonOpt = False, api_endpoint: EndpointOpt = None, project: ProjectOpt = None,
     zone: ZoneOpt = None,
+    ssh_proxy_jump: ProxyJumpOpt = None, ssh_proxy_command: ProxyCommandOpt = None,
+    tunnel_through_iap: IapOpt = False, internal_ip: InternalIpOpt = False,
 ) -> int:
     """Per worker, live: run state and age, heartbeat, host CPU, memory, load, TPU duty cycle
     and HBM per chip, the last log line. Ctrl-C leaves it (exit 0)."""
+    way_in = route_flags(ssh_proxy_jump, ssh_proxy_command, tunnel_through_iap, internal_ip)
     from tpuctl.cli.render.top import TopView
     from tpuctl.ops.top import TopRequest, top_node
 
     req = TopRequest(name=name, interval=interval, once=once, run_id=run, expand=expand)
     with TopView(json=json_, live=not once) as view:
-        return view.done(top_node(ports_for(api_endpoint, project, zone), req, view.show))
+        return view.done(top_node(ports_for(api_endpoint, project, zone, via=way_in), req,
+                                  view.show))

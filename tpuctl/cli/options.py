@@ -9,6 +9,7 @@ import typer
 if TYPE_CHECKING:
     from tpuctl.dryrun.transcript import Transcript
     from tpuctl.ops.ports import Ports
+    from tpuctl.ops.route import RouteFlags
 
 ENDPOINT_HELP = ("TPU v2 REST endpoint, e.g. the emulator's http://127.0.0.1:PORT "
                  "(env TPUCTL_API_ENDPOINT)")
@@ -43,6 +44,32 @@ AnyOwnerOpt = Annotated[bool, typer.Option(
     "--any-owner", help="also another user's managed nodes (never unmanaged ones)")]
 
 
+_WAY_IN = "Reaching workers (default: tpuctl.yaml's ssh: block)"
+ProxyJumpOpt = Annotated[str | None, typer.Option(
+    "--ssh-proxy-jump", metavar="USER@HOST[:PORT]", show_default=False,
+    callback=not_an_option, rich_help_panel=_WAY_IN,
+    help="reach the workers' internal IPs through this jump host (as ssh -J)")]
+ProxyCommandOpt = Annotated[str | None, typer.Option(
+    "--ssh-proxy-command", metavar="TEMPLATE", show_default=False, rich_help_panel=_WAY_IN,
+    help="reach each worker through this command's stdin/stdout; placeholders {host} "
+    "{port} {node} {worker} {zone} {project} {instance}")]
+IapOpt = Annotated[bool, typer.Option(
+    "--tunnel-through-iap", rich_help_panel=_WAY_IN,
+    help="reach the workers through IAP (gcloud compute start-iap-tunnel)")]
+InternalIpOpt = Annotated[bool, typer.Option(
+    "--internal-ip", rich_help_panel=_WAY_IN,
+    help="this machine is inside the VPC: connect to the workers' internal IPs")]
+
+
+def route_flags(proxy_jump: str | None, proxy_command: str | None, iap: bool, internal_ip: bool
+        ) -> RouteFlags:
+    """A command's way-in flags as the wiring takes them (tpuctl/ops/route.py)."""
+    from tpuctl.ops.route import RouteFlags
+
+    return RouteFlags(internal_ip=internal_ip, proxy_jump=proxy_jump,
+                      proxy_command=proxy_command, iap=iap)
+
+
 def transcript_for(dry_run: bool) -> Transcript | None:
     """Where a --dry-run records what it would send (None: a real run)."""
     if not dry_run:
@@ -53,11 +80,12 @@ def transcript_for(dry_run: bool) -> Transcript | None:
 
 
 def ports_for(api_endpoint: str | None, project: str | None, zone: str | None, *,
-              dry_run: Transcript | None = None, read_api: bool = True) -> Ports:
+              via: RouteFlags | None = None, dry_run: Transcript | None = None,
+              read_api: bool = True) -> Ports:
     """The ports for these options (tpuctl/wiring.py; nothing heavy is imported yet)."""
     from tpuctl.wiring import ports
 
-    return ports(api_endpoint, project, zone, dry_run=dry_run, read_api=read_api)
+    return ports(api_endpoint, project, zone, via=via, dry_run=dry_run, read_api=read_api)
 
 
 def can_ask() -> bool:

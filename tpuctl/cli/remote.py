@@ -8,7 +8,19 @@ from typing import Annotated
 
 import typer
 
-from tpuctl.cli.options import EndpointOpt, JsonOpt, NameArg, ProjectOpt, ZoneOpt, ports_for
+from tpuctl.cli.options import (
+    EndpointOpt,
+    IapOpt,
+    InternalIpOpt,
+    JsonOpt,
+    NameArg,
+    ProjectOpt,
+    ProxyCommandOpt,
+    ProxyJumpOpt,
+    ZoneOpt,
+    ports_for,
+    route_flags,
+)
 
 
 def exec_(
@@ -23,13 +35,17 @@ def exec_(
     api_endpoint: EndpointOpt = None,
     project: ProjectOpt = None,
     zone: ZoneOpt = None,
+    ssh_proxy_jump: ProxyJumpOpt = None, ssh_proxy_command: ProxyCommandOpt = None,
+    tunnel_through_iap: IapOpt = False, internal_ip: InternalIpOpt = False,
 ) -> int:
     """Run a command on workers in parallel; exit with the first failing worker's code."""
+    way_in = route_flags(ssh_proxy_jump, ssh_proxy_command, tunnel_through_iap, internal_ip)
     from tpuctl.cli.render.workers import ExecView, line_printer
     from tpuctl.ops.remote_exec import ExecRequest, exec_command
 
     req = ExecRequest(name=name, argv=tuple(command), workers=worker, timeout=timeout)
-    result = exec_command(ports_for(api_endpoint, project, zone), req, line_printer(json_))
+    ports = ports_for(api_endpoint, project, zone, via=way_in)
+    result = exec_command(ports, req, line_printer(json_))
     return ExecView(json=json_).done(result)
 
 
@@ -46,13 +62,16 @@ def ssh(
     api_endpoint: EndpointOpt = None,
     project: ProjectOpt = None,
     zone: ZoneOpt = None,
+    ssh_proxy_jump: ProxyJumpOpt = None, ssh_proxy_command: ProxyCommandOpt = None,
+    tunnel_through_iap: IapOpt = False, internal_ip: InternalIpOpt = False,
 ) -> int:
     """Open an interactive shell on one worker with OpenSSH (host key pinned)."""
+    way_in = route_flags(ssh_proxy_jump, ssh_proxy_command, tunnel_through_iap, internal_ip)
     from tpuctl.cli.render.workers import argv_line
     from tpuctl.ops.ssh import ssh_argv
 
-    argv = ssh_argv(ports_for(api_endpoint, project, zone), name, worker, command or [],
-                    slice_)
+    argv = ssh_argv(ports_for(api_endpoint, project, zone, via=way_in), name, worker,
+                    command or [], slice_)
     if print_argv:
         argv_line(argv)
         return 0
@@ -66,10 +85,13 @@ def ssh_config(
     api_endpoint: EndpointOpt = None,
     project: ProjectOpt = None,
     zone: ZoneOpt = None,
+    ssh_proxy_jump: ProxyJumpOpt = None, ssh_proxy_command: ProxyCommandOpt = None,
+    tunnel_through_iap: IapOpt = False, internal_ip: InternalIpOpt = False,
 ) -> int:
     """Print OpenSSH `Host NAME-wI` entries for every worker (append to ~/.ssh/config)."""
+    way_in = route_flags(ssh_proxy_jump, ssh_proxy_command, tunnel_through_iap, internal_ip)
     from tpuctl.cli.render.workers import text_block
     from tpuctl.ops.ssh import ssh_config_text
 
-    text_block(ssh_config_text(ports_for(api_endpoint, project, zone), name))
+    text_block(ssh_config_text(ports_for(api_endpoint, project, zone, via=way_in), name))
     return 0

@@ -6,7 +6,19 @@ from typing import Annotated
 
 import typer
 
-from tpuctl.cli.options import EndpointOpt, JsonOpt, NameArg, ProjectOpt, ZoneOpt, ports_for
+from tpuctl.cli.options import (
+    EndpointOpt,
+    IapOpt,
+    InternalIpOpt,
+    JsonOpt,
+    NameArg,
+    ProjectOpt,
+    ProxyCommandOpt,
+    ProxyJumpOpt,
+    ZoneOpt,
+    ports_for,
+    route_flags,
+)
 from tpuctl.model import DEFAULT_SERVE_PORT
 
 PortOpt = Annotated[int, typer.Option(help="the server's port on worker 0")]
@@ -17,15 +29,18 @@ def forward(
     local_port: Annotated[int | None, typer.Option(help="local port (default: same as --port;"
                                                    " 0 picks a free one)")] = None,
     api_endpoint: EndpointOpt = None, project: ProjectOpt = None, zone: ZoneOpt = None,
+    ssh_proxy_jump: ProxyJumpOpt = None, ssh_proxy_command: ProxyCommandOpt = None,
+    tunnel_through_iap: IapOpt = False, internal_ip: InternalIpOpt = False,
 ) -> int:
     """Forward 127.0.0.1:LOCAL here to rank 0's server over SSH, until Ctrl-C."""
+    way_in = route_flags(ssh_proxy_jump, ssh_proxy_command, tunnel_through_iap, internal_ip)
     from tpuctl.cli.render.serving import forward_stopped, forwarding
     from tpuctl.ops.endpoint import ForwardRequest
     from tpuctl.ops.endpoint import forward as op
 
     req = ForwardRequest(name=name, port=port, local_port=local_port)
     try:
-        op(ports_for(api_endpoint, project, zone), req, lambda f: forwarding(name, f))
+        op(ports_for(api_endpoint, project, zone, via=way_in), req, lambda f: forwarding(name, f))
     except KeyboardInterrupt:
         forward_stopped()
     return 0
@@ -40,15 +55,18 @@ def generate(
     timeout: Annotated[float, typer.Option(help="seconds to wait for the answer")] = 120.0,
     json_: JsonOpt = False, api_endpoint: EndpointOpt = None, project: ProjectOpt = None,
     zone: ZoneOpt = None,
+    ssh_proxy_jump: ProxyJumpOpt = None, ssh_proxy_command: ProxyCommandOpt = None,
+    tunnel_through_iap: IapOpt = False, internal_ip: InternalIpOpt = False,
 ) -> int:
     """Send one /generate request to rank 0 and print the answer and its latency."""
+    way_in = route_flags(ssh_proxy_jump, ssh_proxy_command, tunnel_through_iap, internal_ip)
     from tpuctl.cli.render.serving import GenerateView
     from tpuctl.ops.endpoint import GenerateRequest, generate_node
 
     req = GenerateRequest(name=name, prompt=prompt, port=port, max_tokens=max_tokens,
                           temperature=temperature, timeout=timeout)
-    return GenerateView(json=json_).done(generate_node(ports_for(api_endpoint, project, zone),
-                                                       req))
+    ports = ports_for(api_endpoint, project, zone, via=way_in)
+    return GenerateView(json=json_).done(generate_node(ports, req))
 
 
 def serve(
@@ -77,9 +95,12 @@ def serve(
                        ] = False,
     json_: JsonOpt = False, api_endpoint: EndpointOpt = None, project: ProjectOpt = None,
     zone: ZoneOpt = None,
+    ssh_proxy_jump: ProxyJumpOpt = None, ssh_proxy_command: ProxyCommandOpt = None,
+    tunnel_through_iap: IapOpt = False, internal_ip: InternalIpOpt = False,
 ) -> int:
     """The short form of a serving recipe: plan, create, sync, bootstrap, start every rank,
     wait until ready. Run it from your repository (it is synced to the workers)."""
+    way_in = route_flags(ssh_proxy_jump, ssh_proxy_command, tunnel_through_iap, internal_ip)
     from tpuctl.cli.render.up import UpView
     from tpuctl.ops.serve import ServeRequest, serve_node
 
@@ -89,4 +110,4 @@ def serve(
                        load_format=load_format, server=server, ready_timeout=ready_timeout,
                        replace=replace)
     with UpView(json=json_, serve=True) as view:
-        return view.done(serve_node(ports_for(api_endpoint, project, zone), req, view))
+        return view.done(serve_node(ports_for(api_endpoint, project, zone, via=way_in), req, view))

@@ -80,6 +80,20 @@ class Cloud(Protocol):
         """Replace the node's metadata as a whole."""
         ...
 
+    def project_metadata(self) -> dict[str, str]:
+        """The project's common instance metadata (Compute `projects.get`): where
+        `enable-oslogin` may be set for every VM of the project."""
+        ...
+
+    def account(self) -> str:
+        """The signed-in account (an email) whose OS Login profile holds this user's keys."""
+        ...
+
+    def oslogin_user(self, public_key: str) -> tuple[str, bool]:
+        """Import `public_key` into the account's OS Login profile unless it is there;
+        (the account's POSIX username for this project, whether it was imported now)."""
+        ...
+
     def list_runtime_versions(self) -> list[str]:
         """The zone's runtime versions; empty when the cloud cannot say (nothing is then
         checked locally, and the API judges the create request)."""

@@ -174,15 +174,22 @@ def _node_to_slice(node: Any, guest: list[GuestAttribute]) -> Slice:
     name = validate.plain_name(parts[5] or "-", "node name")
     host_keys: dict[int, str] = {}
     ports: dict[int, int] = {}
+    hostnames: dict[int, str] = {}
     for ga in guest:
         if ga.namespace == "hostkeys" and ga.key == "ssh-ed25519":
             host_keys[ga.worker] = validate.host_key(ga.value)
         if ga.namespace == EMULATOR_PORT_NAMESPACE and ga.key == "ssh-port":
             ports[ga.worker] = validate.port(ga.value)
+        if ga.key == "hostname":  # the VM's instance name, in any namespace (as gcloud reads it)
+            hostnames[ga.worker] = validate.instance_name(ga.value)
     workers = tuple(
         Worker(index=i, ip=validate.ip_address(ep.ip_address), ssh_port=ports.get(i, 22),
-               host_key=host_keys.get(i))
+               host_key=host_keys.get(i),
+               external_ip=validate.ip_address(ep.access_config.external_ip)
+               if ep.access_config.external_ip else None,
+               hostname=hostnames.get(i))
         for i, ep in enumerate(node.network_endpoints)
+        if ep.ip_address  # a blank endpoint is a host that has not registered yet
     )
     labels = {validate.printable(k, "label key"): validate.printable(v, "label value")
               for k, v in node.labels.items()}
@@ -207,13 +214,22 @@ def _node_to_slice(node: Any, guest: list[GuestAttribute]) -> Slice:
 
 
 def _node_message(spec: NodeSpec) -> tpu_v2.Node:
-    return tpu_v2.Node(
+    net = spec.network
+    node = tpu_v2.Node(
         accelerator_type=spec.accelerator_type,
         runtime_version=spec.runtime_version,
         labels=spec.labels,
         metadata=spec.metadata,
         description=spec.description,
+        tags=list(net.tags),
     )
+    if net.external_ips or net.network or net.subnetwork:
+        # as gcloud's `tpu-vm create`: external IPs unless --internal-ips (the API's own
+        # default is none)
+        node.network_config = tpu_v2.NetworkConfig(
+            enable_external_ips=net.external_ips, network=net.network or "",
+            subnetwork=net.subnetwork or "")
+    return node
 
 
 class GcpCloud:
@@ -224,7 +240,8 @@ class GcpCloud:
         self.project = project
         self.zone = zone
         self.endpoint = endpoint
-        self._creds = None if client else credentials(endpoint)
+        self._creds: google.auth.credentials.Credentials | None = \
+            None if client else credentials(endpoint)
         self._client = client or make_client(endpoint, self._creds)
 
     def in_zone(self, zone: str) -> GcpCloud:
@@ -243,6 +260,42 @@ class GcpCloud:
         if self.endpoint:
             return ssh_username()
         return account_of(self._creds) or gcloud_config().get("account") or ssh_username()
+
+    # -- logins: project metadata, the account, OS Login (cloud/logins.py) ------------------
+    def project_metadata(self) -> dict[str, str]:
+        from tpuctl.cloud import logins
+
+        with api_errors(f"metadata of project {self.project!r}"):
+            return logins.project_metadata(self._credentials(), self.endpoint, self.project)
+
+    def account(self) -> str:
+        """The signed-in account: ADC's, else gcloud's `core/account`; on a custom endpoint
+        (the emulator) the account it says is signed in."""
+        from tpuctl.cloud import logins
+        from tpuctl.config import gcloud_config
+
+        if self.endpoint:
+            with api_errors("the emulator's signed-in account"):
+                return logins.emulator_account(self._credentials(), self.endpoint)
+        account = account_of(self._credentials()) or gcloud_config().get("account")
+        if not account:
+            raise ConfigError("OS Login needs your account, and none is known",
+                              hint="`gcloud config set account YOU@example.com`, or use "
+                              "credentials that name it")
+        return account
+
+    def oslogin_user(self, public_key: str) -> tuple[str, bool]:
+        from tpuctl.cloud import logins
+
+        account = self.account()
+        with api_errors(f"OS Login profile of {account}"):
+            return logins.oslogin_user(self._credentials(), self.endpoint, self.project,
+                                       account, public_key)
+
+    def _credentials(self) -> google.auth.credentials.Credentials:
+        if self._creds is None:
+            self._creds = credentials(self.endpoint)
+        return self._creds
 
     @property
     def parent(self) -> str:

@@ -21,7 +21,7 @@ from tpuctl.dryrun.transcript import Transcript
 from tpuctl.dryrun.workers import RecordingWorkers
 from tpuctl.errors import UsageError
 from tpuctl.ledger import ReadOnlyLedger
-from tpuctl.model import Slice
+from tpuctl.model import Access, Slice
 from tpuctl.ops.ports import HttpReply, Local, Ports
 from tpuctl.workers.base import SshTarget, Workers
 
@@ -54,12 +54,16 @@ class ReadOnlyLocal:
     def pin_host_keys(self, sl: Slice) -> Path:
         return self._real.known_hosts_path(sl)
 
-    def cached_slice(self, cloud: Cloud, name: str, *, public_key: str) -> Slice | None:
-        return self._real.cached_slice(cloud, name, public_key=public_key) if self._reads \
+    def cached_access(self, cloud: Cloud, name: str, *, public_key: str) -> Access | None:
+        return self._real.cached_access(cloud, name, public_key=public_key) if self._reads \
             else None
 
-    def cache_slice(self, cloud: Cloud, sl: Slice, *, public_key: str) -> None:
+    def cache_access(self, cloud: Cloud, access: Access, *, public_key: str,
+                     targets: Sequence[SshTarget] = ()) -> None:
         return None
+
+    def key_change(self, cloud: Cloud, name: str) -> float:
+        return 0.0
 
     def forget_slice(self, cloud: Cloud, name: str) -> None:
         return None

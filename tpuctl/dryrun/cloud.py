@@ -30,6 +30,13 @@ def node_body(spec: NodeSpec) -> dict[str, Any]:
         body["labels"] = dict(sorted(spec.labels.items()))
     if spec.metadata:
         body["metadata"] = dict(sorted(spec.metadata.items()))
+    net = spec.network
+    config = {k: v for k, v in (("enableExternalIps", net.external_ips),
+                                ("network", net.network), ("subnetwork", net.subnetwork)) if v}
+    if config:
+        body["networkConfig"] = config
+    if net.tags:
+        body["tags"] = list(net.tags)
     return body
 
 
@@ -37,7 +44,10 @@ def simulated_node(cloud: Cloud, spec: NodeSpec) -> Slice:
     """The READY node a recorded create would make: one worker per host of the type, with
     placeholders for what only the cloud can say (addresses, host keys)."""
     hosts = parse_accelerator(spec.accelerator_type).hosts * spec.slices  # a group: all
-    workers = tuple(Worker(i, f"<w{i}-ip>", 22, f"ssh-ed25519 <w{i}-host-key>")
+    external = spec.network.external_ips
+    workers = tuple(Worker(i, f"<w{i}-ip>", 22, f"ssh-ed25519 <w{i}-host-key>",
+                           external_ip=f"<w{i}-external-ip>" if external else None,
+                           hostname=f"<w{i}-instance>")
                     for i in range(hosts))
     return Slice(name=spec.name, project=cloud.project, zone=cloud.zone,
                  accelerator_type=spec.accelerator_type, runtime_version=spec.runtime_version,
@@ -101,6 +111,23 @@ class RecordingCloud(WrappedCloud):
 
     def list_runtime_versions(self) -> list[str]:
         return self._inner.list_runtime_versions() if self._read else []
+
+    def project_metadata(self) -> dict[str, str]:
+        """Without the API, as for a project that does not enable OS Login."""
+        return self._inner.project_metadata() if self._read else {}
+
+    def account(self) -> str:
+        return self._inner.account()
+
+    def oslogin_user(self, public_key: str) -> tuple[str, bool]:
+        """Recorded as OS Login's import request; the login name is the one OS Login
+        derives from the account's email (the dry run does not read the profile)."""
+        import re
+
+        account = self.account()
+        self._t.add(ApiCall("POST", f"oslogin/v1/users/{account}:importSshPublicKey"
+                            f"?projectId={self.project}", {"key": public_key}))
+        return re.sub(r"[^a-z0-9_]", "_", account.lower())[:32], True
 
     def operation_error(self, op_name: str) -> tuple[int, str] | None:
         if op_name.startswith(OP_PREFIX):

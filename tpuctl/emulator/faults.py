@@ -53,10 +53,11 @@ GUEST_AGENT_DELAY = "guest-agent-delay"
 ACCOUNT = "account"
 
 NETWORK_MODES = ("flat", "cloud")
-# Defaults of the settings. Part B of issue 15 flips network to "cloud" and the delay to a
-# few seconds once tpuctl connects to external addresses and retries a fresh key.
-DEFAULT_NETWORK = "flat"
-DEFAULT_GUEST_AGENT_DELAY = 0.0
+# Defaults of the settings: GCP's behaviour (distinct internal and external addresses, a
+# guest agent that applies a key change seconds later); `flat` and `0` stay available for
+# tests that need speed.
+DEFAULT_NETWORK = "cloud"
+DEFAULT_GUEST_AGENT_DELAY = 3.0
 
 STOCKOUT_MODES = ("operation", "request")
 DEFAULT_SSH_DROP_AFTER = 1.0

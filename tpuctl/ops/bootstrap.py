@@ -150,6 +150,12 @@ async def bootstrap(
 ) -> BootstrapResult:
     if attempts < 1:
         raise UsageError(f"invalid attempts {attempts}", hint="use 1 or more")
+    private = [w.index for w in session.slice.workers if not w.external_ip]
+    if private:
+        session.ports.notice(
+            f"{session.slice.name}: {len(private)} worker(s) have no external IP: they reach "
+            "package indexes only through Cloud NAT on their subnet (or Private Google Access "
+            "for Google's); without it, installs fail with connection errors")
     from tpuctl.ops.startup import wait_startup
 
     await wait_startup(session, timeout=timeout)  # the guest agent's startup script first

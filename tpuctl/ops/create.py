@@ -25,11 +25,19 @@ from tpuctl.model import (
     MANAGED_VALUE,
     OWNER_LABEL,
     TASK_LABEL,
+    NetworkSpec,
     NodeSpec,
     Slice,
 )
-from tpuctl.naming import parse_duration, parse_labels, validate_node_name
-from tpuctl.ops.access import GONE_STATES, ensure_access, ssh_key_metadata
+from tpuctl.naming import (
+    parse_duration,
+    parse_labels,
+    parse_tags,
+    validate_network,
+    validate_node_name,
+    validate_subnetwork,
+)
+from tpuctl.ops.access import GONE_STATES, ensure_access, login_mode, ssh_key_metadata
 from tpuctl.ops.owner import me
 from tpuctl.ops.ports import Ports
 from tpuctl.prices import Price, price_for
@@ -69,6 +77,10 @@ class CreateRequest:
     capacity: Capacity | None = None  # reserved, reservation, tier, queueing (tpuctl/capacity.py)
     vm: VmOptions = field(default_factory=VmOptions)  # service account, metadata, data disks
     slices: int = 1  # > 1: a multislice group of that many nodes, through one queued resource
+    internal_ips: bool = False  # no external IPs (gcloud's --internal-ips)
+    network: str | None = None
+    subnetwork: str | None = None
+    tags: tuple[str, ...] = ()  # network tags (--tags a,b: split here)
 
     @property
     def through_queue(self) -> bool:
@@ -119,10 +131,15 @@ def validate_request(req: CreateRequest) -> tuple[NodeSpec, bool]:
                          hint=f"give 1 (one node) to {MAX_SLICES} slices")
     check_disks(req.vm.data_disks, accel.hosts * req.slices, accel.name
                 + (f" x {req.slices} slices" if req.slices > 1 else ""))
+    network = NetworkSpec(
+        external_ips=not req.internal_ips,
+        network=validate_network(req.network) if req.network else None,
+        subnetwork=validate_subnetwork(req.subnetwork) if req.subnetwork else None,
+        tags=parse_tags(req.tags))
     return NodeSpec(name=req.name, accelerator_type=accel.name, runtime_version=runtime,
                     spot=req.spot or cap.spot, labels=labels, metadata=dict(req.vm.metadata),
                     description=f"tpuctl task {req.name}", capacity=cap, vm=req.vm,
-                    slices=req.slices), auto
+                    slices=req.slices, network=network), auto
 
 
 def check_runtime(cloud: Cloud, runtime: str, accelerator_type: str, auto: bool) -> None:
@@ -165,6 +182,11 @@ def _reuse(cloud: Cloud, existing: Slice, spec: NodeSpec, auto_runtime: bool) ->
     elif existing.capacity in ("on-demand", "reserved") and not existing.queued_resource \
             and existing.capacity != spec.effective_capacity.kind:  # (a queued one: its tier)
         diffs.append(f"capacity {existing.capacity} (asked {spec.effective_capacity.kind})")
+    if existing.workers:  # known once it has registered workers
+        has_external = any(w.external_ip for w in existing.workers)
+        if has_external != spec.network.external_ips:
+            diffs.append("external IPs (asked --internal-ips)" if has_external
+                         else "internal IPs only (asked external IPs)")
     if diffs:
         raise UsageError(
             f"node {spec.name!r} exists with a different spec: {', '.join(diffs)}",
@@ -279,11 +301,15 @@ def create_in_zone(ports: Ports, req: CreateRequest, progress: Progress = lambda
         if req.wait:
             _wait_ready(cloud, spec.name, deadline, progress)
             existing = ensure_access(ports, spec.name,
-                                     timeout=max(1.0, deadline - time.monotonic()))
+                                     timeout=max(1.0, deadline - time.monotonic())).slice
         return CreateResult(existing, created=False, seconds=time.monotonic() - t0)
 
     check_runtime(cloud, spec.runtime_version, spec.accelerator_type, auto)
-    spec = replace(spec, metadata=ssh_key_metadata(ports.local, spec.metadata),
+    # with OS Login on for the project, our key goes to the account's profile once the node
+    # is READY (ensure_access), and `ssh-keys` is left alone (the VM options' metadata stays)
+    oslogin, _ = login_mode(cloud, {})
+    spec = replace(spec, metadata=dict(spec.metadata) if oslogin
+                   else ssh_key_metadata(ports.local, spec.metadata),
                    labels={**spec.labels, OWNER_LABEL: me(cloud)})
     progress("REQUESTED")
     if req.through_queue:
@@ -296,7 +322,8 @@ def create_in_zone(ports: Ports, req: CreateRequest, progress: Progress = lambda
     try:
         _wait_ready(cloud, spec.name, deadline, progress,
                     op=None if req.through_queue else op, queued=req.through_queue)
-        sl = ensure_access(ports, spec.name, timeout=max(1.0, deadline - time.monotonic()))
+        sl = ensure_access(ports, spec.name, timeout=max(1.0, deadline - time.monotonic()),
+                           fresh=True).slice
     except (KeyboardInterrupt, TimeoutExpired, PreemptedError, CloudError):
         _abandon(ports, spec.name, req.through_queue)
         raise

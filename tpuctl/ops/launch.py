@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tpuctl.aio import gather_or_cancel
 from tpuctl.errors import TpuctlError, UsageError
 from tpuctl.model import Slice
 from tpuctl.ops.results import StopResult as StopResult
@@ -146,10 +147,15 @@ async def launch(session: SliceSession, spec: LaunchSpec) -> LaunchResult:
                 str(int(spec.timeout)) if spec.timeout else "-"]
         calls[i] = (args, payload)
     # every preflight on every worker first: a refusal anywhere starts nothing anywhere
-    checks = await session.script_each(
-        "launch", {i: (["check", *a], p) for i, (a, p) in calls.items()},
-        capture=True, merge_stderr=True, timeout=120)
+    # (launch.sh's checks, and doctor's fast subset beside them on the same connections)
+    from tpuctl.ops.preflight import preflight, refuse_unhealthy
+
+    checks, health = await gather_or_cancel([
+        session.script_each("launch", {i: (["check", *a], p) for i, (a, p) in calls.items()},
+                            capture=True, merge_stderr=True, timeout=120),
+        preflight(session)])
     _refusal(checks, "launch")
+    refuse_unhealthy(session.slice, health)
     started = await session.script_each(
         "launch", {i: (["start", *a], p) for i, (a, p) in calls.items()},
         capture=True, merge_stderr=True, timeout=120, idempotent=False)

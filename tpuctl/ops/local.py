@@ -3,12 +3,14 @@ worker cache. `--dry-run` wires a read-only variant instead (tpuctl/dryrun/)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from tpuctl import sshkeys
 from tpuctl.cloud.base import Cloud
-from tpuctl.model import Slice
+from tpuctl.model import Access, Slice
 from tpuctl.ops import worker_cache
+from tpuctl.workers.base import SshTarget
 
 
 class FileLocal:
@@ -32,13 +34,15 @@ class FileLocal:
     def pin_host_keys(self, sl: Slice) -> Path:
         return sshkeys.write_known_hosts(sl)
 
-    def cached_slice(self, cloud: Cloud, name: str, *, public_key: str) -> Slice | None:
+    def cached_access(self, cloud: Cloud, name: str, *, public_key: str) -> Access | None:
         return worker_cache.load(cloud, name, public_key=public_key)
 
-    def cache_slice(self, cloud: Cloud, sl: Slice, *, public_key: str) -> None:
-        from tpuctl.ops.access import ssh_targets
+    def cache_access(self, cloud: Cloud, access: Access, *, public_key: str,
+                     targets: Sequence[SshTarget] = ()) -> None:
+        worker_cache.store(cloud, access, public_key=public_key, targets=targets)
 
-        worker_cache.store(cloud, sl, public_key=public_key, targets=ssh_targets(self, sl))
+    def key_change(self, cloud: Cloud, name: str) -> float:
+        return worker_cache.key_change(cloud, name)
 
     def forget_slice(self, cloud: Cloud, name: str) -> None:
         worker_cache.forget(cloud, name)

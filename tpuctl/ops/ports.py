@@ -7,14 +7,15 @@ never import one.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from tpuctl.cloud.base import Cloud
 from tpuctl.ledger import LedgerEvent, NullLedger
-from tpuctl.model import Slice
+from tpuctl.model import Access, Slice
+from tpuctl.ops.route import SshRoute
 from tpuctl.workers.base import SshTarget, Workers
 
 
@@ -62,9 +63,26 @@ class Local(Protocol):
         """Write the node's known_hosts file from the host keys the API published."""
         ...
 
-    def cached_slice(self, cloud: Cloud, name: str, *, public_key: str) -> Slice | None: ...
-    def cache_slice(self, cloud: Cloud, sl: Slice, *, public_key: str) -> None: ...
+    def cached_access(self, cloud: Cloud, name: str, *, public_key: str) -> Access | None:
+        """The node's workers and login as `ensure_access` left them, while fresh."""
+        ...
+
+    def cache_access(self, cloud: Cloud, access: Access, *, public_key: str,
+                     targets: Sequence[SshTarget] = ()) -> None:
+        """Remember the node's workers and login, and the SSH targets made of them (the
+        fast path's, tpuctl/cli/fast/)."""
+        ...
+
     def forget_slice(self, cloud: Cloud, name: str) -> None: ...
+
+    def key_change(self, cloud: Cloud, name: str) -> float:
+        """When tpuctl last changed the node's keys (unix time, 0 if unknown), however old
+        the cached worker list is."""
+        ...
+
+
+def _quiet(line: str) -> None:
+    """A Notice that shows nothing (tests' fakes; the wiring writes to stderr)."""
 
 
 class Ledger(Protocol):
@@ -82,6 +100,12 @@ class Ports:
     local: Local
     http: Http
     ledger: Ledger = field(default_factory=NullLedger)
+    # how this machine reaches workers (flags and tpuctl.yaml; ops/route.py)
+    route: SshRoute = SshRoute()
+    # one line for the user while an operation waits on something slow (stderr)
+    notice: Callable[[str], None] = _quiet
+    # seconds to wait for a READY node's workers to register (tpuctl.yaml `worker_wait`)
+    worker_wait: float = 60.0
 
     def in_zone(self, zone: str) -> Ports:
         """The same ports with the cloud in another zone (create's zone fallback)."""

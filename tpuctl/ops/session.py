@@ -15,13 +15,14 @@ from tpuctl import backoff
 from tpuctl.aio import gather_or_cancel
 from tpuctl.cloud.base import Cloud
 from tpuctl.errors import ExitCode, RemoteCommandError
-from tpuctl.model import Slice
+from tpuctl.model import Login, Slice
 from tpuctl.ops import worker_cache
-from tpuctl.ops.access import cached_access, ensure_access, ssh_targets
+from tpuctl.ops.access import cached_access, ensure_access, keys_settling
 from tpuctl.ops.ports import Ports
 from tpuctl.ops.results import is_unreachable as is_unreachable
 from tpuctl.ops.results import parse_kv as parse_kv
 from tpuctl.ops.results import worker_run_id as worker_run_id
+from tpuctl.ops.route import ssh_targets
 from tpuctl.remote import script_command as script_command  # for callers that run a script
 from tpuctl.workers.base import OnOutput, WorkerResult, Workers
 
@@ -34,6 +35,7 @@ class SliceSession:
     pool: Workers
     # the worker list came from ops/worker_cache.py, not from the API just now
     from_cache: bool = False
+    login: Login = field(default_factory=lambda: Login(""))
     _scripts_hash: str | None = field(default=None, init=False)
     # one install per session even when every worker's first script call races to it
     _install_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
@@ -64,17 +66,43 @@ class SliceSession:
                                       on_output=on_output, capture=capture)
         # any transport failure (unreached, or lost after the command may have started)
         # sends a cached list back to the API: a preempted node must say so (exit 6); only
-        # the unreached are re-run
-        if not cached or not any(r.exit_code is None and not r.timed_out for r in results):
+        # the unreached are re-run. A key refused while tpuctl's key change is settling is
+        # the guest agent, not a stale list: waited for below, without the API.
+        settling = keys_settling(self.login) > 0
+        if cached and any(r.exit_code is None and not r.timed_out
+                          and not (settling and is_publickey_denied(r)) for r in results):
+            await self.refresh()
+            unreached = [r.index for r in results if r.unreached]
+            if unreached:
+                again = await self.pool.run(command, indices=unreached, timeout=timeout,
+                                            stdin=stdin, on_output=on_output, capture=capture)
+                results = _merged(results, again)
+        return await self._until_keys_apply(results, command, timeout=timeout, stdin=stdin,
+                                            on_output=on_output, capture=capture)
+
+    async def _until_keys_apply(self, results: list[WorkerResult], command: str, *,
+                                timeout: float | None, stdin: bytes | None,
+                                on_output: OnOutput | None, capture: bool
+                                ) -> list[WorkerResult]:
+        """Workers that refused our key ("Permission denied (publickey)") shortly after tpuctl
+        changed the node's keys are retried until the guest agent has applied them, within
+        the bound (access.KEY_WAIT_S), saying so once: the command never started there."""
+        denied = [r.index for r in results if r.unreached and is_publickey_denied(r)]
+        left = keys_settling(self.login)
+        if not denied or left <= 0:
             return results
-        await self.refresh()
-        unreached = [r.index for r in results if r.unreached]
-        if not unreached:
-            return results
-        again = await self.pool.run(command, indices=unreached, timeout=timeout, stdin=stdin,
-                                    on_output=on_output, capture=capture)
-        merged = {r.index: r for r in results} | {r.index: r for r in again}
-        return [merged[i] for i in sorted(merged)]
+        self.ports.notice(
+            f"{self.slice.name}: waiting up to {left:.0f}s for the workers' guest agent to "
+            f"apply tpuctl's SSH key for {self.login.user!r} ({self.login.mode}; "
+            f"{', '.join(f'w{i}' for i in denied)} refused it so far)")
+        waits = backoff.delays(first=0.2, cap=1.0)
+        while denied and keys_settling(self.login) > 0:
+            await asyncio.sleep(min(next(waits), keys_settling(self.login)))
+            again = await self.pool.run(command, indices=denied, timeout=timeout, stdin=stdin,
+                                        on_output=on_output, capture=capture)
+            results = _merged(results, again)
+            denied = [r.index for r in again if r.unreached and is_publickey_denied(r)]
+        return results
 
     async def refresh(self) -> None:
         """Replace a cached worker list by the API's: raises PreemptedError or NotFoundError
@@ -85,8 +113,11 @@ class SliceSession:
                 return
             self.ports.local.forget_slice(self.cloud, self.slice.name)
             self.from_cache = False
-            self.slice = await asyncio.to_thread(ensure_access, self.ports, self.slice.name)
-            self.pool.retarget(ssh_targets(self.ports.local, self.slice),
+            # forgetting the entry must not forget a key change still settling
+            access = await asyncio.to_thread(ensure_access, self.ports, self.slice.name,
+                                             keys_changed_at=self.login.keys_changed_at)
+            self.slice, self.login = access.slice, access.login
+            self.pool.retarget(ssh_targets(self.slice, self.login.user, self.ports.route),
                                connect_timeout=CONNECT_TIMEOUT,
                                connect_attempts=CONNECT_ATTEMPTS)
 
@@ -264,6 +295,19 @@ CONNECT_TIMEOUT = 20.0
 CONNECT_ATTEMPTS = 3
 
 
+def _merged(results: Sequence[WorkerResult], again: Sequence[WorkerResult]
+            ) -> list[WorkerResult]:
+    merged = {r.index: r for r in results} | {r.index: r for r in again}
+    return [merged[i] for i in sorted(merged)]
+
+
+def is_publickey_denied(r: WorkerResult) -> bool:
+    """The worker refused our key (workers/ssh.py says so in these words)."""
+    from tpuctl.workers.base import PUBLICKEY_DENIED
+
+    return r.error is not None and PUBLICKEY_DENIED in r.error
+
+
 def _retry_wait(attempt: int) -> float:
     """Before re-running an idempotent script whose transport failed: 0.5, 1, 2, 4 s."""
     return backoff.delay(attempt, first=0.5, cap=4.0)
@@ -314,18 +358,21 @@ def open_session(ports: Ports, name: str, *, max_concurrency: int = worker_cache
     `shared`: a short command from a shell (exec, status, stop, runs) whose connections may
     be kept between commands (the wiring decides how: workers/mux.py when persistence is on).
     """
-    sl, cached = cached_access(ports, name, any_owner=any_owner)
+    access, cached = cached_access(ports, name, any_owner=any_owner)
+    sl = access.slice
     from tpuctl.cloud.groups import note_session
 
     note_session(sl)  # a multislice group's lines are labelled [sSwW]
-    pool = ports.connect(ssh_targets(ports.local, sl), key_path=ports.local.key_path(),
+    pool = ports.connect(ssh_targets(sl, access.login.user, ports.route),
+                         key_path=ports.local.key_path(),
                          pool=worker_cache.node_identity(ports.cloud, name), shared=shared,
                          connect_timeout=(worker_cache.CACHED_CONNECT_TIMEOUT if cached
                                           else CONNECT_TIMEOUT),
                          connect_attempts=(worker_cache.CACHED_CONNECT_ATTEMPTS if cached
                                            else CONNECT_ATTEMPTS),
                          max_concurrency=max_concurrency)
-    return SliceSession(ports=ports, slice=sl, pool=pool, from_cache=cached)
+    return SliceSession(ports=ports, slice=sl, pool=pool, from_cache=cached,
+                        login=access.login)
 
 
 def on_slice(ports: Ports, name: str, fn: Callable[[SliceSession], Awaitable[T]], *,

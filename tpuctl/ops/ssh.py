@@ -8,10 +8,12 @@ from pathlib import Path
 
 from tpuctl import validate
 from tpuctl.errors import CloudError, UsageError
-from tpuctl.model import Slice
+from tpuctl.model import Access, Slice
 from tpuctl.naming import validate_node_name
-from tpuctl.ops.access import cached_access, ensure_access, ssh_targets
+from tpuctl.ops.access import cached_access, ensure_access, keys_settling
 from tpuctl.ops.ports import Ports
+from tpuctl.ops.route import ssh_targets
+from tpuctl.workers.base import SshTarget
 
 
 def ssh_argv(ports: Ports, name: str, worker: int, command: Sequence[str],
@@ -27,7 +29,8 @@ def ssh_argv(ports: Ports, name: str, worker: int, command: Sequence[str],
     if ssh is None:
         raise UsageError("the OpenSSH client (ssh) is not installed",
                          hint="install it, e.g. `apt-get install openssh-client`")
-    sl = ensure_access(ports, name)
+    access = ensure_access(ports, name)
+    sl = access.slice
     if slice_ is not None:
         worker = _in_slice(sl, slice_, worker)
     if worker >= len(sl.workers):
@@ -36,7 +39,8 @@ def ssh_argv(ports: Ports, name: str, worker: int, command: Sequence[str],
     from tpuctl.workers.openssh import ssh_option_args
 
     local = ports.local
-    target = ssh_targets(local, sl, [worker])[0]
+    target = ssh_targets(sl, access.login.user, ports.route, [worker])[0]
+    when_keys_apply(ports, access, [target])
     argv = [ssh, *ssh_option_args(target, local.key_path(), local.known_hosts_path(sl))]
     if not command:
         argv.append("-t")  # a terminal for the interactive shell, even under `tpuctl` wrappers
@@ -79,12 +83,14 @@ def ssh_config_text(ports: Ports, name: str) -> str:
 
     validate_node_name(name)
     local = ports.local
-    sl, cached = cached_access(ports, name)
-    if cached and not os.path.isfile(local.known_hosts_path(sl)):
-        sl = ensure_access(ports, name)  # its pinned keys are gone: pin them again
+    access, cached = cached_access(ports, name)
+    if cached and not os.path.isfile(local.known_hosts_path(access.slice)):
+        access = ensure_access(ports, name)  # its pinned keys are gone: pin them again
+    sl = access.slice
+    targets = ssh_targets(sl, access.login.user, ports.route)
+    when_keys_apply(ports, access, targets)
     try:
-        return render_ssh_config(sl, local.key_path(), local.known_hosts_path(sl),
-                                 local.username())
+        return render_ssh_config(sl, targets, local.key_path(), local.known_hosts_path(sl))
     except ValueError as e:
         raise CloudError(f"node {name!r}: {e}", hint="refusing to write it into an ssh "
                          "config; check that the endpoint is the TPU API") from None
@@ -98,11 +104,40 @@ def _checked(check: Callable[[str], str], value: str) -> str:
                          "is the TPU API") from None
 
 
-def render_ssh_config(sl: Slice, key: Path, known_hosts: Path, user: str) -> str:
+def when_keys_apply(ports: Ports, access: Access, targets: Sequence[SshTarget]) -> None:
+    """Before OpenSSH gets a target (it cannot retry a refused key itself): while a key
+    tpuctl just changed is still being applied, log in once with asyncssh, retried as every
+    session retries it (bounded, said once). Its failure is left for ssh to report."""
+    if keys_settling(access.login) <= 0:
+        return
+    import asyncio
+
+    from tpuctl.ops import worker_cache
+    from tpuctl.ops.session import CONNECT_ATTEMPTS, CONNECT_TIMEOUT, SliceSession
+
+    async def probe() -> None:
+        pool = ports.connect(targets, key_path=ports.local.key_path(),
+                             pool=worker_cache.node_identity(ports.cloud, access.slice.name),
+                             shared=False, connect_timeout=CONNECT_TIMEOUT,
+                             connect_attempts=CONNECT_ATTEMPTS, max_concurrency=64)
+        session = SliceSession(ports, access.slice, pool, login=access.login)
+        try:
+            await session.run("true", indices=[t.index for t in targets], timeout=30)
+        finally:
+            await session.close()
+
+    asyncio.run(probe())
+
+
+def render_ssh_config(sl: Slice, targets: Sequence[SshTarget], key: Path,
+                      known_hosts: Path) -> str:
     """The slice's blocks (ops/ssh_config.py, which the fast path draws them with)."""
     from tpuctl.ops import ssh_config
+    from tpuctl.workers.openssh import proxy_command_line
 
     return ssh_config.render_ssh_config(
         name=sl.name, accelerator_type=sl.accelerator_type, project=sl.project, zone=sl.zone,
-        workers=[(host_alias(sl, w.index), w.ip, w.ssh_port) for w in sl.workers],
-        key=str(key), known_hosts=str(known_hosts), user=user)
+        workers=[(host_alias(sl, t.index), t.host, t.port, t.username, t.jump,
+                  proxy_command_line(t.proxy_command) if t.proxy_command else None)
+                 for t in targets],
+        key=str(key), known_hosts=str(known_hosts))

@@ -25,34 +25,41 @@ def _quoted(value: str, what: str) -> str:
     return f'"{value}"'
 
 
+# One worker's block: (host alias, address, port, login user, jump host or None, ProxyCommand
+# line or None); the alias is `NAME-wI` or `NAME-sS-wW` (ops/ssh.py:host_alias).
+WorkerBlock = tuple[str, str, int, str, "str | None", "str | None"]
+
+
 def render_ssh_config(*, name: str, accelerator_type: str, project: str, zone: str,
-                      workers: Sequence[tuple[str, str, int]], key: str, known_hosts: str,
-                      user: str) -> str:
+                      workers: Sequence[WorkerBlock], key: str, known_hosts: str) -> str:
     """Only validated values go in: a value from the API could otherwise add its own
-    directives (a `ProxyCommand` runs a command here). `workers`: (host alias, address,
-    port); the alias is `NAME-wI` or `NAME-sS-wW` (ops/ssh.py:host_alias).
+    directives (a `ProxyCommand` runs a command here). The jump host and proxy command line
+    come checked from ops/route.py (parse_jump; workers/openssh.py:proxy_command_line).
     ValueError names a bad value from the API; UsageError a local path or user name that
     cannot be written."""
     validate_node_name(name)
-    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
-        raise UsageError(f"invalid user name {user!r}", hint="see `tpuctl ssh --print`")
     blocks = []
-    for alias, ip, port in workers:
+    for alias, ip, port, user, jump, proxy in workers:
+        if not re.fullmatch(r"[a-z_][a-z0-9_.-]{0,31}", user):
+            raise UsageError(f"invalid user name {user!r}", hint="see `tpuctl ssh --print`")
         if not re.fullmatch(re.escape(name) + r"-(?:s[0-9]+-)?w[0-9]+", alias):
             raise ValueError(f"host alias {alias!r}")
-        blocks.append(
-            "\n".join([
-                f"Host {alias}",
-                f"  HostName {validate.ip_address(ip)}",
-                f"  Port {validate.port(port)}",
-                f"  User {user}",
-                f"  IdentityFile {_quoted(key, 'key path')}",
-                "  IdentitiesOnly yes",
-                f"  UserKnownHostsFile {_quoted(known_hosts, 'known_hosts path')}",
-                "  StrictHostKeyChecking yes",
-                "  ServerAliveInterval 15",
-            ])
-        )
+        lines = [
+            f"Host {alias}",
+            f"  HostName {validate.ip_address(ip)}",
+            f"  Port {validate.port(port)}",
+            f"  User {user}",
+            f"  IdentityFile {_quoted(key, 'key path')}",
+            "  IdentitiesOnly yes",
+            f"  UserKnownHostsFile {_quoted(known_hosts, 'known_hosts path')}",
+            "  StrictHostKeyChecking yes",
+            "  ServerAliveInterval 15",
+        ]
+        if jump:
+            lines.append(f"  ProxyJump {jump}")
+        elif proxy:
+            lines.append(f"  ProxyCommand {proxy}")
+        blocks.append("\n".join(lines))
     header = (f"# tpuctl ssh-config {name} ({validate.plain_name(accelerator_type, 'type')}"
               f", {validate.project(project)}/{validate.zone(zone)});"
               " host keys pinned from the TPU API's guest attributes")

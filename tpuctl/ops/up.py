@@ -210,7 +210,9 @@ class _Attempt:
         created = create_in_zone(self.ports, CreateRequest(
             name=self.p.name, accelerator_type=r.accelerator, runtime=r.runtime, spot=r.spot,
             timeout=r.timeouts.create, capacity=node.capacity if node else None,
-            vm=node.vm if node else VmOptions(), slices=r.slices), progress=self.events.state)
+            vm=node.vm if node else VmOptions(), slices=r.slices, internal_ips=r.internal_ips,
+            network=r.network, subnetwork=r.subnetwork, tags=tuple(r.tags)),
+            progress=self.events.state)
         sl = created.slice
         self.step("create", "done" if created.created else "reused",
                   f"{sl.name} {sl.accelerator_type} {sl.state}, {len(sl.workers)} workers", t0)

@@ -7,17 +7,19 @@ recipe's command names (one file per experiment, tracked in git).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tpuctl.errors import UsageError
 from tpuctl.model import DEFAULT_SERVE_PORT
-from tpuctl.naming import ENV_KEY_RE
+from tpuctl.naming import ENV_KEY_RE, parse_tags, validate_network, validate_subnetwork
 from tpuctl.recipes.node import NodeBlock
 
+T = TypeVar("T")
 _PYTHON = re.compile(r"^3\.\d{1,2}$")
 
 
@@ -40,6 +42,14 @@ def check_env_keys(env: dict[str, str]) -> dict[str, str]:
         if key.startswith(_RESERVED_ENV):
             raise ValueError(f"{key} is set by tpuctl at launch")
     return env
+
+
+def _checked(check: Callable[..., T], value: Any, what: str) -> T:
+    """A naming check's UsageError as the ValueError pydantic reports for the field."""
+    try:
+        return check(value, what)
+    except UsageError as e:
+        raise ValueError(e.message.replace(f"invalid {what} ", "", 1)) from None
 
 
 class _Strict(BaseModel):
@@ -86,6 +96,11 @@ class Recipe(_Strict):
     runtime: str = "auto"
     zone: str | None = None
     spot: bool = False
+    # the node's network, as `create`'s flags (a `node:` block may hold them later)
+    internal_ips: bool = False
+    network: str | None = None
+    subnetwork: str | None = None
+    tags: list[str] = Field(default_factory=list)
     python: str | None = None  # e.g. "3.11"; None: the image's python3
     requirements: str | None = None  # path in the repo
     project_install: bool = False  # `pip install -e` the repo itself
@@ -105,6 +120,21 @@ class Recipe(_Strict):
     @classmethod
     def _env_keys(cls, v: dict[str, str]) -> dict[str, str]:
         return check_env_keys(v)
+
+    @field_validator("network")
+    @classmethod
+    def _network(cls, v: str | None) -> str | None:
+        return v if v is None else _checked(validate_network, v, "network")
+
+    @field_validator("subnetwork")
+    @classmethod
+    def _subnetwork(cls, v: str | None) -> str | None:
+        return v if v is None else _checked(validate_subnetwork, v, "subnetwork")
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: list[str]) -> list[str]:
+        return list(_checked(parse_tags, v, "tags"))
 
     @field_validator("python")
     @classmethod

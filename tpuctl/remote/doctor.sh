@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # This worker's health, one machine-readable line per check:
 #   doctor.sh VENV|- ADDR:PORT|- [TIMEOUT]
-# VENV: a venv whose jax/jaxlib/libtpu versions to report ("-": skip); ADDR:PORT: an address
+# VENV: a venv whose jax/jaxlib/libtpu versions to report ("-": skip; "current": the last
+# bootstrapped one, ~/.tpuctl/venvs/$(cat ~/.tpuctl/venvs/current), skip if none); ADDR:PORT: an address
 # (worker 0's internal one) and port (the coordinator's) to try from here within TIMEOUT
 # seconds (default 3; "-": skip). Each line is
 #   check=NAME status=ok|warn|fail|skip [KEY=VALUE...] [detail=free text to the end]
@@ -74,8 +75,16 @@ else
 fi
 
 # package versions in the venv
+if [ "$venv" = current ]; then
+  current=$(cat "$HOME/.tpuctl/venvs/current" 2>/dev/null || true)
+  case "$current" in
+    ''|*/*|.*) venv=- ;;
+    *) venv="$HOME/.tpuctl/venvs/$current" ;;
+  esac
+  [ "$venv" = - ] && skip_why=" detail=no bootstrapped venv yet" || skip_why=""
+fi
 if [ "$venv" = - ]; then
-  echo "check=packages status=skip"
+  echo "check=packages status=skip${skip_why:-}"
 elif [ ! -x "$venv/bin/python" ]; then
   echo "check=packages status=fail detail=no venv at $venv (run bootstrap)"
 else

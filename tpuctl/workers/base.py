@@ -9,8 +9,10 @@ from tpuctl.workers.records import SshTarget, WorkerResult
 
 # (worker index, stream name "stdout" | "stderr", one line without its trailing newline)
 OnOutput = Callable[[int, str, str], None]
+# in a WorkerResult's error: the worker refused our key (retried while keys settle)
+PUBLICKEY_DENIED = "permission denied (publickey)"
 
-__all__ = ["Listener", "OnOutput", "SshTarget", "WorkerResult", "Workers"]
+__all__ = ["PUBLICKEY_DENIED", "Listener", "OnOutput", "SshTarget", "WorkerResult", "Workers"]
 
 
 class Listener(Protocol):

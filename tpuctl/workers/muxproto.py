@@ -40,7 +40,7 @@ STALE_REQUEST_S = 4.0
 CANCEL_CONFIRM_S = 3.0
 # the daemon's code: SshWorkers and what it is made of
 DAEMON_FILES = ("mux.py", "muxd.py", "muxproto.py", "ssh.py", "sshfailures.py", "lines.py",
-                "openssh.py", "base.py", "records.py")
+                "openssh.py", "base.py", "records.py", "jump.py")
 LOST = "tpuctl's connection daemon exited during the command (it may have run)"
 NO_ACK = (f"tpuctl: the connection daemon did not answer within {ACK_TIMEOUT_S:g}s; running in "
           "process (`tpuctl mux stop` ends it)")
@@ -85,7 +85,9 @@ def target_to_dict(t: SshTarget) -> dict[str, Any]:
 def target_from_dict(d: Mapping[str, Any]) -> SshTarget:
     return SshTarget(index=int(d["index"]), host=str(d["host"]), port=int(d["port"]),
                      username=str(d["username"]),
-                     host_key=None if d.get("host_key") is None else str(d["host_key"]))
+                     host_key=None if d.get("host_key") is None else str(d["host_key"]),
+                     jump=None if d.get("jump") is None else str(d["jump"]),
+                     proxy_command=tuple(str(a) for a in d.get("proxy_command") or ()))
 
 
 def result_to_dict(r: WorkerResult) -> dict[str, Any]:

@@ -26,6 +26,29 @@ def known_hosts_line(target: SshTarget) -> str:
     return f"{host} {parts[0]} {parts[1]}"
 
 
+def proxy_command_line(argv: tuple[str, ...]) -> str:
+    """A proxy argv as OpenSSH's ProxyCommand takes it: quoted once for the shell ssh runs
+    it with, and every `%` doubled so ssh's own %-expansion leaves it as it is (tpuctl has
+    filled in the worker's address and port already)."""
+    import shlex
+
+    line = shlex.join(argv).replace("%", "%%")
+    if not line.isprintable():
+        raise ValueError(f"proxy command {line[:80]!r} holds control characters")
+    return line
+
+
+def route_args(target: SshTarget) -> list[str]:
+    """How OpenSSH gets to the target: a jump host (-J, reached as the user's ssh reaches
+    it) or a proxy command; nothing for a direct connection."""
+    if target.jump:
+        return ["-J", target.jump]
+    if target.proxy_command:
+        return ["-o", f"ProxyCommand={proxy_command_line(target.proxy_command)}",
+                "-o", "ProxyUseFdpass=no"]
+    return []
+
+
 def ssh_option_args(target: SshTarget, key_path: Path, known_hosts: Path) -> list[str]:
     """OpenSSH client options that reach `target` exactly as SshWorkers does (for `tpuctl ssh`).
 
@@ -63,4 +86,6 @@ def ssh_option_args(target: SshTarget, key_path: Path, known_hosts: Path) -> lis
         # notice a dead worker (preempted VM) within a minute instead of hanging forever
         "-o", f"ServerAliveInterval={int(KEEPALIVE_INTERVAL)}",
         "-o", f"ServerAliveCountMax={KEEPALIVE_COUNT_MAX}",
+        # a jump host or proxy command (ops/route.py), as SshWorkers goes through it
+        *route_args(target),
     ]

@@ -8,13 +8,18 @@ from tpuctl.record import record
 
 @record
 class SshTarget:
-    """How to reach one worker. `host_key` pins the server key ("ssh-ed25519 AAAA...")."""
+    """How to reach one worker (chosen by `tpuctl.ops.route.ssh_targets`). `host_key` pins
+    the server key ("ssh-ed25519 AAAA..."); `jump` ("[USER@]HOST[:PORT]") is a jump host the
+    connection is tunnelled through, reached as the user's own ssh reaches it;
+    `proxy_command` an argv whose stdin/stdout carry the connection instead of TCP."""
 
     index: int
     host: str
     port: int
     username: str
     host_key: str | None = None
+    jump: str | None = None
+    proxy_command: tuple[str, ...] = ()
 
 
 @record

@@ -25,7 +25,8 @@ from tenacity import (
 )
 
 from tpuctl.errors import ConfigError, UsageError
-from tpuctl.workers.base import OnOutput, SshTarget, WorkerResult
+from tpuctl.workers.base import PUBLICKEY_DENIED, OnOutput, SshTarget, WorkerResult
+from tpuctl.workers.jump import open_jump
 from tpuctl.workers.lines import LineSplitter
 from tpuctl.workers.openssh import KEEPALIVE_COUNT_MAX, KEEPALIVE_INTERVAL
 from tpuctl.workers.sshfailures import (
@@ -73,6 +74,9 @@ class SshWorkers:
         self._sem = asyncio.Semaphore(max_concurrency)
         self._conns: dict[int, asyncssh.SSHClientConnection] = {}
         self._locks: dict[int, asyncio.Lock] = {}
+        # one connection per jump host, shared by every worker tunnelled through it
+        self._jumps: dict[str, asyncssh.SSHClientConnection] = {}
+        self._jump_lock = asyncio.Lock()
         self._client_key: asyncssh.SSHKey | None = None
         self.connections_opened = 0  # counts successful connects (reuse is observable)
 
@@ -103,10 +107,18 @@ class SshWorkers:
         else:
             known_hosts = None  # only when the API published no key: accept what is offered
         where = f"{target.username}@{target.host}:{target.port}"
+        if target.jump:
+            where += f" via {target.jump}"
+        route: dict[str, object] = {}
+        if target.jump:
+            route["tunnel"] = await self._jump(target.jump)
+        elif target.proxy_command:
+            route["proxy_command"] = list(target.proxy_command)
         try:
             conn = await asyncssh.connect(
                 target.host,
                 target.port,
+                **route,
                 username=target.username,
                 client_keys=[self._key()],
                 known_hosts=known_hosts,
@@ -139,7 +151,7 @@ class SshWorkers:
             ) from exc
         except asyncssh.PermissionDenied as exc:
             raise PermanentSshError(
-                f"worker {target.index} ({where}): permission denied (publickey): "
+                f"worker {target.index} ({where}): {PUBLICKEY_DENIED}: "
                 f"{self._key_path} is not authorized for user {target.username!r}"
             ) from exc
         except asyncssh.DisconnectError as exc:
@@ -150,6 +162,16 @@ class SshWorkers:
             ) from exc
         self.connections_opened += 1
         return conn
+
+    async def _jump(self, spec: str) -> asyncssh.SSHClientConnection:
+        """The connection to a jump host, opened once and shared by every worker."""
+        async with self._jump_lock:
+            conn = self._jumps.get(spec)
+            if conn is not None and not conn.is_closed():
+                return conn
+            conn = await open_jump(spec, connect_timeout=self._connect_timeout)
+            self._jumps[spec] = conn
+            return conn
 
     async def _connection(self, index: int) -> tuple[asyncssh.SSHClientConnection, bool]:
         """The cached connection of a worker, (re)connecting under the concurrency bound;
@@ -394,8 +416,9 @@ class SshWorkers:
         self._connect_attempts = max(1, connect_attempts)
 
     async def close(self) -> None:
-        conns = list(self._conns.values())
+        conns = list(self._conns.values()) + list(self._jumps.values())
         self._conns.clear()
+        self._jumps.clear()
         for conn in conns:
             conn.close()
         await asyncio.gather(*(c.wait_closed() for c in conns), return_exceptions=True)

@@ -256,10 +256,9 @@ def ssh_config(args: Args) -> int | None:
         text = render_ssh_config(
             name=args.name, accelerator_type=str(sl["accelerator_type"]),
             project=node.project, zone=node.zone,
-            workers=[(f"{args.name}-w{int(w['index'])}", str(w["ip"]), int(w["ssh_port"]))
-                     for w in sl["workers"]],
-            key=node.key_path, known_hosts=known_hosts,
-            user=str(node.targets[0]["username"]))
+            workers=[(f"{args.name}-w{int(t['index'])}", str(t["host"]), int(t["port"]),
+                      str(t["username"]), None, None) for t in node.targets],
+            key=node.key_path, known_hosts=known_hosts)
     except (ValueError, TpuctlError, KeyError, TypeError):
         return None
     plain.text_block(text)

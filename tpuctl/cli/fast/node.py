@@ -3,7 +3,8 @@ resolved as the full CLI resolves it (tpuctl/config.py, with `quick_repo_config`
 tpuctl.yaml), this user's key checked as `sshkeys.ensure_key` checks it, and the SSH targets
 the full CLI stored in the cache entry (ops/worker_cache.py). None whenever the full CLI would
 do anything more: an error to report, a key to make or a directory to tighten, an entry that
-is missing, old or for another key, a connection policy that is not the daemon's."""
+is missing, old or for another key, a connection policy that is not the daemon's, targets
+the full CLI would not reach the same way through the daemon (worker_cache.fast_targets)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ class Node:
 
     @property
     def targets(self) -> list[dict[str, Any]]:
-        return list(self.entry["targets"])
+        return list(self.entry["targets"])  # checked by worker_cache.fast_targets in `find`
 
 
 def _private(path: str) -> bool:
@@ -90,12 +91,10 @@ def find(args: Args, *, daemon: bool = True) -> Node | None:
     try:
         if int(entry["slice"].get("slices") or 1) > 1:
             return None  # a multislice group: its labels, aliases and flags are the full CLI's
-        workers = entry["slice"]["workers"]
-        targets = entry["targets"]
-        user = ssh_username()
-        if [t["index"] for t in targets] != [w["index"] for w in workers] or \
-                any(t["username"] != user for t in targets):
-            return None  # stored for another login: let the full CLI make its own
-    except (KeyError, TypeError):
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    if worker_cache.fast_targets(entry, ssh_username()) is None:
+        # another login (OS Login) or another way in (jump host, proxy command, IAP,
+        # internal addresses): the full CLI reaches the workers its own way
         return None
     return Node(args.name, project, zone, identity, entry, key_path, persist)

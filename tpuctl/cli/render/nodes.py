@@ -19,8 +19,9 @@ from tpuctl.prices import Price, money
 
 
 def workers_table(sl: Slice) -> None:
-    output.table(["WORKER", "ADDRESS", "SSH PORT"],
-                 [[f"w{w.index}", w.ip, w.ssh_port] for w in sl.workers])
+    output.table(["WORKER", "INTERNAL IP", "EXTERNAL IP", "SSH PORT"],
+                 [[f"w{w.index}", w.ip, w.external_ip or "-", w.ssh_port]
+                  for w in sl.workers])
 
 
 class CreateView(View[CreateResult], CreateEvents):

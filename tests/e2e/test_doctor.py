@@ -1,0 +1,93 @@
+"""`tpuctl doctor` through the real CLI on the emulator (cloud network, guest-agent delay as by
+default): each fault it must detect named with its worker and check, and a partial slice
+reported by doctor and refused by `launch`. One 2-worker node (v4-16) serves the module."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import Cli, Emulator
+
+pytestmark = pytest.mark.e2e
+
+NODE = "doctor-e2e"
+
+
+@pytest.fixture(scope="module")
+def node(cli: Cli) -> Iterator[str]:
+    r = cli("create", NODE, "--type", "v4-16")
+    assert r.returncode == 0, r.stderr
+    yield NODE
+    cli("delete", NODE, "--yes")
+
+
+def faults(emulator: Emulator, **values: Any) -> None:
+    """Set (or, with None, clear) these faults only: other modules' faults stay."""
+    emulator.admin("POST", "faults",
+                   json.dumps({k.replace("_", "-"): v for k, v in values.items()}).encode())
+
+
+def doctor(cli: Cli, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    r = cli("doctor", NODE, "--json", "--port-timeout", "0.5", *args)
+    doc = json.loads(r.stdout)
+    assert doc["exit_code"] == r.returncode, (doc, r.stderr)
+    return r, doc
+
+
+def problems(doc: dict[str, Any]) -> set[tuple[int | None, str]]:
+    return {(p["worker"], p["check"]) for p in doc["problems"]}
+
+
+def test_doctor_names_each_fault_by_worker_and_check(cli: Cli, node: str,
+                                                     emulator: Emulator) -> None:
+    r, doc = doctor(cli)
+    assert r.returncode == 0 and doc["healthy"], doc["problems"]
+    assert [w["worker"] for w in doc["workers"]] == [0, 1]
+    faults(emulator, full_disk=f"{node}:1", held_tpu=f"{node}:0", stale_lockfile=f"{node}:1",
+           blocked_ports=f"{node}:8476")
+    try:
+        r, doc = doctor(cli)
+        text = cli("doctor", node, "--port-timeout", "0.5")
+    finally:
+        faults(emulator, full_disk=None, held_tpu=None, stale_lockfile=None, blocked_ports=None)
+    assert r.returncode == 1
+    assert problems(doc) == {(0, "tpu"), (1, "disk-home"), (1, "disk-tmp"), (0, "port"),
+                             (1, "port")}
+    tpu = next(p for p in doc["problems"] if p["check"] == "tpu")
+    assert tpu["holders"] == "1" and "cmd=" in tpu["detail"] and "tpuctl stop" in tpu["fix"]
+    w1 = {c["check"]: c for c in doc["workers"][1]["checks"]}
+    assert w1["lockfile"]["status"] == "warn" and "stale" in w1["lockfile"]["detail"]
+    assert w1["port"]["result"] == "filtered"
+    # the text form: the matrix, then each failure named with its fix
+    assert text.returncode == 1
+    assert "FAIL w1 disk-home" in text.stderr and "fix: free space" in text.stderr
+    assert "FAIL w0 tpu" in text.stderr
+
+
+def test_a_partial_slice_is_reported_and_launch_refuses_it(cli: Cli, node: str,
+                                                           emulator: Emulator) -> None:
+    faults(emulator, missing_workers=f"{node}:1")
+    try:
+        r, doc = doctor(cli)
+        assert r.returncode == 1 and problems(doc) == {(None, "workers")}
+        assert "missing: w1" in doc["problems"][0]["detail"]
+        assert [w["worker"] for w in doc["workers"]] == [0]  # the registered one is checked
+        # as on a node that came up partial: no complete worker list cached from before
+        for entry in (cli.home / ".tpuctl" / "cache" / "workers").glob(f"{node}.*.json"):
+            entry.unlink()
+        launch = cli("launch", node, "--", "true", env=cli.env(TPUCTL_WORKER_WAIT="1"))
+        assert launch.returncode == 4, launch.stderr
+        assert "1 of 2 workers registered" in launch.stderr and "w1" in launch.stderr
+        # a host that never registered: listed by the API, its TPU metadata blank
+        faults(emulator, missing_workers=f"{node}:1:blank")
+        r, doc = doctor(cli)
+        assert problems(doc) == {(1, "metadata")}, doc["problems"]
+    finally:
+        faults(emulator, missing_workers=None)
+    r, doc = doctor(cli)
+    assert r.returncode == 0, doc["problems"]

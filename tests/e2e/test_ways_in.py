@@ -1,0 +1,97 @@
+"""Reaching workers from outside their VPC, through the real CLI on the emulator's cloud network
+(issue 15's "Done when"): a node made with `--internal-ips` is refused at once with the ways
+in; through a jump host (a worker of a node with an external IP, as on GCP) `exec` reaches
+it; with OS Login on for the project, `exec -- whoami` is the account's POSIX username and
+the node's `ssh-keys` holds no tpuctl key. A user of its own (HOME) keeps ~/.ssh apart."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import Cli, Emulator, tpu_client
+
+pytestmark = pytest.mark.e2e
+
+EXT, PRIV, OSL = "ways-ext", "ways-priv", "ways-osl"
+PARENT = "projects/local-project/locations/local-a"
+
+
+@pytest.fixture(scope="module")
+def user(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
+    home = tmp_path_factory.mktemp("ways-home")
+    cli = Cli(home=home, endpoint=emulator.endpoint, token_file=emulator.token_file)
+    for args in ((EXT, "--type", "v6e-8"), (PRIV, "--type", "v6e-8", "--internal-ips")):
+        r = cli("create", *args)
+        assert r.returncode == 0, r.stderr
+    yield cli
+    for name in (EXT, PRIV):
+        cli("delete", name, "--yes")
+
+
+def test_an_internal_ips_node_is_refused_at_once_naming_the_ways_in(user: Cli) -> None:
+    started = time.monotonic()
+    r = user("exec", PRIV, "--", "true")
+    assert r.returncode == 2, r.stderr
+    assert "has no external IP on w0" in r.stderr and "--ssh-proxy-jump" in r.stderr
+    assert "--tunnel-through-iap" in r.stderr and "--internal-ip" in r.stderr
+    assert time.monotonic() - started < 20  # no connection attempt to wait out
+
+
+def test_exec_through_a_jump_host_reaches_an_internal_ips_node(user: Cli) -> None:
+    ext = json.loads(user("describe", EXT, "--json").stdout)["workers"][0]
+    # the jump host is reached as the user's own ssh would: their key and known_hosts
+    ssh = user.home / ".ssh"
+    ssh.mkdir(mode=0o700, exist_ok=True)
+    tpuctl_key = user.home / ".tpuctl" / "ssh" / "tpuctl_ed25519"
+    shutil.copy(tpuctl_key, ssh / "id_ed25519")
+    (ssh / "id_ed25519").chmod(0o600)
+    pinned = next((user.home / ".tpuctl" / "ssh" / "known_hosts.d").glob(f"*{EXT}*"))
+    (ssh / "known_hosts").write_text(pinned.read_text())
+    jump = f"{_local_user()}@{ext['external_ip']}:{ext['ssh_port']}"
+    r = user("exec", PRIV, "--ssh-proxy-jump", jump, "--", "bash", "-c",
+             'echo "$TPU_WORKER_ID ${SSH_CONNECTION%% *}"')
+    assert r.returncode == 0, r.stderr
+    # worker 0 of the private node, reached from the jump host's internal address
+    assert r.stdout.splitlines()[0] == f"[w0] 0 {ext['ip']}"
+
+
+def _local_user() -> str:
+    from tpuctl.sshkeys import ssh_username
+
+    return ssh_username()
+
+
+@pytest.fixture
+def oslogin_project(emulator: Emulator) -> Iterator[None]:
+    emulator.admin("POST", "projects/local-project/metadata",
+                   json.dumps({"enable-oslogin": "TRUE"}).encode())
+    try:
+        yield
+    finally:
+        emulator.admin("POST", "projects/local-project/metadata",
+                       json.dumps({"enable-oslogin": None}).encode())
+
+
+def test_os_login_logs_in_as_the_posix_user_and_leaves_ssh_keys_alone(
+        user: Cli, emulator: Emulator, oslogin_project: None) -> None:
+    account = emulator.admin("GET", "faults")["settings"]["account"]
+    posix = "".join(c if c.isalnum() else "_" for c in account.lower())[:32]
+    config = json.loads(user("config", "--json").stdout)
+    assert config["login"]["value"] == "oslogin"
+    r = user("create", OSL, "--type", "v6e-8")
+    try:
+        assert r.returncode == 0, r.stderr
+        r = user("exec", OSL, "--", "whoami")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines()[0] == f"[w0] {posix}"
+        node = tpu_client(emulator.endpoint, emulator.state_dir).get_node(
+            name=f"{PARENT}/nodes/{OSL}")
+        assert "ssh-keys" not in node.metadata
+    finally:
+        user("delete", OSL, "--yes")
+
