@@ -43,6 +43,10 @@ def test_an_internal_ips_node_is_refused_at_once_naming_the_ways_in(user: Cli) -
 
 
 def test_exec_through_a_jump_host_reaches_an_internal_ips_node(user: Cli) -> None:
+    # a jump host is an established machine: one made a moment ago may still be refusing
+    # keys while its guest agent applies them (as on GCP); tpuctl's own exec waits that out
+    r = user("exec", EXT, "--", "true")
+    assert r.returncode == 0, r.stderr
     ext = json.loads(user("describe", EXT, "--json").stdout)["workers"][0]
     # the jump host is reached as the user's own ssh would: their key and known_hosts
     ssh = user.home / ".ssh"
