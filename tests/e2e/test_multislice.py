@@ -6,6 +6,7 @@ path: the group's names, ssh-config hosts and [sSwW] labels are checked on the w
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -46,6 +47,18 @@ def test_multislice_quickstart_trains_on_8_processes_and_survives_a_preempted_sl
         cfg = cli("ssh-config", NAME)
         assert cfg.returncode == 0, cfg.stderr
         assert f"Host {NAME}-s1-w3" in cfg.stdout
+        # doctor, top and gc take NAME as the whole group too
+        doc = cli("doctor", NAME, "--json")
+        report = json.loads(doc.stdout)
+        assert doc.returncode == 0 and report["healthy"], (doc.stderr, report["problems"])
+        assert [w["worker"] for w in report["workers"]] == list(range(8))
+        top = cli("top", NAME, "--once", "--json")
+        assert top.returncode == 0, top.stderr
+        frame = json.loads(top.stdout.splitlines()[-1])
+        assert len(frame["workers"]) == 8 and not frame["unreachable_workers"], frame
+        gc = cli("gc", "--json")  # nothing to collect: a healthy group is left alone
+        assert gc.returncode == 0, gc.stderr
+        assert cli("describe", NAME).returncode == 0
     finally:
         if up.proc.poll() is None:
             up.proc.kill()
