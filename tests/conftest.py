@@ -45,6 +45,14 @@ class Emulator:
         """One authenticated admin call (`path` after /emulator/v1/); its JSON answer."""
         return admin_call(self.endpoint, self.token, method, path, body)
 
+    def set_faults(self, **values: Any) -> None:
+        """Set (or, with None, clear) these faults only (`full_disk=...` is `full-disk`):
+        other modules' faults stay."""
+        import json
+
+        self.admin("POST", "faults",
+                   json.dumps({k.replace("_", "-"): v for k, v in values.items()}).encode())
+
 
 def admin_call(endpoint: str, token: str | None, method: str, path: str,
                body: bytes | None = b"") -> Any:

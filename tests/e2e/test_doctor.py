@@ -26,12 +26,6 @@ def node(cli: Cli) -> Iterator[str]:
     cli("delete", NODE, "--yes")
 
 
-def faults(emulator: Emulator, **values: Any) -> None:
-    """Set (or, with None, clear) these faults only: other modules' faults stay."""
-    emulator.admin("POST", "faults",
-                   json.dumps({k.replace("_", "-"): v for k, v in values.items()}).encode())
-
-
 def doctor(cli: Cli, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     r = cli("doctor", NODE, "--json", "--port-timeout", "0.5", *args)
     doc = json.loads(r.stdout)
@@ -48,13 +42,13 @@ def test_doctor_names_each_fault_by_worker_and_check(cli: Cli, node: str,
     r, doc = doctor(cli)
     assert r.returncode == 0 and doc["healthy"], doc["problems"]
     assert [w["worker"] for w in doc["workers"]] == [0, 1]
-    faults(emulator, full_disk=f"{node}:1", held_tpu=f"{node}:0", stale_lockfile=f"{node}:1",
+    emulator.set_faults(full_disk=f"{node}:1", held_tpu=f"{node}:0", stale_lockfile=f"{node}:1",
            blocked_ports=f"{node}:8476")
     try:
         r, doc = doctor(cli)
         text = cli("doctor", node, "--port-timeout", "0.5")
     finally:
-        faults(emulator, full_disk=None, held_tpu=None, stale_lockfile=None, blocked_ports=None)
+        emulator.set_faults(full_disk=None, held_tpu=None, stale_lockfile=None, blocked_ports=None)
     assert r.returncode == 1
     assert problems(doc) == {(0, "tpu"), (1, "disk-home"), (1, "disk-tmp"), (0, "port"),
                              (1, "port")}
@@ -71,7 +65,7 @@ def test_doctor_names_each_fault_by_worker_and_check(cli: Cli, node: str,
 
 def test_a_partial_slice_is_reported_and_launch_refuses_it(cli: Cli, node: str,
                                                            emulator: Emulator) -> None:
-    faults(emulator, missing_workers=f"{node}:1")
+    emulator.set_faults(missing_workers=f"{node}:1")
     try:
         r, doc = doctor(cli)
         assert r.returncode == 1 and problems(doc) == {(None, "workers")}
@@ -84,10 +78,10 @@ def test_a_partial_slice_is_reported_and_launch_refuses_it(cli: Cli, node: str,
         assert launch.returncode == 4, launch.stderr
         assert "1 of 2 workers registered" in launch.stderr and "w1" in launch.stderr
         # a host that never registered: listed by the API, its TPU metadata blank
-        faults(emulator, missing_workers=f"{node}:1:blank")
+        emulator.set_faults(missing_workers=f"{node}:1:blank")
         r, doc = doctor(cli)
         assert problems(doc) == {(1, "metadata")}, doc["problems"]
     finally:
-        faults(emulator, missing_workers=None)
+        emulator.set_faults(missing_workers=None)
     r, doc = doctor(cli)
     assert r.returncode == 0, doc["problems"]

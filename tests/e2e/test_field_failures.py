@@ -12,7 +12,6 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -32,12 +31,6 @@ def node(cli: Cli) -> Iterator[str]:
     cli("delete", NODE, "--yes")
 
 
-def faults(emulator: Emulator, **values: Any) -> None:
-    """Set (or, with None, clear) these faults only."""
-    emulator.admin("POST", "faults",
-                   json.dumps({k.replace("_", "-"): v for k, v in values.items()}).encode())
-
-
 def forget_workers(cli: Cli, node: str) -> None:
     """As on a node seen for the first time: no worker list cached from before. (The entry
     also remembers that `create` just changed the node's keys: wait for them to apply
@@ -54,12 +47,12 @@ def home(emulator: Emulator, node: str, i: int) -> Path:
 def test_a_node_that_reports_zero_workers_is_refused(cli: Cli, node: str,
                                                      emulator: Emulator) -> None:
     forget_workers(cli, node)
-    faults(emulator, missing_workers=f"{node}:2")
+    emulator.set_faults(missing_workers=f"{node}:2")
     try:
         r = cli("exec", node, "--", "true", env=cli.env(TPUCTL_WORKER_WAIT="1"))
         doc = json.loads(cli("doctor", node, "--json").stdout)
     finally:
-        faults(emulator, missing_workers=None)
+        emulator.set_faults(missing_workers=None)
     assert r.returncode == 4 and "reports no workers" in r.stderr, r.stderr
     assert doc["exit_code"] == 1 and doc["workers"] == []
     assert {p["check"] for p in doc["problems"]} == {"workers"}
@@ -69,12 +62,12 @@ def test_one_stuck_worker_is_named_and_killed_the_others_finish(cli: Cli, node: 
                                                                 emulator: Emulator) -> None:
     marker = home(emulator, node, 0) / "stuck-test"
     marker.unlink(missing_ok=True)
-    faults(emulator, stuck_workers=f"{node}:1")
+    emulator.set_faults(stuck_workers=f"{node}:1")
     try:
         r = cli("exec", node, "--timeout", "2", "--json", "--", "bash", "-c",
                 "touch ~/stuck-test; echo ran")
     finally:
-        faults(emulator, stuck_workers=None)
+        emulator.set_faults(stuck_workers=None)
     doc = json.loads(r.stdout)
     by = {w["worker"]: w for w in doc["workers"]}
     assert r.returncode == 5 and doc["exit_code"] == 5
@@ -92,11 +85,11 @@ def test_refused_connections_are_retried_but_a_255_exit_is_never_re_run(
         (home(emulator, node, i) / "runs-255").unlink(missing_ok=True)
     # every exec is a new process with new connections (no connection daemon in tests)
     # seed 3: the first connection is refused, the next ones are not (Faults(seed=3))
-    faults(emulator, ssh_refuse_rate=0.5, seed=3)
+    emulator.set_faults(ssh_refuse_rate=0.5, seed=3)
     try:
         r = cli("exec", node, "--json", "--", "bash", "-c", "echo once >> ~/runs-255; exit 255")
     finally:
-        faults(emulator, ssh_refuse_rate=None)
+        emulator.set_faults(ssh_refuse_rate=None)
     doc = json.loads(r.stdout)
     assert r.returncode == 255 and [w["exit_code"] for w in doc["workers"]] == [255, 255]
     for i in (0, 1):  # ran exactly once on each worker: a command's own 255 is not retried
@@ -142,13 +135,13 @@ def test_a_gated_model_id_is_refused_by_up_before_create(cli: Cli, gated_hub: st
 
 def test_an_image_without_ensurepip_still_bootstraps_and_doctor_warns(
         cli: Cli, node: str, emulator: Emulator) -> None:
-    faults(emulator, no_ensurepip=node)
+    emulator.set_faults(no_ensurepip=node)
     try:
         r = cli("bootstrap", node, "--json", timeout=300)
         assert r.returncode == 0, r.stderr  # uv makes the venv: no ensurepip needed
         doc = json.loads(cli("doctor", node, "--json").stdout)
     finally:
-        faults(emulator, no_ensurepip=None)
+        emulator.set_faults(no_ensurepip=None)
     assert doc["exit_code"] == 0  # a warning, not a failure
     venv = [next(c for c in w["checks"] if c["check"] == "venv") for w in doc["workers"]]
     assert [c["status"] for c in venv] == ["warn", "warn"]
