@@ -164,16 +164,22 @@ def ssh_setting() -> tuple[dict[str, object], str]:
     return dict(block), f"{REPO_CONFIG} ({repo_path})"
 
 
+def _env_or_repo(env: dict[str, str], var: str, key: str, reader: RepoReader
+                 ) -> tuple[str | None, str]:
+    """A setting's raw value and its source: $VAR, else the nearest trusted tpuctl.yaml's KEY
+    (None when neither has it)."""
+    if var in env:
+        return env[var], f"${var}"
+    repo_path = find_repo_config()
+    raw = reader(repo_path).get(key) if repo_path else None
+    return raw, f"{REPO_CONFIG} ({repo_path})"
+
+
 def worker_wait_setting(env: dict[str, str] | None = None) -> tuple[float, str]:
     """How long a READY node's workers may take to register before tpuctl refuses the
     partial slice: $TPUCTL_WORKER_WAIT > tpuctl.yaml `worker_wait` > 60 s."""
     env = dict(os.environ) if env is None else env
-    raw: str | None = env.get("TPUCTL_WORKER_WAIT")
-    source = "$TPUCTL_WORKER_WAIT"
-    if raw is None:
-        repo_path = find_repo_config()
-        raw = load_repo_config(repo_path).get("worker_wait") if repo_path else None
-        source = f"{REPO_CONFIG} ({repo_path})"
+    raw, source = _env_or_repo(env, "TPUCTL_WORKER_WAIT", "worker_wait", load_repo_config)
     if raw is None:
         return DEFAULT_WORKER_WAIT_S, "default"
     try:
@@ -389,12 +395,7 @@ def persist_setting(env: dict[str, str] | None = None, *,
     true: no process outlives a pipeline step) > 300.
     """
     env = dict(os.environ) if env is None else env
-    raw: str | None = env.get("TPUCTL_PERSIST_CONNECTIONS")
-    source = "$TPUCTL_PERSIST_CONNECTIONS"
-    if raw is None:
-        repo_path = find_repo_config()
-        raw = reader(repo_path).get("persist_connections") if repo_path else None
-        source = f"{REPO_CONFIG} ({repo_path})"
+    raw, source = _env_or_repo(env, "TPUCTL_PERSIST_CONNECTIONS", "persist_connections", reader)
     if raw is None:
         if env.get("CI", "").strip().lower() in ("1", "true", "yes"):
             return 0.0, "default under CI ($CI)"
