@@ -1,15 +1,21 @@
 """Reaching workers from outside their VPC, through the real CLI on the emulator's cloud network
 (issue 15's "Done when"): a node made with `--internal-ips` is refused at once with the ways
 in; through a jump host (a worker of a node with an external IP, as on GCP) `exec` reaches
-it; with OS Login on for the project, `exec -- whoami` is the account's POSIX username and
-the node's `ssh-keys` holds no tpuctl key. A user of its own (HOME) keeps ~/.ssh apart."""
+it; through IAP (the emulator's stand-in for `gcloud compute start-iap-tunnel` on PATH)
+`exec`, tpuctl.yaml's `tunnel_through_iap` and `ssh-config` + plain ssh reach it from the
+IAP range, and without gcloud the flag is refused at once; with OS Login on for the
+project, `exec -- whoami` is the account's POSIX username, the node's `ssh-keys` holds no
+tpuctl key, and the quickstart loop runs. A user of its own (HOME) keeps ~/.ssh apart."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -99,3 +105,68 @@ def test_os_login_logs_in_as_the_posix_user_and_leaves_ssh_keys_alone(
     finally:
         user("delete", OSL, "--yes")
 
+
+
+@pytest.fixture(scope="module")
+def gcloud_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """PATH with the IAP stand-in first, as `gcloud` (a real gcloud later on PATH is shadowed)."""
+    import os
+
+    from tpuctl.emulator.iap import install
+
+    bin_dir = tmp_path_factory.mktemp("iap-bin")
+    install(bin_dir)
+    return f"{bin_dir}:{os.environ['PATH']}"
+
+
+def test_exec_through_iap_reaches_an_internal_ips_node_from_the_iap_range(
+        user: Cli, gcloud_path: str, tmp_path: Path) -> None:
+    from tpuctl.emulator.addressing import IAP_SOURCE
+
+    r = user("exec", PRIV, "--tunnel-through-iap", "--", "bash", "-c",
+             'echo "$TPU_WORKER_ID ${SSH_CONNECTION%% *}"', env=user.env(PATH=gcloud_path))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [f"[w0] 0 {IAP_SOURCE}"]
+    # the same way in from tpuctl.yaml's `ssh:` block, no flag
+    (tmp_path / "tpuctl.yaml").write_text("ssh:\n  tunnel_through_iap: true\n")
+    r = subprocess.run([sys.executable, "-m", "tpuctl", "exec", PRIV, "--", "bash", "-c",
+                        "echo ${SSH_CONNECTION%% *}"], capture_output=True, text=True,
+                       cwd=tmp_path, env=user.env(PATH=gcloud_path), timeout=120,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [f"[w0] {IAP_SOURCE}"]
+
+
+def test_ssh_config_through_iap_is_a_proxy_command_plain_ssh_uses(
+        user: Cli, gcloud_path: str, tmp_path: Path) -> None:
+    from tpuctl.emulator.addressing import IAP_SOURCE
+
+    env = user.env(PATH=gcloud_path)
+    r = user("ssh-config", PRIV, "--tunnel-through-iap", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "ProxyCommand " in r.stdout and "start-iap-tunnel" in r.stdout
+    config = tmp_path / "config"
+    config.write_text(r.stdout)
+    ssh = subprocess.run(["ssh", "-F", str(config), "-o", "BatchMode=yes", f"{PRIV}-w0",
+                          "echo ${SSH_CONNECTION%% *}"], capture_output=True, text=True,
+                         timeout=60, env=env, stdin=subprocess.DEVNULL)
+    assert ssh.returncode == 0, ssh.stderr
+    assert ssh.stdout.strip() == IAP_SOURCE
+
+
+def test_iap_without_gcloud_fails_at_once_and_changes_nothing(user: Cli,
+                                                               emulator: Emulator) -> None:
+    import os
+
+    before = tpu_client(emulator.endpoint, emulator.state_dir).get_node(
+        name=f"{PARENT}/nodes/{PRIV}").metadata
+    no_gcloud = os.path.dirname(sys.executable)  # python alone: no gcloud anywhere on PATH
+    started = time.monotonic()
+    r = user("exec", PRIV, "--tunnel-through-iap", "--", "true", env=user.env(PATH=no_gcloud))
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.strip().splitlines()) <= 2, r.stderr  # the error, and its hint
+    assert "--tunnel-through-iap needs gcloud, which is not on PATH" in r.stderr
+    assert time.monotonic() - started < 20
+    after = tpu_client(emulator.endpoint, emulator.state_dir).get_node(
+        name=f"{PARENT}/nodes/{PRIV}").metadata
+    assert dict(after) == dict(before)
