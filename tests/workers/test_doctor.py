@@ -85,8 +85,8 @@ class Doc:
         return r
 
     def doctor(self, index: int, venv: str = "-", target: str = "-",
-               timeout: str = "1") -> dict[str, Check]:
-        args = " ".join(shlex.quote(a) for a in (venv, target, timeout))
+               timeout: str = "1", run: str = "-") -> dict[str, Check]:
+        args = " ".join(shlex.quote(a) for a in (venv, target, timeout, run))
         # no emulator here, so no metadata server: one that refuses at once, not a DNS wait
         r = self.run(f"GCE_METADATA_HOST=127.0.0.1:1 bash {self.scripts}/doctor.sh {args}",
                      index)
@@ -175,6 +175,23 @@ def test_a_blocked_port_on_worker_0(doc: Doc) -> None:
     finally:
         doc.faults(0)
     assert doc.doctor(1, target=f"{doc.ips[0]}:18476")["port"].fields["result"] == "closed"
+
+
+def test_the_latest_runs_coordinator_port(doc: Doc) -> None:
+    assert doc.doctor(1, run="latest")["run-port"].status == "skip"  # no run yet
+    # what launch leaves: the run's env file (shlex-quoted values) and `latest`
+    doc.run("d=$HOME/.tpuctl/runs/dr1; mkdir -p $d && printf '%s\\n' \"export A='x y'\" "
+            f"'export JAX_COORDINATOR_ADDRESS={doc.ips[0]}:18479' >$d/env && "
+            "echo dr1 >$HOME/.tpuctl/runs/latest", 1)
+    doc.faults(0, blocked_ports=frozenset({18479}))
+    try:
+        got = doc.doctor(1, target=f"{doc.ips[0]}:18476", timeout="0.5", run="latest")
+        assert got["port"].status == "ok"  # 8476 (here 18476) is open; the run's is not
+        assert got["run-port"].status == "fail" and got["run-port"].fields == {
+            "addr": doc.ips[0], "port": "18479", "run": "dr1", "result": "filtered"}
+    finally:
+        doc.faults(0)
+        doc.run("rm -rf $HOME/.tpuctl/runs/dr1 $HOME/.tpuctl/runs/latest", 1)
 
 
 def test_an_image_without_ensurepip(doc: Doc) -> None:

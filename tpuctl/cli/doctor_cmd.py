@@ -24,9 +24,10 @@ def doctor(
     name: Annotated[str | None, typer.Argument(
         help="node (task) name; without it, only this machine's checks",
         show_default=False)] = None,
-    port: Annotated[int, typer.Option(
+    port: Annotated[int | None, typer.Option(
         min=1, max=65535, help="the coordinator port each worker must reach on worker 0's "
-        "internal address")] = 8476,
+        "internal address [default: 8476, and the port of the node's latest run]",
+        show_default=False)] = None,
     port_timeout: Annotated[float, typer.Option(
         min=0.1, max=60, help="seconds before an unanswered port counts as filtered")] = 3.0,
     json_: JsonOpt = False, api_endpoint: EndpointOpt = None, project: ProjectOpt = None,

@@ -41,7 +41,9 @@ DEFAULT_PORT = 8476  # JAX's coordinator port on TPU VMs, the one firewall rules
 @dataclass(frozen=True)
 class DoctorRequest:
     name: str | None = None  # None: this machine's checks only
-    port: int = DEFAULT_PORT  # the coordinator port tried from every worker to worker 0
+    # the coordinator port tried from every worker to worker 0; None: DEFAULT_PORT and
+    # also the port of each worker's latest run (check `run-port`), the one JAX really uses
+    port: int | None = None
     port_timeout: float = 3.0  # seconds before an unanswered port counts as filtered
 
 
@@ -183,8 +185,9 @@ async def _workers(session: SliceSession, req: DoctorRequest) -> dict[int, tuple
                                       [:300]))
     if not reached:
         return {i: tuple(c) for i, c in out.items()}
-    target = f"{sl.workers[0].ip}:{req.port}"
+    target = f"{sl.workers[0].ip}:{req.port or DEFAULT_PORT}"
     results = await session.script("doctor", "current", target, f"{req.port_timeout:g}",
+                                   "latest" if req.port is None else "-",
                                    indices=reached, capture=True,
                                    timeout=req.port_timeout + 60)
     packages: dict[int, Check] = {}

@@ -46,6 +46,9 @@ FIXES = {
     "metadata": "this host never registered with its slice: recreate the node",
     "port": "open the port between the workers (a VPC firewall rule for the workers' "
             "internal range), then re-run",
+    "run-port": "open the run's coordinator port between the workers: tpuctl picks it per "
+                "run in 20000-39999 (JAX_COORDINATOR_ADDRESS), so a rule for 8476 alone is "
+                "not enough; allow TCP 20000-39999 (or all TCP) within the workers' range",
 }
 
 

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # This worker's health, one machine-readable line per check:
-#   doctor.sh VENV|- ADDR:PORT|- [TIMEOUT]
+#   doctor.sh VENV|- ADDR:PORT|- [TIMEOUT] [RUN]
 # VENV: a venv whose jax/jaxlib/libtpu versions to report ("-": skip; "current": the last
 # bootstrapped one, ~/.tpuctl/venvs/$(cat ~/.tpuctl/venvs/current), skip if none); ADDR:PORT: an address
 # (worker 0's internal one) and port (the coordinator's) to try from here within TIMEOUT
-# seconds (default 3; "-": skip). Each line is
+# seconds (default 3; "-": skip); RUN "latest": also try the coordinator address of this
+# worker's latest run (JAX_COORDINATOR_ADDRESS in its env file, the port JAX really uses),
+# as check `run-port` ("-", the default: skip). Each line is
 #   check=NAME status=ok|warn|fail|skip [KEY=VALUE...] [detail=free text to the end]
 # in this order: disk-home, disk-tmp, tpu, lockfile, python, venv, packages, clock, metadata,
-# port.
+# port, run-port (only with RUN "latest").
 # Reads only; changes nothing (a stale lockfile is reported, not removed).
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -15,6 +17,7 @@ set -euo pipefail
 venv=${1:--}
 target=${2:--}
 timeout=${3:-3}
+run=${4:--}
 case "$timeout" in ''|*[!0-9.]*) echo "doctor.sh: TIMEOUT must be seconds, got $timeout" >&2; exit 2 ;; esac
 
 # disk PATH NAME: free space and use of PATH's filesystem (df's POSIX format, 1K blocks).
@@ -138,26 +141,56 @@ esac
 
 # can this worker reach ADDR:PORT? refused (nothing listens, but the network lets it
 # through) and open are fine; no answer within TIMEOUT is a firewall dropping it
-if [ "$target" = - ]; then
-  echo "check=port status=skip"
-else
-  addr=${target%:*}
-  port=${target##*:}
-  if ! [[ $port =~ ^[0-9]{1,5}$ ]] || [ -z "$addr" ] || [ "$addr" = "$target" ]; then
-    echo "doctor.sh: ADDR:PORT expected, got $target" >&2
-    exit 2
-  fi
+# try_port NAME ADDR PORT [KEY=VALUE]: one `check=NAME` line
+try_port() {
+  local name=$1 addr=$2 port=$3 extra=${4:+ $4} out rc
   # shellcheck disable=SC2016
   if out=$(timeout "$timeout" bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$addr" "$port" 2>&1); then
-    echo "check=port status=ok addr=$addr port=$port result=open"
+    echo "check=$name status=ok addr=$addr port=$port$extra result=open"
   else
     rc=$?
     if [ "$rc" = 124 ]; then
-      echo "check=port status=fail addr=$addr port=$port result=filtered detail=no answer from $addr:$port within ${timeout}s: a firewall drops it (open the port between workers)"
+      echo "check=$name status=fail addr=$addr port=$port$extra result=filtered detail=no answer from $addr:$port within ${timeout}s: a firewall drops it (open the port between workers)"
     elif [[ $out == *refused* ]]; then
-      echo "check=port status=ok addr=$addr port=$port result=closed"
+      echo "check=$name status=ok addr=$addr port=$port$extra result=closed"
     else
-      echo "check=port status=fail addr=$addr port=$port result=error detail=${out##*: }"
+      echo "check=$name status=fail addr=$addr port=$port$extra result=error detail=${out##*: }"
     fi
+  fi
+}
+
+# split_target ADDR:PORT: sets addr and port, or returns 1
+split_target() {
+  addr=${1%:*}
+  port=${1##*:}
+  [[ $port =~ ^[0-9]{1,5}$ ]] && [ -n "$addr" ] && [ "$addr" != "$1" ]
+}
+
+if [ "$target" = - ]; then
+  echo "check=port status=skip"
+else
+  if ! split_target "$target"; then
+    echo "doctor.sh: ADDR:PORT expected, got $target" >&2
+    exit 2
+  fi
+  try_port port "$addr" "$port"
+fi
+
+# the latest run's own coordinator address (what its workers really connected to)
+if [ "$run" = latest ]; then
+  run_id=$(cat "$HOME/.tpuctl/runs/latest" 2>/dev/null || true)
+  case "$run_id" in ''|*/*|.*) run_id="" ;; esac
+  coord=""
+  if [ -n "$run_id" ]; then
+    # launch writes `export K=V` lines, V quoted by shlex only when it must be
+    coord=$(sed -nE "s/^export JAX_COORDINATOR_ADDRESS='?([^' ]*)'?\$/\1/p" \
+      "$HOME/.tpuctl/runs/$run_id/env" 2>/dev/null | tail -n 1 || true)
+  fi
+  if [ -z "$run_id" ]; then
+    echo "check=run-port status=skip detail=no run on this worker yet"
+  elif [ -z "$coord" ] || ! split_target "$coord"; then
+    echo "check=run-port status=skip run=$run_id detail=the run records no coordinator address"
+  else
+    try_port run-port "$addr" "$port" "run=$run_id"
   fi
 fi
