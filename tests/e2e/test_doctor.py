@@ -85,3 +85,33 @@ def test_a_partial_slice_is_reported_and_launch_refuses_it(cli: Cli, node: str,
         emulator.set_faults(missing_workers=None)
     r, doc = doctor(cli)
     assert r.returncode == 0, doc["problems"]
+
+
+def test_the_runs_own_coordinator_port_is_checked_not_only_8476(cli: Cli, node: str,
+                                                                 emulator: Emulator) -> None:
+    """The field failure: a firewall that opens 8476 but drops the port JAX really uses."""
+    from tpuctl.ops.launch import coordinator_port
+
+    done, refused = "doctor-port-a", "doctor-port-b"
+    r = cli("launch", node, "--run-id", done, "--", "true")
+    assert r.returncode == 0, r.stderr
+    ports = coordinator_port(done), coordinator_port(refused)
+    assert 8476 not in ports
+    emulator.set_faults(blocked_ports=",".join(f"{node}:{p}" for p in ports))
+    try:
+        r = cli("launch", node, "--run-id", refused, "--", "true")
+        assert r.returncode == 1, r.stderr
+        assert "not launching" in r.stderr and "20000-39999" in r.stderr
+        for w in ("w0", "w1"):
+            assert f"{w} port: no answer from " in r.stderr
+        assert r.stderr.count(f":{ports[1]} within") == 2, r.stderr
+        # doctor without --port: 8476 passes, the latest run's port is named on both workers
+        _, doc = doctor(cli)
+        assert problems(doc) == {(0, "run-port"), (1, "run-port")}, doc["problems"]
+        assert {p["port"] for p in doc["problems"]} == {str(ports[0])}
+        assert all(p["run"] == done for p in doc["problems"])
+    finally:
+        emulator.set_faults(blocked_ports=None)
+    listing = cli("exec", node, "--", "ls", ".tpuctl/runs")
+    assert listing.returncode == 0, listing.stderr
+    assert done in listing.stdout and refused not in listing.stdout  # nothing launched

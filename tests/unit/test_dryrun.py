@@ -96,8 +96,12 @@ def test_on_an_existing_node_reads_happen_and_nothing_changes():
              for s in t.steps]
     assert steps[0].startswith("PATCH /v2/projects/proj/locations/zone-a/nodes/n1?updateMask")
     assert steps[1] == "w0-3 install tpuctl's worker scripts (~/.tpuctl/bin/<content hash>/)"
-    # doctor's fast subset beside launch's checks, then the checks and the starts
-    assert steps[2] == "w0-3 doctor.sh - - 1"
+    # doctor's fast subset beside launch's checks (the run's coordinator port from every
+    # worker), then the checks and the starts
+    from tpuctl.ops.launch import coordinator_port
+
+    w0 = cloud.get_node("n1").workers[0].ip
+    assert steps[2] == f"w0-3 doctor.sh - {w0}:{coordinator_port('r1')} 1"
     assert [s.split(" ", 2)[1] for s in steps[3:11]] == ["launch.sh"] * 8
     assert steps[11:] == ["DELETE /v2/projects/proj/locations/zone-a/nodes/n1",
                           "DELETE /v2/projects/proj/locations/zone-a/nodes/gone"]

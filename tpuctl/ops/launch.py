@@ -153,7 +153,7 @@ async def launch(session: SliceSession, spec: LaunchSpec) -> LaunchResult:
     checks, health = await gather_or_cancel([
         session.script_each("launch", {i: (["check", *a], p) for i, (a, p) in calls.items()},
                             capture=True, merge_stderr=True, timeout=120),
-        preflight(session)])
+        preflight(session, spec.coordinator(session.slice, run_id))])
     _refusal(checks, "launch")
     refuse_unhealthy(session.slice, health)
     started = await session.script_each(

@@ -1,8 +1,10 @@
 """`doctor`'s fast subset, run by `launch` (and so `up` and `serve`) on every worker before
-anything starts: a full disk, a host whose TPU metadata is blank (it never joined its slice)
-or an image without python3 would make a run fail later, or hang in jax.distributed, on a
-slice that looked fine. Read-only (remote/doctor.sh without its venv and port checks); it
-runs beside launch's own preflight on the same connections, so it adds no round trip."""
+anything starts: a full disk, a host whose TPU metadata is blank (it never joined its slice),
+an image without python3, or a firewall that drops the run's own coordinator port (the port
+JAX_COORDINATOR_ADDRESS names, not 8476) would make a run fail later, or hang in
+jax.distributed, on a slice that looked fine. Read-only (remote/doctor.sh without its venv
+check); it runs beside launch's own preflight on the same connections, so it adds no round
+trip."""
 
 from __future__ import annotations
 
@@ -15,12 +17,22 @@ from tpuctl.ops.session import SliceSession, raise_on_failure
 from tpuctl.workers.base import WorkerResult
 
 # what refuses a launch (the TPU's holders are launch.sh's own check, with --force)
-BLOCKING = ("disk-home", "disk-tmp", "python", "metadata")
+BLOCKING = ("disk-home", "disk-tmp", "python", "metadata", "port")
+PORT_TIMEOUT = "1"  # seconds: inside a VPC a SYN is answered in well under a millisecond
 
 
-async def preflight(session: SliceSession) -> list[WorkerResult]:
-    """doctor.sh's fast checks on every worker (no venv, no port: "-" "-")."""
-    return await session.script("doctor", "-", "-", "1", capture=True, timeout=60)
+def port_target(sl: Slice, coordinator: str | None) -> str:
+    """doctor.sh's ADDR:PORT for this launch: the run's own coordinator (worker 0's internal
+    address and the port JAX will use), tried from every worker; "-" (skip) for a lone host,
+    whose one process never connects to a coordinator, and for a caller that names none."""
+    return coordinator if coordinator and len(sl.workers) > 1 else "-"
+
+
+async def preflight(session: SliceSession, coordinator: str | None = None
+                    ) -> list[WorkerResult]:
+    """doctor.sh's fast checks on every worker (no venv; the port: `port_target`)."""
+    return await session.script("doctor", "-", port_target(session.slice, coordinator),
+                                PORT_TIMEOUT, capture=True, timeout=60)
 
 
 def refuse_unhealthy(sl: Slice, results: Sequence[WorkerResult]) -> None:
@@ -36,7 +48,8 @@ def refuse_unhealthy(sl: Slice, results: Sequence[WorkerResult]) -> None:
     if not bad:
         return
     parts = [f"w{i} {c.name}: {c.detail or c.status}" for i, c in bad]
-    fixes = dict.fromkeys(FIXES[c.name] for _, c in bad)
+    # the port tried here is the run's own coordinator port, not doctor's default 8476
+    fixes = dict.fromkeys(FIXES["run-port" if c.name == "port" else c.name] for _, c in bad)
     raise RemoteCommandError(
         "not launching: " + "; ".join(parts)[:600],
         hint="; ".join(fixes) + "; `tpuctl doctor NAME` checks everything")
