@@ -10,6 +10,7 @@ tpuctl key, and the quickstart loop runs. A user of its own (HOME) keeps ~/.ssh 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -87,24 +88,68 @@ def oslogin_project(emulator: Emulator) -> Iterator[None]:
                        json.dumps({"enable-oslogin": None}).encode())
 
 
-def test_os_login_logs_in_as_the_posix_user_and_leaves_ssh_keys_alone(
-        user: Cli, emulator: Emulator, oslogin_project: None) -> None:
+def test_os_login_logs_in_as_the_posix_user_and_runs_the_quickstart_loop(
+        user: Cli, emulator: Emulator, oslogin_project: None, tmp_path: Path) -> None:
+    from tests.e2e.test_docs import _copy_of_this_repository
+
     account = emulator.admin("GET", "faults")["settings"]["account"]
     posix = "".join(c if c.isalnum() else "_" for c in account.lower())[:32]
     config = json.loads(user("config", "--json").stdout)
     assert config["login"]["value"] == "oslogin"
-    r = user("create", OSL, "--type", "v6e-8")
+    r = user("create", OSL, "--type", "v6e-16")  # the quickstart recipe's type: `up` reuses it
     try:
         assert r.returncode == 0, r.stderr
         r = user("exec", OSL, "--", "whoami")
         assert r.returncode == 0, r.stderr
-        assert r.stdout.splitlines()[0] == f"[w0] {posix}"
+        assert sorted(r.stdout.splitlines()) == [f"[w{i}] {posix}" for i in range(4)]
+        # ssh-config's User is the POSIX name too: plain ssh logs in with it
+        r = user("ssh-config", OSL)
+        assert r.returncode == 0, r.stderr
+        assert f"  User {posix}\n" in r.stdout
+        (tmp_path / "ssh_config").write_text(r.stdout)
+        ssh = subprocess.run(["ssh", "-F", str(tmp_path / "ssh_config"), "-o", "BatchMode=yes",
+                              f"{OSL}-w3", "whoami"], capture_output=True, text=True,
+                             timeout=60, stdin=subprocess.DEVNULL)
+        assert (ssh.returncode, ssh.stdout) == (0, f"{posix}\n"), ssh.stderr
+        # the whole quickstart loop as that user: sync, bootstrap, launch, tail to the end
+        repo = _copy_of_this_repository(tmp_path / "repo")
+        up = subprocess.run([sys.executable, "-m", "tpuctl", "up", "recipes/quickstart.yaml",
+                             "--name", OSL, "--run-id", "osl-quickstart"],
+                            capture_output=True, text=True, cwd=repo, env=user.env(),
+                            timeout=600, stdin=subprocess.DEVNULL)
+        assert up.returncode == 0, up.stderr[-3000:]
+        assert "processes=4 devices=16" in up.stdout
+        losses = [float(x) for x in re.findall(r"step=\d+ loss=([0-9.]+)", up.stdout)]
+        assert len(losses) >= 4 and losses[-1] < losses[0], losses
+        st = user("status", OSL, "--json")
+        assert st.returncode == 0, st.stderr
+        assert json.loads(st.stdout)["run_id"] == "osl-quickstart"
+        got = user("logs", "fetch", OSL, "--json")
+        assert got.returncode == 0, got.stderr
+        files = [Path(f) for f in json.loads(got.stdout)["files"]]
+        assert len(files) == 4 and "loss=" in files[0].read_text()
+        # everything the loop left is in the POSIX user's home, nothing in the image's user's;
+        # asked through the connection daemon, which logs in as that user too
+        daemon = user.env(TPUCTL_PERSIST_CONNECTIONS="60")
+        r = user("exec", OSL, "--", "bash", "-c", "echo $(whoami) $HOME", env=daemon)
+        assert r.returncode == 0, r.stderr
+        lines = sorted(r.stdout.splitlines())
+        assert [ln.split()[:2] for ln in lines] == [[f"[w{i}]", posix] for i in range(4)], lines
+        assert all(ln.endswith(f"/users/{posix}") for ln in lines), lines
+        assert list((user.home / ".tpuctl" / "mux").glob("*.sock")), "no daemon was used"
+        node_dir = emulator.state_dir / "nodes" / f"local-project.local-a.{OSL}"
+        for i in range(4):
+            home = node_dir / f"w{i}" / "users" / posix
+            assert (home / ".tpuctl" / "runs" / "osl-quickstart" / "exit_code").read_text(
+            ).strip() == "0"
+            assert (home / "work" / "repo" / "recipes" / "quickstart.yaml").is_file()
+            assert not (node_dir / f"w{i}" / "home" / ".tpuctl" / "runs").exists()
         node = tpu_client(emulator.endpoint, emulator.state_dir).get_node(
             name=f"{PARENT}/nodes/{OSL}")
         assert "ssh-keys" not in node.metadata
     finally:
+        user("mux", "stop")
         user("delete", OSL, "--yes")
-
 
 
 @pytest.fixture(scope="module")
