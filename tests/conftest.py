@@ -82,13 +82,6 @@ def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
-# The guest-agent delay of the tests' emulators: 1 s, not the default 3 s (docs/emulator.md,
-# "Settings"). Every fresh key is still refused at first (lag 0.5..1 s) and retried, as on GCP;
-# the shorter wait saves about 2 s per node of the suite's ~45. The README demo's test
-# (tests/e2e/test_docs.py) starts its own emulator with the defaults.
-TEST_GUEST_AGENT_DELAY = "guest-agent-delay=1"
-
-
 def start_emulator(state: Path, home: Path, *faults: str, seed: int | None = None,
                    env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
     """A real `tpuctl emulator serve` process (its own session) and its endpoint. Output goes
@@ -96,8 +89,6 @@ def start_emulator(state: Path, home: Path, *faults: str, seed: int | None = Non
     (e.g. UV_FIND_LINKS, which it passes on to its workers)."""
     args = [sys.executable, "-m", "tpuctl", "emulator", "serve", "--state-dir", str(state),
             "--port", "0", "--create-delay", "0.3"]
-    if not any(f.startswith("guest-agent-delay=") for f in faults):
-        faults = (TEST_GUEST_AGENT_DELAY, *faults)
     if seed is not None:
         args += ["--seed", str(seed)]
     for f in faults:

@@ -363,3 +363,11 @@ def test_create_through_a_queued_resource_and_delete_it(cli, emulator, node_name
     with pytest.raises(NotFound):  # the queued resource went with it
         client.get_queued_resource(
             name=f"projects/local-project/locations/local-a/queuedResources/{node_name}")
+
+
+def test_the_tests_emulator_is_as_strict_as_gcp(emulator) -> None:
+    # every e2e test runs against GCP's behaviour: distinct internal and external addresses
+    # and a fresh key refused for seconds while the guest agent applies it (issue 15)
+    settings = emulator.admin("GET", "faults")["settings"]
+    assert settings["network"] == "cloud"
+    assert settings["guest-agent-delay"] == 3.0
