@@ -85,7 +85,8 @@ class Slice:
 
     def __init__(self, bench: Bench, size: int) -> None:
         from tpuctl import sshkeys
-        from tpuctl.ops.access import ensure_access, ssh_targets
+        from tpuctl.ops.access import ensure_access
+        from tpuctl.ops.route import ssh_targets
         from tpuctl.workers.openssh import ssh_option_args
 
         self.name = f"fan{size}"
@@ -94,8 +95,9 @@ class Slice:
         assert n == size, (n, size)
         self.ports = bench.ports()
         self.cloud = self.ports.cloud
-        sl = ensure_access(self.ports, self.name)  # our key in metadata, host keys pinned
-        self.targets = ssh_targets(self.ports.local, sl)
+        access = ensure_access(self.ports, self.name)  # our key in metadata, host keys pinned
+        sl = access.slice
+        self.targets = ssh_targets(sl, access.login.user, self.ports.route)
         self.key = sshkeys.key_path()
         self.known_hosts = sshkeys.known_hosts_path(sl)
         ssh = shutil.which("ssh") or "ssh"
