@@ -11,13 +11,11 @@ Precedence, highest first (docs/commands.md#configuration):
 
 from __future__ import annotations
 
-import functools
-import json
 import os
-import re
 import stat
 import sys
 
+from tpuctl import lazyre, wirejson
 from tpuctl.errors import ConfigError
 from tpuctl.paths import local_dir
 from tpuctl.record import record
@@ -88,10 +86,14 @@ def untrusted_reason(path: Path | str) -> str | None:
     return None
 
 
-@functools.cache
+_WARNED: set[tuple[str, str]] = set()
+
+
 def warn_untrusted(path: Path | str, why: str) -> None:
     """One line per file and process (config is resolved more than once per command)."""
-    sys.stderr.write(f"warning: ignoring {path}: {why}\n")
+    if (str(path), why) not in _WARNED:
+        _WARNED.add((str(path), why))
+        sys.stderr.write(f"warning: ignoring {path}: {why}\n")
 
 
 def find_repo_config(start: Path | str | None = None) -> Path | None:
@@ -196,11 +198,13 @@ class NotSimple(Exception):
     """`quick_repo_config` cannot be sure it reads the file as YAML would: use yaml."""
 
 
-_QUICK_LINE = re.compile(r"^(project|zone|api_endpoint|persist_connections):[ ]+([^ ]+)[ ]*$")
+_QUICK_LINE = lazyre.compile(
+    r"^(project|zone|api_endpoint|persist_connections):[ ]+([^ ]+)[ ]*$")
 # values every YAML 1.1 reader (PyYAML's resolvers) takes as the same plain string: names
 # starting with a letter, http(s) URLs, and decimal integers without a leading zero (which
 # str(int) gives back unchanged); minus YAML's words for booleans and null
-_QUICK_VALUE = re.compile(r"^(?:[a-z][a-z0-9._:-]*|https?://[A-Za-z0-9._~:/-]+|0|[1-9][0-9]*)$")
+_QUICK_VALUE = lazyre.compile(
+    r"^(?:[a-z][a-z0-9._:-]*|https?://[A-Za-z0-9._~:/-]+|0|[1-9][0-9]*)$")
 _YAML_WORDS = {"yes", "no", "true", "false", "on", "off", "null", "y", "n"}
 
 
@@ -262,7 +266,7 @@ def emulator_info(state_dir: Path | str) -> dict[str, Any] | None:
     """A background emulator's emulator.json (pid, endpoint, ssh_port), if its pid is alive."""
     try:
         with open(os.path.join(state_dir, "emulator.json")) as f:
-            info = json.load(f)
+            info = wirejson.loads(f.read())
         os.kill(int(info["pid"]), 0)
         return dict(info)
     except (OSError, ValueError, KeyError, TypeError):

@@ -7,27 +7,30 @@ the core calls `sys.exit`.
 
 from __future__ import annotations
 
-from enum import IntEnum
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 
-class ExitCode(IntEnum):
-    """Documented in docs/commands.md#exit-codes; stable across releases."""
+class ExitCode:
+    """Documented in docs/commands.md#exit-codes; stable across releases. Plain ints, not an
+    IntEnum: `enum` costs every fast-path command ~1 ms to import (docs/performance.md)."""
 
-    OK = 0
-    FAILED = 1  # the job or remote command failed
-    USAGE = 2  # usage or bad input
-    NOT_FOUND = 3
-    CLOUD = 4  # cloud API or capacity error
-    TIMEOUT = 5
-    PREEMPTED = 6
-    INTERRUPTED = 130
-    UNREACHABLE = 255  # a worker could not be reached (as OpenSSH exits); the others reported
+    OK: Final = 0
+    FAILED: Final = 1  # the job or remote command failed
+    USAGE: Final = 2  # usage or bad input
+    NOT_FOUND: Final = 3
+    CLOUD: Final = 4  # cloud API or capacity error
+    TIMEOUT: Final = 5
+    PREEMPTED: Final = 6
+    INTERRUPTED: Final = 130
+    UNREACHABLE: Final = 255  # a worker could not be reached (as OpenSSH exits); others reported
 
 
 class TpuctlError(Exception):
     """Base of every error a user may see; `message` names the bad value, `hint` the fix."""
 
-    exit_code: ExitCode = ExitCode.FAILED
+    exit_code: int = ExitCode.FAILED
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import re
-
+from tpuctl import lazyre
 from tpuctl.errors import UsageError
 
-_NODE_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
-_LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
+_NODE_RE = lazyre.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+_LABEL_KEY_RE = lazyre.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_LABEL_VALUE_RE = lazyre.compile(r"^[a-z0-9_-]{0,63}$")
 # environment variable names, as bash accepts them: recipes' env, --env, .env files
-ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_KEY_RE = lazyre.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def validate_node_name(name: str) -> str:
@@ -28,6 +27,8 @@ def validate_node_name(name: str) -> str:
         why = "it must not end with a hyphen"
     else:
         why = "only lowercase letters, digits and hyphens are allowed"
+    import re
+
     suggestion = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63].rstrip("-")
     if suggestion and not suggestion[0].isalpha():
         suggestion = f"t-{suggestion}"[:63].rstrip("-")
@@ -57,6 +58,8 @@ def ssh_username() -> str:
         raw = login_name()
     except (KeyError, OSError):
         raw = "tpuctl"
+    import re
+
     name = re.sub(r"[^a-z0-9_-]", "", raw.lower())[:32]
     return name if name and name[0].isalpha() else f"u{name}" if name else "tpuctl"
 
@@ -66,6 +69,7 @@ def owner_label(identity: str) -> str:
     `alice_s_example_com`, as OS Login names accounts) or the local user; at most 63
     characters (longer ones end in a hash of the whole, so they stay distinct)."""
     import hashlib
+    import re
 
     value = re.sub(r"[^a-z0-9_-]", "_", identity.strip().lower()) or "unknown"
     if len(value) > 63:
@@ -73,7 +77,7 @@ def owner_label(identity: str) -> str:
     return value
 
 
-_DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_DURATION_RE = lazyre.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -111,11 +115,12 @@ def parse_labels(items: list[str]) -> dict[str, str]:
 # Compute Engine resource names (networks, subnetworks, network tags), and the forms the TPU
 # API takes a network or subnetwork in: a name, a partial path or a full URL.
 _COMPUTE_NAME = r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?"
-_COMPUTE_NAME_RE = re.compile(rf"^{_COMPUTE_NAME}$")
+_COMPUTE_NAME_RE = lazyre.compile(rf"^{_COMPUTE_NAME}$")
 _URL = r"(?:https://(?:www|compute)\.googleapis\.com/compute/(?:v1|beta|alpha)/)?"
 _PROJECT = r"[a-z0-9][a-z0-9.:-]{0,99}"
-_NETWORK_RE = re.compile(rf"^{_URL}(?:projects/{_PROJECT}/)?global/networks/{_COMPUTE_NAME}$")
-_SUBNET_RE = re.compile(
+_NETWORK_RE = lazyre.compile(
+    rf"^{_URL}(?:projects/{_PROJECT}/)?global/networks/{_COMPUTE_NAME}$")
+_SUBNET_RE = lazyre.compile(
     rf"^{_URL}(?:projects/{_PROJECT}/)?regions/[a-z][-a-z0-9]{{0,62}}/subnetworks/"
     rf"{_COMPUTE_NAME}$")
 MAX_TAGS = 64

@@ -9,16 +9,16 @@ problem; callers turn it into their typed error.
 
 from __future__ import annotations
 
-import re
+from tpuctl import lazyre
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
 
-RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9.:-]{0,99}$")  # incl. domain-scoped example.com:p
-_ZONE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # accelerator types, runtimes
+RUN_ID_RE = lazyre.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_PROJECT_RE = lazyre.compile(r"^[a-z0-9][a-z0-9.:-]{0,99}$")  # incl. domain-scoped example.com:p
+_ZONE_RE = lazyre.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_NAME_RE = lazyre.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # accelerator types, runtimes
 _HOST_KEY_TYPES = {"ssh-ed25519": 32}  # what tpuctl pins (guest attributes' hostkeys/...)
 
 
@@ -67,7 +67,7 @@ def host_key(value: object, key_type: str = "ssh-ed25519") -> str:
     return f"{key_type} {blob_text}"
 
 
-_INSTANCE_RE = re.compile(r"^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
+_INSTANCE_RE = lazyre.compile(r"^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 def instance_name(value: str) -> str:

@@ -8,9 +8,11 @@ OpenSSH returns when it could not run the command at all); else 0.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from tpuctl.errors import ExitCode
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 UNREACHABLE_EXIT = int(ExitCode.UNREACHABLE)
 

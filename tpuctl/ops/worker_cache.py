@@ -20,10 +20,10 @@ reads entries with `read_entry`.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
+from tpuctl import wirejson
 from tpuctl.digest import sha256_hex
 from tpuctl.paths import local_dir, private_dir
 
@@ -56,7 +56,7 @@ _FORMAT = 3
 def identity(endpoint: str | None, project: str, zone: str, name: str) -> str:
     """Which node this is: (endpoint, project, zone, name), since emulators reuse names across
     runs. Keys this cache and the connection daemon's pools."""
-    return json.dumps([endpoint or "gcp", project, zone, name])
+    return wirejson.dumps([endpoint or "gcp", project, zone, name], spaced=True)
 
 
 def node_identity(cloud: Cloud, name: str) -> str:
@@ -93,6 +93,8 @@ def store(cloud: Cloud, access: Access, *, public_key: str, targets: Sequence[Ss
     private_dir(os.path.dirname(path))
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    import json
+
     with os.fdopen(fd, "w") as f:
         json.dump(entry, f)
     os.replace(tmp, path)
@@ -103,8 +105,8 @@ def read_entry(node: str, name: str, *, public_key: str, ttl: float = TTL_SECOND
     """The cached entry of a READY node if it is younger than `ttl`, was written for this key,
     names every worker with its host key and a login user; else None (ask the API)."""
     try:
-        with open(entry_path(node, name)) as f:
-            entry = json.load(f)
+        with open(entry_path(node, name), "rb") as f:
+            entry = wirejson.loads(f.read())
         age = (time.time() if now is None else now) - float(entry["fetched_at"])
         if entry.get("format") != _FORMAT or entry.get("key") != key_id(public_key):
             return None
@@ -165,8 +167,8 @@ def key_change(cloud: Cloud, name: str) -> float:
     """When tpuctl last changed the node's keys, as its entry says (0 if none), however
     old the entry: a key change outlives the worker list's freshness."""
     try:
-        with open(entry_path(node_identity(cloud, name), name)) as f:
-            entry = json.load(f)
+        with open(entry_path(node_identity(cloud, name), name), "rb") as f:
+            entry = wirejson.loads(f.read())
         return float(entry["login"].get("keys_changed_at") or 0)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return 0.0

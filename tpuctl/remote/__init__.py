@@ -14,10 +14,8 @@ only to make the bundle."""
 from __future__ import annotations
 
 import os
-import re
-import shlex
-from functools import lru_cache
 
+from tpuctl import lazyre, shquote
 from tpuctl.digest import sha256, sha256_hex
 
 TYPE_CHECKING = False
@@ -41,8 +39,8 @@ INSTALL_SCRIPTS = "install"  # what `script_call` names the scripts' installer (
 # script did not run there. No worker script exits with it (tests/unit/test_guarded_call.py).
 ABSENT = 97
 _GUARD = '[ -d "$HOME/.tpuctl/bin/{h}" ] || exit {absent}; exec '
-_SCRIPT_PATH = re.compile(r"^\$HOME/\.tpuctl/bin/[0-9a-f]+/(\w+)\.sh$")
-_GUARD_RE = re.compile(r'^\[ -d "\$HOME/\.tpuctl/bin/[0-9a-f]+" \] \|\| exit \d+; exec ')
+_SCRIPT_PATH = lazyre.compile(r"^\$HOME/\.tpuctl/bin/[0-9a-f]+/(\w+)\.sh$")
+_GUARD_RE = lazyre.compile(r'^\[ -d "\$HOME/\.tpuctl/bin/[0-9a-f]+" \] \|\| exit \d+; exec ')
 
 
 def _script_files() -> list[tuple[str, bytes]]:
@@ -54,19 +52,30 @@ def _script_files() -> list[tuple[str, bytes]]:
     return files
 
 
-@lru_cache(maxsize=1)
+# computed once a process (not with functools: the fast path does not import it)
+_HASH: list[str] = []
+_BUNDLE: list[tuple[str, bytes]] = []
+
+
 def scripts_hash() -> str:
     """The scripts' content hash: identical scripts, identical hash (their directory name on
     every worker)."""
-    digest = sha256()
-    for name, data in _script_files():
-        digest.update(name.encode() + b"\0" + data + b"\0")
-    return digest.hexdigest()[:16]
+    if not _HASH:
+        digest = sha256()
+        for name, data in _script_files():
+            digest.update(name.encode() + b"\0" + data + b"\0")
+        _HASH.append(digest.hexdigest()[:16])
+    return _HASH[0]
 
 
-@lru_cache(maxsize=1)
 def bundle() -> tuple[str, bytes]:
     """(content hash, gzipped tar of every script)."""
+    if not _BUNDLE:
+        _BUNDLE.append(_bundle())
+    return _BUNDLE[0]
+
+
+def _bundle() -> tuple[str, bytes]:
     import io
     import tarfile
 
@@ -82,12 +91,12 @@ def bundle() -> tuple[str, bytes]:
 
 
 def install_command(h: str) -> str:
-    return _INSTALL.format(h=shlex.quote(h))
+    return _INSTALL.format(h=shquote.quote(h))
 
 
 def script_command(h: str, name: str, args: Sequence[str]) -> str:
     """`bash "$HOME/.tpuctl/bin/<hash>/<name>.sh" 'arg' ...`: short, quoted once, by code."""
-    return f'bash "$HOME/.tpuctl/bin/{h}/{name}.sh" {shlex.join(args)}'.rstrip()
+    return f'bash "$HOME/.tpuctl/bin/{h}/{name}.sh" {shquote.join(args)}'.rstrip()
 
 
 def guarded(h: str, command: str) -> str:
@@ -114,6 +123,8 @@ def script_call(command: str) -> tuple[str, list[str]] | None:
     m = _GUARD_RE.match(command)
     if m:
         command = command[m.end():]
+    import shlex
+
     try:
         words = shlex.split(command)
     except ValueError:

@@ -11,11 +11,10 @@ confirms with `{"cancelled": 1}`.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
-from tpuctl import errors
+from tpuctl import errors, wirejson
 from tpuctl.digest import sha256
 from tpuctl.paths import local_dir
 from tpuctl.record import as_dict
@@ -71,7 +70,7 @@ def usable_socket_path() -> str | None:
 
 
 def encode(obj: Mapping[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+    return wirejson.dumps(obj).encode() + b"\n"
 
 
 # The daemon's first frame for a request it will run; anything else means nothing ran.

@@ -5,8 +5,6 @@ the full CLI then parses and, if need be, refuses with its own message and exit 
 
 from __future__ import annotations
 
-import re
-
 from tpuctl.record import record
 
 TYPE_CHECKING = False
@@ -29,8 +27,18 @@ OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
 }
 # the positional arguments after NAME each command takes (RUN: a run id, optional)
 _MAX_POSITIONALS = {"exec": 1, "status": 2, "tail": 2, "stop": 2, "ssh-config": 1}
-_FLOAT = re.compile(r"^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$")
-_INT = re.compile(r"^[0-9]+$")
+_DIGITS = "0123456789"
+
+
+def _int(value: str) -> bool:
+    """`[0-9]+`, without `re` (its import alone is ~4 ms of a fast-path command)."""
+    return bool(value) and not value.strip(_DIGITS)
+
+
+def _float(value: str) -> bool:
+    """`[0-9]+(\\.[0-9]*)?` or `\\.[0-9]+`: plain decimals."""
+    whole, _, frac = value.partition(".")
+    return bool(whole or frac) and (not whole or _int(whole)) and (not frac or _int(frac))
 
 
 @record
@@ -97,11 +105,11 @@ def parse(argv: Sequence[str]) -> Args | None:
         if not value or value.startswith("-"):
             return None
         if kind == "float":
-            if not _FLOAT.match(value):
+            if not _float(value):
                 return None
             values[field] = float(value)
         elif kind == "int":
-            if not _INT.match(value):
+            if not _int(value):
                 return None
             values[field] = int(value)
         else:

@@ -6,8 +6,8 @@ frames read as they come."""
 from __future__ import annotations
 
 import _socket
-import json
 
+from tpuctl import wirejson
 from tpuctl.record import record
 from tpuctl.workers import muxproto
 
@@ -92,7 +92,7 @@ def _frames(lines: _Lines, chosen: Sequence[int],
             line = lines.line()
             if not line:
                 break
-            frame = json.loads(line)
+            frame = wirejson.loads(line)
             if not isinstance(frame, dict):
                 break
             if "o" in frame:
