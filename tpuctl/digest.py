@@ -11,13 +11,15 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from hashlib import sha256
 else:
-    try:
-        from _sha2 import sha256  # Python 3.12+
-    except ImportError:
-        try:
+    import sys
+
+    try:  # the right one first: a failed import searches every sys.path entry (~0.2 ms)
+        if sys.version_info >= (3, 12):
+            from _sha2 import sha256
+        else:
             from _sha256 import sha256
-        except ImportError:
-            from hashlib import sha256
+    except ImportError:
+        from hashlib import sha256
 
 __all__ = ["sha256", "sha256_hex"]
 

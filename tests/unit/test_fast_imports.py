@@ -44,6 +44,9 @@ for argv in (["exec", "n1", "-w", "0,1", "--timeout", "1.5", "--json", "--", "tr
     assert args is not None and commands._valid(args), argv
     node.find(args)  # no worker cache here: it reads the configuration and the key
 wirejson.loads(wirejson.dumps({"o": [0, "stdout", "x"]}))
+from tpuctl import remote
+from tpuctl.workers import muxproto
+muxproto.usable_socket_path(), remote.scripts_hash()
 print(" ".join(sorted(set(sys.modules) - base)))
 """
 

@@ -43,12 +43,16 @@ _SCRIPT_PATH = lazyre.compile(r"^\$HOME/\.tpuctl/bin/[0-9a-f]+/(\w+)\.sh$")
 _GUARD_RE = lazyre.compile(r'^\[ -d "\$HOME/\.tpuctl/bin/[0-9a-f]+" \] \|\| exit \d+; exec ')
 
 
+def _script_names() -> list[str]:
+    return [name for name in sorted(os.listdir(_HERE))
+            if name.endswith(".sh") or name in WORKER_PROGRAMS]
+
+
 def _script_files() -> list[tuple[str, bytes]]:
     files = []
-    for name in sorted(os.listdir(_HERE)):
-        if name.endswith(".sh") or name in WORKER_PROGRAMS:
-            with open(os.path.join(_HERE, name), "rb") as f:
-                files.append((name, f.read()))
+    for name in _script_names():
+        with open(os.path.join(_HERE, name), "rb") as f:
+            files.append((name, f.read()))
     return files
 
 
@@ -61,10 +65,15 @@ def scripts_hash() -> str:
     """The scripts' content hash: identical scripts, identical hash (their directory name on
     every worker)."""
     if not _HASH:
-        digest = sha256()
-        for name, data in _script_files():
-            digest.update(name.encode() + b"\0" + data + b"\0")
-        _HASH.append(digest.hexdigest()[:16])
+        from tpuctl.filedigest import remembered
+
+        def compute() -> str:
+            digest = sha256()
+            for name, data in _script_files():
+                digest.update(name.encode() + b"\0" + data + b"\0")
+            return digest.hexdigest()[:16]
+
+        _HASH.append(remembered("scripts", _HERE, _script_names(), compute))
     return _HASH[0]
 
 

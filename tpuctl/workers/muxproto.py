@@ -52,12 +52,18 @@ def mux_dir() -> str:
 def code_id() -> str:
     """Identifies the daemon code: a client never talks to a daemon from another tpuctl
     version (an upgraded or edited install starts its own; the old one idles out)."""
-    h = sha256(str(PROTOCOL).encode())
+    from tpuctl.filedigest import remembered
+
     here = os.path.dirname(os.path.abspath(__file__))
-    for name in DAEMON_FILES:
-        with open(os.path.join(here, name), "rb") as f:
-            h.update(f.read())
-    return h.hexdigest()[:12]
+
+    def compute() -> str:
+        h = sha256(str(PROTOCOL).encode())
+        for name in DAEMON_FILES:
+            with open(os.path.join(here, name), "rb") as f:
+                h.update(f.read())
+        return h.hexdigest()[:12]
+
+    return remembered(f"mux-code-{PROTOCOL}", here, DAEMON_FILES, compute)
 
 
 def socket_path() -> str:
