@@ -34,8 +34,8 @@ def remembered(kind: str, directory: str, names: Sequence[str],
     cache = local_dir("cache")
     path = os.path.join(cache, f"{kind}.digest")
     try:
-        with open(path, encoding="ascii") as f:
-            saved, _, value = f.read().strip().partition(" ")
+        with open(path, "rb") as f:
+            saved, _, value = f.read().decode().strip().partition(" ")
         if saved == sig and 0 < len(value) <= 64 and not value.strip(_HEX):
             return value
     except (OSError, ValueError):
@@ -45,8 +45,8 @@ def remembered(kind: str, directory: str, names: Sequence[str],
         tmp = f"{path}.{os.getpid()}.tmp"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="ascii") as f:
-                f.write(f"{sig} {value}\n")
+            with os.fdopen(fd, "wb") as f:
+                f.write(f"{sig} {value}\n".encode())
             os.replace(tmp, path)
         except OSError:
             pass

@@ -47,6 +47,8 @@ wirejson.loads(wirejson.dumps({"o": [0, "stdout", "x"]}))
 from tpuctl import remote
 from tpuctl.workers import muxproto
 muxproto.usable_socket_path(), remote.scripts_hash()
+from tpuctl.naming import ssh_username
+ssh_username()
 print(" ".join(sorted(set(sys.modules) - base)))
 """
 
@@ -128,3 +130,15 @@ def test_names_and_run_ids_are_checked_as_the_full_cli_checks_them(s: str) -> No
     through): the full CLI then decides, with its own message."""
     assert commands._node_name(s) == bool(_NODE_RE.match(s) and not s.endswith("\n"))
     assert commands._run_id(s) == bool(RUN_ID_RE.match(s) and not s.endswith("\n"))
+
+
+@given(st.text(max_size=40))
+def test_the_login_name_is_reduced_as_the_pattern_reduced_it(raw: str) -> None:
+    from unittest import mock
+
+    from tpuctl import naming
+
+    with mock.patch.object(naming, "login_name", return_value=raw):
+        got = naming.ssh_username()
+    want = re.sub(r"[^a-z0-9_-]", "", raw.lower())[:32]
+    assert got == (want if want and want[0].isalpha() else f"u{want}" if want else "tpuctl")
