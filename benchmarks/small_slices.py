@@ -9,6 +9,8 @@ exec -- true on every worker:
   tpuctl-fast      `tpuctl exec NAME -- true` as users run it: the fast path (cli/fast/),
                    worker list cached, daemon warm
   tpuctl-full      the same with TPUCTL_FAST_PATH=0: the full CLI (typer) through the daemon
+  tpuctl-fast-uv   (with --uv-tpuctl) tpuctl-fast through a console script uv wrote (`uv tool
+                   install`, `uv pip install`): unlike pip's, it does not import `re`
   daemon-step      the daemon's own step: the fast path's request sent from this process
                    (no interpreter start, no imports)
   in-process       the same step on connections held open in this process (asyncssh, no
@@ -20,12 +22,13 @@ status of a running job on every worker:
   daemon-step      the fast path's status request (status.sh on every worker) from this
                    process
 
-And where a fast-path command's time goes: the interpreter (`python -c pass`), the fast
-path's imports, the daemon's step, and the rest (config, cache, output). The OpenSSH runs use
+And where a fast-path command's time goes: the interpreter (`python -c pass`), the `re`
+that pip's console script imports before tpuctl's code runs, the fast path's imports, the
+daemon's step, and the rest (config, cache, output). The OpenSSH runs use
 tpuctl's key and pinned host keys with the options `tpuctl ssh` uses. Repetitions are
 interleaved; tables show median (best) and ratios of medians.
 
-  python benchmarks/small_slices.py [--sizes 1,4,16,64] [--repeat 7]
+  python benchmarks/small_slices.py [--sizes 1,4,16,64] [--repeat 7] [--uv-tpuctl PATH]
 """
 
 from __future__ import annotations
@@ -48,8 +51,8 @@ EXEC = ["seq-openssh", "par-openssh", "par-openssh-mux", "tpuctl-fast", "tpuctl-
         "daemon-step", "in-process"]
 STATUS = ["mux-cat", "tpuctl-fast", "tpuctl-full", "daemon-step"]
 RUN_FILES = ("pid", "pgid", "heartbeat", "started_at")
-FAST_IMPORTS = ("import tpuctl.cli.entry, tpuctl.cli.fast.commands, tpuctl.cli.fast.daemon, "
-                "tpuctl.cli.fast.node")
+FAST_IMPORTS = ("import re, tpuctl.cli.entry, tpuctl.cli.fast.commands, "
+                "tpuctl.cli.fast.daemon, tpuctl.cli.fast.node")  # re: pip's console script
 
 
 def cli_env(bench: Bench, fast: bool) -> dict[str, str]:
@@ -137,7 +140,12 @@ def main() -> int:
     ap.add_argument("--sizes", default="1,4,16,64")
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--out", default="small_slices")
+    ap.add_argument("--uv-tpuctl", default=None,
+                    help="the same tpuctl installed by uv (its console script): tpuctl-fast-uv")
     args = ap.parse_args()
+    if args.uv_tpuctl:
+        EXEC.insert(EXEC.index("tpuctl-fast") + 1, "tpuctl-fast-uv")
+        STATUS.insert(STATUS.index("tpuctl-fast") + 1, "tpuctl-fast-uv")
     sizes = sorted({int(s) for s in args.sizes.split(",")})
     bad = [s for s in sizes if s not in SIZES]
     if bad:
@@ -175,7 +183,8 @@ def main() -> int:
             session = open_session(sl.ports, sl.name)
             assert all(r.ok for r in loop.run_until_complete(session.run("true")))
             # the same round's interpreter start and fast-path imports (load varies by size)
-            floor: dict[str, list[float]] = {"python -c pass": [], "fast-path imports": []}
+            floor: dict[str, list[float]] = {"python -c pass": [], "import re": [],
+                                             "fast-path imports": []}
             stt: dict[str, list[float]] = {m: [] for m in STATUS}
             warmed = time.monotonic()
             for _ in range(args.repeat):
@@ -190,6 +199,9 @@ def main() -> int:
                 ex["par-openssh-mux"].append(par_openssh(sl, mux=True))
                 ex["tpuctl-fast"].append(timed_proc([tp, "exec", sl.name, "--", "true"], fast,
                                                     bench.cwd))
+                if args.uv_tpuctl:
+                    ex["tpuctl-fast-uv"].append(timed_proc(
+                        [args.uv_tpuctl, "exec", sl.name, "--", "true"], fast, bench.cwd))
                 ex["tpuctl-full"].append(timed_proc([tp, "exec", sl.name, "--", "true"], full,
                                                     bench.cwd))
                 ex["daemon-step"].append(daemon_step(sl.name))
@@ -201,10 +213,14 @@ def main() -> int:
                 stt["mux-cat"].append(time.perf_counter() - t0)
                 stt["tpuctl-fast"].append(timed_proc([tp, "status", sl.name, run], fast,
                                                      bench.cwd))
+                if args.uv_tpuctl:
+                    stt["tpuctl-fast-uv"].append(timed_proc(
+                        [args.uv_tpuctl, "status", sl.name, run], fast, bench.cwd))
                 stt["tpuctl-full"].append(timed_proc([tp, "status", sl.name, run], full,
                                                      bench.cwd))
                 stt["daemon-step"].append(status_step(sl.name, run))
                 floor["python -c pass"].append(timed_proc([py, "-c", "pass"], fast, bench.cwd))
+                floor["import re"].append(timed_proc([py, "-c", "import re"], fast, bench.cwd))
                 floor["fast-path imports"].append(timed_proc([py, "-c", FAST_IMPORTS], fast,
                                                              bench.cwd))
             assert took_fast_path(bench, ["exec", sl.name, "--", "true"]), "exec fell back"
@@ -243,6 +259,9 @@ def main() -> int:
              "daemon step / in process": e["daemon-step"] / e["in-process"],
              "status fast / ControlMaster cat": st["tpuctl-fast"] / st["mux-cat"],
              "status full / fast": st["tpuctl-full"] / st["tpuctl-fast"]}
+        if "tpuctl-fast-uv" in e:
+            r["exec fast (uv) / ControlMaster"] = e["tpuctl-fast-uv"] / e["par-openssh-mux"]
+            r["status fast (uv) / ControlMaster cat"] = st["tpuctl-fast-uv"] / st["mux-cat"]
         data["sizes"][str(s)]["ratios"] = {k: round(v, 2) for k, v in r.items()}
         ratio_rows.append([str(s), *(fmt_ratio(v) for v in r.values())])
         limit = 2.0 if s <= 4 else 1.0
@@ -260,14 +279,15 @@ def main() -> int:
     for s in sizes:
         e, fl = data["sizes"][str(s)]["exec"], data["sizes"][str(s)]["floor"]
         pass_s = fl["python -c pass"]["best_s"]
-        imports_s = max(0.0, fl["fast-path imports"]["best_s"] - pass_s)
+        re_s = max(0.0, fl["import re"]["best_s"] - pass_s)
+        imports_s = max(0.0, fl["fast-path imports"]["best_s"] - pass_s - re_s)
         total, step = e["tpuctl-fast"]["best_s"], e["daemon-step"]["best_s"]
-        rows.append([str(s), fmt_s(total), fmt_s(pass_s), fmt_s(imports_s), fmt_s(step),
-                     fmt_s(max(0.0, total - pass_s - imports_s - step)),
+        rows.append([str(s), fmt_s(total), fmt_s(pass_s), fmt_s(re_s), fmt_s(imports_s),
+                     fmt_s(step), fmt_s(max(0.0, total - pass_s - re_s - imports_s - step)),
                      fmt_s(e["par-openssh-mux"]["best_s"])])
     print("\nwhere `tpuctl exec` (fast path) spends its time (best runs)\n")
-    print(table(["workers", "total", "interpreter", "fast-path imports", "daemon step",
-                 "rest", "ControlMaster"], rows))
+    print(table(["workers", "total", "interpreter", "pip's `import re`", "fast-path imports",
+                 "daemon step", "rest", "ControlMaster"], rows))
     data["targets"] = targets
     print("\ntargets\n")
     print(table(["target", "result"], [[k, "MET" if v else "MISSED"]
