@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tpuctl import lazyre, shquote, wirejson
@@ -47,6 +47,8 @@ wirejson.loads(wirejson.dumps({"o": [0, "stdout", "x"]}))
 from tpuctl import remote
 from tpuctl.workers import muxproto
 muxproto.usable_socket_path(), remote.scripts_hash()
+from tpuctl.ops.results import worker_run_id
+worker_run_id(0, "r1")
 from tpuctl.naming import ssh_username
 ssh_username()
 print(" ".join(sorted(set(sys.modules) - base)))
@@ -142,3 +144,14 @@ def test_the_login_name_is_reduced_as_the_pattern_reduced_it(raw: str) -> None:
         got = naming.ssh_username()
     want = re.sub(r"[^a-z0-9_-]", "", raw.lower())[:32]
     assert got == (want if want and want[0].isalpha() else f"u{want}" if want else "tpuctl")
+
+
+@given(st.text(alphabet="abzAZ09-._\n/ ", max_size=130))
+@example("a" * 128)
+@example("a" * 129)
+@example("a" * 128 + "\n")
+@example("\n")
+def test_a_reported_run_id_is_checked_as_the_pattern_checks_it(s: str) -> None:
+    from tpuctl import validate
+
+    assert validate._is_run_id(s) == bool(RUN_ID_RE.match(s))
