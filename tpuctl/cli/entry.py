@@ -37,4 +37,24 @@ def main() -> None:
         from tpuctl.cli.main import main as full
 
         full()
+    else:
+        _exit_now(code)
     sys.exit(code)
+
+
+def _exit_now(code: int) -> None:
+    """A command the fast path did by itself leaves without the interpreter's teardown
+    (~1.3 ms of freeing modules and objects nothing needs), its output flushed first. Not
+    after the full CLI ran in process (handoff), nor with a thread or an atexit handler, nor
+    when a flush fails: then `sys.exit` does what it always does."""
+    import atexit
+
+    if "tpuctl.cli.main" in sys.modules or "threading" in sys.modules or \
+            getattr(atexit, "_ncallbacks", lambda: 1)():
+        return
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:  # e.g. a closed pipe: the usual exit reports it
+        return
+    os._exit(code)
