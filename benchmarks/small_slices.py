@@ -289,6 +289,7 @@ def main() -> int:
     print(table(["workers", "total", "interpreter", "pip's `import re`", "fast-path imports",
                  "daemon step", "rest", "ControlMaster"], rows))
     data["targets"] = targets
+    data["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]  # others share the cores
     print("\ntargets\n")
     print(table(["target", "result"], [[k, "MET" if v else "MISSED"]
                                        for k, v in targets.items()]))
