@@ -155,3 +155,18 @@ def test_a_reported_run_id_is_checked_as_the_pattern_checks_it(s: str) -> None:
     from tpuctl import validate
 
     assert validate._is_run_id(s) == bool(RUN_ID_RE.match(s))
+
+
+def test_the_installed_command_runs_tpuctl_before_importing_anything_else() -> None:
+    # pip's generated entry-point wrapper imports `re` (~4 ms) before tpuctl's first line,
+    # which alone took `exec` at 4 workers over 2x ControlMaster: the package ships its own
+    # script (bin/tpuctl, pyproject's script-files), installed beside the interpreter
+    script = Path(sys.executable).with_name("tpuctl")
+    assert script.is_file(), "tpuctl is not installed in this environment (pip install -e .)"
+    text = script.read_text()
+    assert text.splitlines()[0].startswith("#!") and "python" in text.splitlines()[0]
+    code = [ln.strip() for ln in text.splitlines()[1:] if ln.strip() and ln[0] != "#"]
+    assert code[0] == "import sys" and code[1] == "from tpuctl.cli.entry import main", code
+    assert not any(ln.startswith(("import re", "from re ")) for ln in code)
+    r = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("tpuctl "), r.stderr
