@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tpuctl.capacity import Capacity
+from tpuctl.defaults import DEFAULT_SERVE_PORT as DEFAULT_SERVE_PORT  # re-exported
 from tpuctl.vmoptions import VmOptions
 
 MANAGED_LABEL = "managed-by"
@@ -13,7 +14,6 @@ MANAGED_VALUE = "tpuctl"
 TASK_LABEL = "tpuctl-task"
 EXPIRES_LABEL = "tpuctl-expires"  # unix seconds after which `tpuctl gc` may delete the node
 OWNER_LABEL = "tpuctl-owner"  # who created it (naming.owner_label): delete/down/gc are theirs
-DEFAULT_SERVE_PORT = 30000  # sglang's HTTP port on rank 0: recipes, serve, forward, generate
 
 
 @dataclass(frozen=True)

@@ -434,3 +434,11 @@ def test_only_renderers_print() -> None:
     assert commands, "no command modules found"
     assert _cli_lines(commands, r"\boutput\.|\bprint\(|\bsys\.std(out|err)\.write|"
                       r"\btyper\.echo|\bto_dict\(") == {}
+
+
+def test_root_help_loads_no_data_model(tmp_path: Path) -> None:
+    # the data model (dataclasses, capacity, VM options: ~5 ms) is the operations' business;
+    # `tpuctl --help` only names commands (docs/performance.md, start-up)
+    report = _probe(["--help"], tmp_path)
+    assert report["rc"] == 0 and "Usage" in report["help"]
+    assert not {"tpuctl.model", "tpuctl.capacity", "tpuctl.vmoptions"} & set(report["modules"])

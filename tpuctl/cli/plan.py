@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from tpuctl.cli.options import JsonOpt
-from tpuctl.model import DEFAULT_SERVE_PORT
+from tpuctl.defaults import DEFAULT_SERVE_PORT
 
 app = typer.Typer(
     help="Plan work on a slice without touching the cloud (tp/dp, memory, exact argv).",

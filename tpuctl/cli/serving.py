@@ -19,7 +19,7 @@ from tpuctl.cli.options import (
     ports_for,
     route_flags,
 )
-from tpuctl.model import DEFAULT_SERVE_PORT
+from tpuctl.defaults import DEFAULT_SERVE_PORT
 
 PortOpt = Annotated[int, typer.Option(help="the server's port on worker 0")]
 
