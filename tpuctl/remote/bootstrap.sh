@@ -22,12 +22,8 @@ mkdir -p "$base" "$logs"
 # it lingers as a zombie that `kill -0` still reports alive: neither counts as running, or a
 # retry right after a failure would find the old run "running" and never start a new one.
 running() {
-  local pid st
   [ -f "$base/$hash.pid" ] && [ ! -f "$base/$hash.exit" ] || return 1
-  pid=$(cat "$base/$hash.pid")
-  kill -0 "$pid" 2>/dev/null || return 1
-  st=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) || true
-  [ "$st" != Z ]
+  proc_alive "$(cat "$base/$hash.pid")"
 }
 
 case "$mode" in

@@ -33,6 +33,18 @@ group_alive() {
     | awk -v g="$pgid" '$3 == g && $1 != "Z" { found = 1 } END { exit !found }'
 }
 
+# proc_alive PID: PID is a live process, not a zombie. `kill -0` (and `tail --pid`) count a
+# zombie as alive, and an orphan stays one until PID 1 reaps it: at once under systemd,
+# seconds later under some sandboxes' init, never where PID 1 does not reap (a container's
+# shell). A builtin read, as in group_alive.
+proc_alive() {
+  local stat= rest
+  kill -0 "$1" 2>/dev/null || return 1
+  { IFS= read -r -d '' stat || :; } 2>/dev/null <"/proc/$1/stat" || :
+  rest=${stat##*) }
+  [ "${rest:0:1}" != Z ]
+}
+
 # proc_start PID: when PID started (clock ticks since boot, field 22 of /proc/PID/stat).
 proc_start() {
   local stat rest
