@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, Emulator, tpu_client
+from tests.conftest import Cli, Emulator, tpu_client, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -131,6 +131,10 @@ def test_os_login_logs_in_as_the_posix_user_and_runs_the_quickstart_loop(
         # everything the loop left is in the POSIX user's home, nothing in the image's user's;
         # asked through the connection daemon, which logs in as that user too
         daemon = user.env(TPUCTL_PERSIST_CONNECTIONS="60")
+        r = user("exec", OSL, "--", "true", env=daemon)  # in process; starts the daemon
+        assert r.returncode == 0, r.stderr
+        wait_until(lambda: json.loads(user("mux", "status", "--json", env=daemon).stdout),
+                   lambda st: st.get("running"), timeout=30)
         r = user("exec", OSL, "--", "bash", "-c", "echo $(whoami) $HOME", env=daemon)
         assert r.returncode == 0, r.stderr
         lines = sorted(r.stdout.splitlines())
