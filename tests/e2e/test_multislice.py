@@ -42,6 +42,9 @@ def test_multislice_quickstart_trains_on_8_processes_and_survives_a_preempted_sl
         labels = sorted(ln.split()[0] for ln in ex.stdout.splitlines())
         assert labels == [f"[s{s}w{w}]" for s in (0, 1) for w in range(4)]
         assert len({ln.split()[1] for ln in ex.stdout.splitlines()}) == 8  # 8 distinct workers
+        one = cli("exec", NAME, "--worker", "s1w0", "--", "hostname")  # selected as labelled
+        assert one.returncode == 0, one.stderr
+        assert [ln.split()[0] for ln in one.stdout.splitlines()] == ["[s1w0]"], one.stdout
         st = cli("status", NAME)
         assert st.returncode == 0, st.stderr  # the recreated run exited 0 everywhere
         cfg = cli("ssh-config", NAME)

@@ -20,6 +20,7 @@ from tpuctl.cli.options import (
     ProjectOpt,
     ProxyCommandOpt,
     ProxyJumpOpt,
+    WorkersOpt,
     ZoneOpt,
     ports_for,
     route_flags,
@@ -31,7 +32,7 @@ def tail(
     lines: Annotated[int, typer.Option("-n", "--lines", help="last N lines per worker")] = 50,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="follow until every worker "
                                          "exits; exit with the job's code")] = False,
-    worker: Annotated[str, typer.Option("--worker", "-w", help="all, or e.g. 0,2-3")] = "all",
+    worker: WorkersOpt = "all",
     api_endpoint: EndpointOpt = None, project: ProjectOpt = None, zone: ZoneOpt = None,
     ssh_proxy_jump: ProxyJumpOpt = None, ssh_proxy_command: ProxyCommandOpt = None,
     tunnel_through_iap: IapOpt = False, internal_ip: InternalIpOpt = False,

@@ -36,6 +36,9 @@ ZoneOpt = Annotated[str | None, typer.Option(
     callback=not_an_option)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
 NameArg = Annotated[str, typer.Argument(help="node (task) name", show_default=False)]
+# a worker selection (workers/select.py), with the `sSwW` of a multislice group's labels
+WorkersOpt = Annotated[str, typer.Option(
+    "--worker", "-w", help="all, an index, 0,2-3, or s1w0-3 in a multislice group")]
 DryRunOpt = Annotated[bool, typer.Option(
     "--dry-run", help="print the API requests and worker scripts this would send, in order, "
     "and change nothing")]

@@ -17,6 +17,7 @@ from tpuctl.cli.options import (
     ProjectOpt,
     ProxyCommandOpt,
     ProxyJumpOpt,
+    WorkersOpt,
     ZoneOpt,
     ports_for,
     route_flags,
@@ -27,8 +28,7 @@ def exec_(
     name: NameArg,
     command: Annotated[list[str], typer.Argument(help="the command, after --",
                                                  show_default=False)],
-    worker: Annotated[str, typer.Option("--worker", "-w", help="all, an index, or e.g. 0,2-3")
-                      ] = "all",
+    worker: WorkersOpt = "all",
     timeout: Annotated[float | None, typer.Option(help="seconds per worker before giving up")
                        ] = None,
     json_: JsonOpt = False,

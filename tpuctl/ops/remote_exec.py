@@ -27,7 +27,7 @@ def build_command(argv: Sequence[str]) -> str:
 class ExecRequest:
     name: str
     argv: tuple[str, ...]
-    workers: str = "all"  # all, an index, or e.g. 0,2-3
+    workers: str = "all"  # all, an index, e.g. 0,2-3, or s1w0-3 in a multislice group
     timeout: float | None = None  # seconds per worker
 
 
@@ -47,7 +47,8 @@ async def run_exec(ports: Ports, req: ExecRequest, on_output: OnOutput | None = 
     command = check(req)
     session = open_session(ports, req.name, shared=True)
     try:
-        indices = parse_worker_selection(req.workers, len(session.slice.workers))
+        sl = session.slice
+        indices = parse_worker_selection(req.workers, len(sl.workers), sl.slices)
         results = await session.run(command, indices=indices, timeout=req.timeout,
                                     on_output=on_output)
     finally:

@@ -195,7 +195,8 @@ def tail_node(ports: Ports, req: TailRequest, on_line: OnLine) -> TailResult:
     parse_worker_selection(req.workers, None)
 
     async def go(session: SliceSession) -> TailResult:
-        idx = parse_worker_selection(req.workers, len(session.slice.workers))
+        sl = session.slice
+        idx = parse_worker_selection(req.workers, len(sl.workers), sl.slices)
         return await tail(session, req.run_id, lines=req.lines, follow=req.follow,
                           indices=idx, on_line=on_line)
 

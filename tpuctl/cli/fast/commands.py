@@ -87,8 +87,8 @@ def _target(args: Args, *, selected: bool) -> tuple[Node, list[int]] | None:
         return None
     if not selected:
         return node, [int(w["index"]) for w in node.workers]
-    try:
-        return node, parse_worker_selection(args.worker, len(node.workers))
+    try:  # one slice: node.find leaves a multislice group to the full CLI
+        return node, parse_worker_selection(args.worker, len(node.workers), slices=1)
     except TpuctlError:
         return None
 
