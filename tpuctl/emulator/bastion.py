@@ -136,8 +136,7 @@ class Bastion:
         keys, network = self._parse(body)
         settings = dict(self._settings or {})
         if "slot" not in settings:
-            used = {r.slot for r in self._core.store.nodes.values()}
-            slot = addressing.allocate_slot(used)
+            slot = self._core.store.allocate_slot()
             if slot is None:
                 raise ApiError(429, "RESOURCE_EXHAUSTED", "no address block left for a bastion")
             settings["slot"] = slot

@@ -95,10 +95,7 @@ class Nodes:
         return plan_node(parent, node_id, body, self._store.nodes)
 
     def _allocate_slot(self) -> int:
-        used = {r.slot for r in self._store.nodes.values()}
-        if self._store.bastion and self._store.bastion.get("slot"):
-            used.add(int(self._store.bastion["slot"]))
-        slot = addressing.allocate_slot(used)
+        slot = self._store.allocate_slot()
         if slot is None:
             raise ApiError(
                 429,

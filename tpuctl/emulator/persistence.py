@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tpuctl.emulator.addressing import SlotClaims
 from tpuctl.emulator.resources import NodeRecord, QueuedResourceRecord
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,18 @@ class Store:
         self.bastion: dict[str, Any] | None = None  # its settings (bastion.py)
         self.reservations: dict[str, dict[str, Any]] = {}  # name -> reservation (admin)
         self.disks: dict[str, dict[str, Any]] = {}  # name -> Compute disk (disks.py)
+        self.slots = SlotClaims()  # the address blocks held machine-wide (addressing.py)
+
+    def used_slots(self) -> set[int]:
+        """The address blocks this emulator's nodes and bastion own."""
+        used = {r.slot for r in self.nodes.values()}
+        if self.bastion and self.bastion.get("slot"):
+            used.add(int(self.bastion["slot"]))
+        return used
+
+    def allocate_slot(self) -> int | None:
+        """A new address block, claimed machine-wide at once (None: none left)."""
+        return self.slots.allocate(self.used_slots())
 
     @property
     def state_file(self) -> Path:
@@ -72,6 +85,10 @@ class Store:
         self.bastion = data.get("bastion") or None
         self.reservations = dict(data.get("reservations") or {})
         self.disks = dict(data.get("disks") or {})
+        for slot in sorted(self.used_slots()):  # a restart: hold our blocks again
+            if not self.slots.claim(slot):
+                log.warning("address block 127.%d.0.0/16 of a saved node is claimed by another "
+                            "emulator on this machine", slot)
 
     def save(self) -> None:
         self._prune_operations()

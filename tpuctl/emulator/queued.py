@@ -110,9 +110,7 @@ class QueuedResources:
     def _blocked(self, qr: QueuedResourceRecord, plan: QueuedPlan) -> bool | tuple[int, str]:
         """True while capacity holds the request back; an error when it never will."""
         zone = parse_location(qr.name.rsplit("/queuedResources/", 1)[0])[1]
-        used = {r.slot for r in self._store.nodes.values()}
-        if self._store.bastion and self._store.bastion.get("slot"):
-            used.add(int(self._store.bastion["slot"]))
+        used = self._store.used_slots()
         if addressing.MAX_SLOTS - len(used) < len(plan.plans) + 16:  # near the emulator's limit
             free = addressing.MAX_SLOTS - len(used | addressing.slots_elsewhere())
             if free < len(plan.plans):

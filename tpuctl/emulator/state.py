@@ -167,6 +167,7 @@ class EmulatorState:
         self.save()
         await self._bastion.stop()
         await self.workers.close()
+        self._store.slots.close()  # the blocks are free for other emulators again
 
     # ---------------------------------------------------------------- operations
 
