@@ -30,7 +30,10 @@ prices:
   v4:
     "*": {on_demand: 3.0}
 """
-BURN = "echo burning; end=$((SECONDS+6)); while [ $SECONDS -lt $end ]; do :; done; echo burnt"
+# burns until the test has seen it burning (or 90 s): a fixed few seconds can pass before a
+# loaded machine draws one frame of `top` on every worker
+BURN = ("echo burning; end=$((SECONDS+90)); "
+        "while [ $SECONDS -lt $end ] && [ ! -e ~/.burn-done ]; do :; done; echo burnt")
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +83,7 @@ def test_create_prices_the_node_and_top_follows_the_runs_real_cpu(me: Cli) -> No
         assert all(c["hbm_total"] == 32 * 2**30 and c["hbm_used"] > 0
                    for c in w["tpu"]["chips"])
         assert w["host_cpu_pct"] > 0 and w["last_line"] in ("burning", "burnt")
+    assert me("exec", A, "--", "bash", "-c", "touch ~/.burn-done").returncode == 0
     r = me("tail", A, "--follow")
     assert r.returncode == 0, r.stderr
     after = _top(me)  # the run is over: its CPU and the chips' metrics are gone
