@@ -28,4 +28,7 @@ PY=${PYTHON:-python3}
 
 .venv/bin/ruff check .
 .venv/bin/mypy tpuctl
-.venv/bin/python -m pytest -q -rs -p no:cacheprovider "$@"
+# Three workers on two cores: the end-to-end tests mostly wait (SSH, guest-agent delays, runs'
+# heartbeats), so the suite takes about half the time; whole modules per worker, longest first
+# (tests/conftest.py). `bash scripts/test.sh -n 0` runs it in one process.
+.venv/bin/python -m pytest -q -rs -p no:cacheprovider -n 3 --dist loadfile --no-loadscope-reorder "$@"

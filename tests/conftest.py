@@ -27,6 +27,21 @@ os.environ["NO_GCE_CHECK"] = "True"
 os.environ["TPUCTL_PERSIST_CONNECTIONS"] = "0"
 
 
+# The suite runs on 3 pytest-xdist workers (scripts/test.sh: `-n 3 --dist loadfile
+# --no-loadscope-reorder`): whole modules go to workers in collection order, two each to
+# start with, then one to whichever is free. The long end-to-end modules go first, so none
+# starts last and holds the run up alone; the two heaviest on CPU (8 JAX processes, 4 real
+# sglang-jax ranks) start on different workers, beside a light one (chaos: echo lines).
+SLOW_FIRST = tuple(f"tests/e2e/test_{m}.py" for m in (
+    "multislice", "sglang_real", "chaos", "serving", "docs", "loop", "fast_path",
+    "first_day", "ways_in", "top_cost", "control_plane", "mux", "bootstrap"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {path: i for i, path in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(SLOW_FIRST)))
+
+
 @dataclass
 class Emulator:
     endpoint: str
