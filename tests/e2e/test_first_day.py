@@ -231,3 +231,18 @@ def test_emulator_stop_then_start_keeps_the_endpoint(tmp_path):
         assert emu("start") == first and first.startswith("export TPUCTL_API_ENDPOINT=http")
     finally:
         emu("stop")
+
+
+def test_a_jobs_escape_sequences_are_shown_at_a_terminal_and_kept_in_a_pipe(cli, node, repo):
+    # clear the screen, write the clipboard (OSC 52), a red word, a progress bar's redraw
+    fmt = r"a\033[2Jb\033]52;c;SGVsbG8=\007c \033[31mred\n10%%\r100%%\n"
+    raw, code = _spawn(cli, repo, "exec", node, "--worker", "0", "--", "printf", fmt)
+    assert code == 0, raw[-2000:]
+    assert "a^[[2Jb^[]52;c;SGVsbG8=^Gc \x1b[31mred\x1b[0m" in raw
+    assert "\x1b[2J" not in raw and "\x1b]52" not in raw and "\x07" not in raw
+    assert re.search(r"\[w0\](\x1b\[0m)? 100%\r?\n", raw) and "10%" not in raw
+    piped = subprocess.run([sys.executable, "-m", "tpuctl", "exec", node, "--worker", "0", "--",
+                            "printf", fmt], capture_output=True, env=cli.env(), timeout=120,
+                           stdin=subprocess.DEVNULL)  # bytes: text mode would turn \r into \n
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout == b"[w0] a\x1b[2Jb\x1b]52;c;SGVsbG8=\x07c \x1b[31mred\n[w0] 10%\r100%\n"

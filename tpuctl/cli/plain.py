@@ -3,9 +3,11 @@ status, tail, stop, ssh-config) as both the full CLI's views (cli/render/) and t
 (cli/fast/) draw it. One function per piece of text, so the two paths cannot drift apart
 (tests/e2e/test_fast_path.py runs both and compares their bytes).
 
-Workers' lines are printed as they arrived, prefixed `[wN]`; on a terminal the prefix is
-coloured with a plain ANSI code (one per worker, as before) and the line is left exactly as
-the worker wrote it. (These lines used to go through rich, which also read them as markup
+Workers' lines are printed as they arrived, prefixed `[wN]`. Into a pipe or a file they
+are exactly as the worker wrote them; on a terminal the prefix is coloured with a plain ANSI
+code (one per worker, as before) and the line's control characters other than tabs and
+colours are shown, not obeyed (tpuctl/termsafe.py: a job's output must not drive the
+terminal). (These lines used to go through rich, which also read them as markup
 and emoji codes, expanded tabs and dropped carriage returns.) No colour when NO_COLOR is set
 or TERM is dumb, as rich decides for everything else it draws.
 """
@@ -16,6 +18,7 @@ import os
 import sys
 
 from tpuctl.labels import label
+from tpuctl.termsafe import for_terminal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -80,9 +83,15 @@ def line_printer(json_mode: bool) -> Callable[[int, str, str], None]:
     """Print each worker's lines as they arrive, prefixed `[wN]` (coloured on a terminal);
     with --json they go to stderr, so stdout holds the document only."""
     colour = not json_mode and sys.stdout.isatty()
+    terminals: dict[int, bool] = {}  # id(stream) -> a terminal? (asked once)
 
     def on_output(index: int, stream: str, line: str) -> None:
         target = sys.stderr if (stream == "stderr" or json_mode) else sys.stdout
+        tty = terminals.get(id(target))
+        if tty is None:
+            tty = terminals[id(target)] = target.isatty()
+        if tty:
+            line = for_terminal(line)
         if colour and colour_allowed(target):
             code = _COLOURS[index % len(_COLOURS)]
             target.write(f"\x1b[{code}m[{label(index)}]\x1b[0m {line}\n")
