@@ -24,10 +24,12 @@ write_atomic() { printf '%s\n' "$2" >"$1.tmp" && mv -f "$1.tmp" "$1"; }
 
 # The helpers below sleep in a child they end themselves when TERMed (`nap`), so neither
 # they nor a `sleep` of theirs outlives the run, and a TERM to the group (`stop`) ends them
-# at once instead of keeping the group alive until the KILL.
-nap() { sleep "$1" & naps=$!; wait "$naps"; }
+# at once instead of keeping the group alive until the KILL. The trap kills the subshell's
+# own background jobs (`jobs -p`), not a saved pid: a TERM that lands between `sleep &` and
+# the assignment of its pid (a `stop` right after `launch`) must not leave the sleep behind.
+nap() { sleep "$1" & wait "$!"; }
 (
-  trap 'kill "${naps:-}" 2>/dev/null; exit 0' TERM
+  trap 'kill $(jobs -p) 2>/dev/null; exit 0' TERM
   while :; do
     write_atomic "$run_dir/heartbeat" "$(date +%s)"
     nap 2
@@ -61,7 +63,7 @@ child=$!
 watchdog=
 if [ "$limit" != - ]; then
   (
-    trap 'kill "${naps:-}" 2>/dev/null; exit 0' TERM  # the run ended, or `stop` ends it
+    trap 'kill $(jobs -p) 2>/dev/null; exit 0' TERM  # the run ended, or `stop` ends it
     nap "$limit"
     kill -0 "$child" 2>/dev/null || exit 0
     : >"$run_dir/timed_out"
