@@ -42,6 +42,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(SLOW_FIRST)))
 
 
+@pytest.fixture
+def short_home() -> Iterator[Path]:
+    """A HOME short enough for the connection daemon's socket (muxproto.MAX_SOCKET_PATH):
+    a test's tmp_path is not, under xdist (`.../pytest-10/popen-gw0/<long test name>0`)."""
+    import shutil
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix="tpuctl-h", dir="/tmp"))
+    try:
+        yield home
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
 @dataclass
 class Emulator:
     endpoint: str

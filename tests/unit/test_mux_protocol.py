@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -46,8 +47,9 @@ def test_an_unknown_or_unsafe_type_name_is_a_plain_tpuctl_error(name: object) ->
     assert type(back) is errors.TpuctlError and back.message == "m"
 
 
-def test_a_long_home_has_no_socket(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+def test_a_long_home_has_no_socket(monkeypatch: pytest.MonkeyPatch, tmp_path,
+                                   short_home: Path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / ("x" * 90)))
     assert mux.usable_socket_path() is None
-    monkeypatch.setenv("HOME", str(tmp_path))
-    assert mux.usable_socket_path() == tmp_path / ".tpuctl" / "mux" / f"{mux.code_id()}.sock"
+    monkeypatch.setenv("HOME", str(short_home))
+    assert mux.usable_socket_path() == short_home / ".tpuctl" / "mux" / f"{mux.code_id()}.sock"

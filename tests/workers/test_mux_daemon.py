@@ -102,11 +102,11 @@ def test_hostile_output_lines_arrive_intact(env: Env, daemon: muxd.Daemon, text:
     assert lines == [text]
 
 
-def test_a_peer_that_is_not_a_daemon_means_in_process(env: Env, tmp_path: Path,
+def test_a_peer_that_is_not_a_daemon_means_in_process(env: Env, short_home: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever answers without acknowledging (garbage, a closed socket) costs nothing: the
     command runs in process once, and a daemon is started for the next command."""
-    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("HOME", str(short_home))
     mux.mux_dir().mkdir(parents=True)
     started: list[float] = []
     monkeypatch.setattr(mux, "start_daemon", started.append)
