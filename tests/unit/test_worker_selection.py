@@ -147,3 +147,24 @@ def test_the_fast_path_lets_the_slice_forms_through():
     for worker in ("s1w0-3", "s0,2"):
         args = parse(["exec", "g", "-w", worker, "--", "true"])
         assert args is not None and commands._valid(args), worker
+
+
+@pytest.mark.parametrize("spec,expected", [("w3", [3]), ("w1-2", [1, 2]), ("w0,3", [0, 3]),
+                                           ("w0,w2-3", [0, 2, 3])])
+def test_a_single_slices_labels_select_its_workers(spec, expected):
+    assert parse_worker_selection(spec, 4) == expected
+    parse_worker_selection(spec, None)  # and pass the syntax check
+
+
+@pytest.mark.parametrize("spec", ["w", "w-1", "wx", "w4", "w2-1", "ww1", "w1w2"])
+def test_bad_labels_are_usage_errors_naming_what_was_written(spec):
+    with pytest.raises(UsageError) as e:
+        parse_worker_selection(spec, 4)
+    assert spec[:3] in e.value.message or "does not exist" in e.value.message
+
+
+def test_a_bare_label_in_a_multislice_group_is_ambiguous_and_says_how_to_name_it():
+    with pytest.raises(UsageError) as e:
+        parse_worker_selection("w1", 8, slices=2)
+    assert "'w1'" in e.value.message and "multislice" in e.value.message
+    assert e.value.hint is not None and "s0w1" in e.value.hint

@@ -1,7 +1,8 @@
-"""Parsing `--worker all|0,2-3|s1w0-3` into a sorted list of (global) worker indices.
+"""Parsing `--worker all|0,2-3|w1|s1w0-3` into a sorted list of (global) worker indices.
 
 A multislice group labels its workers' lines `sSwW` (tpuctl/labels.py), so a selection may
-name them the same way: `s1` (every worker of slice 1), `s1w0`, `s1w0-3`. Parsed by hand: the
+name them the same way: `s1` (every worker of slice 1), `s1w0`, `s1w0-3`; and a single slice's
+`w3` or `w1-3` (its label) is the same as `3` or `1-3`. Parsed by hand: the
 fast path imports this module and must not load `re` (tests/unit/test_fast_imports.py).
 """
 
@@ -36,13 +37,16 @@ def parse_worker_selection(spec: str, num_workers: int | None, slices: int = 1) 
     if spec in ("all", "*"):
         return list(range(num_workers or 0))
     spans = [_slice_part(spec, part, num_workers, max(1, slices)) if part.startswith("s")
+             else _label_part(spec, part, num_workers, max(1, slices)) if part.startswith("w")
              else _index_part(spec, part, num_workers)
              for part in (p.strip() for p in spec.split(","))]
     return _union(spans)
 
 
-def _index_part(spec: str, part: str, num_workers: int | None) -> tuple[int, int]:
-    """`N` or `N-M`: global indices (lo, hi)."""
+def _index_part(spec: str, part: str, num_workers: int | None, shown: str | None = None
+                ) -> tuple[int, int]:
+    """`N` or `N-M`: global indices (lo, hi); `shown`: the part as the user wrote it."""
+    written = (shown or part)[:40]
     lo_s, dash, hi_s = part.partition("-")
     try:
         lo = int(lo_s)
@@ -50,10 +54,10 @@ def _index_part(spec: str, part: str, num_workers: int | None) -> tuple[int, int
         if lo_s.strip() != lo_s or (dash and hi_s.strip() != hi_s) or lo < 0:
             raise ValueError
     except ValueError:
-        raise UsageError(f"invalid worker selection {spec[:40]!r} (at {part[:40]!r})",
+        raise UsageError(f"invalid worker selection {spec[:40]!r} (at {written!r})",
                          hint=_HINT) from None
     if hi < lo:
-        raise UsageError(f"invalid worker range {part[:40]!r}: high end below low end",
+        raise UsageError(f"invalid worker range {written!r}: high end below low end",
                          hint="write ranges low-high, e.g. 1-3")
     if num_workers is not None and hi >= num_workers:
         raise UsageError(
@@ -63,6 +67,17 @@ def _index_part(spec: str, part: str, num_workers: int | None) -> tuple[int, int
         )
     _check_max(spec, hi)
     return lo, hi
+
+
+def _label_part(spec: str, part: str, num_workers: int | None, slices: int
+                ) -> tuple[int, int]:
+    """`wN` or `wN-M`, as a single slice labels its workers' lines: indices N-M. A multislice
+    group labels them `sSwW`, so there `wN` would be ambiguous: refused, naming that form."""
+    if num_workers is not None and slices > 1:
+        raise UsageError(f"worker selection {part[:40]!r} is ambiguous in a multislice group",
+                         hint="name the slice too, e.g. s0w1 or s1w0-3 (as its lines are "
+                         "labelled), or a global index")
+    return _index_part(spec, part[1:], num_workers, shown=part)
 
 
 def _slice_part(spec: str, part: str, num_workers: int | None, slices: int
