@@ -78,3 +78,18 @@ def test_the_line_printer_makes_lines_safe_only_at_a_terminal(monkeypatch):
     monkeypatch.setattr("sys.stdout", tty)
     plain.line_printer(False)(1, "stdout", "x\x1b[2J")
     assert tty.getvalue() == "[w1] x^[[2J\n"
+
+
+def test_an_error_quoting_a_workers_log_is_shown_safely_at_a_terminal(monkeypatch):
+    from tpuctl.errors import RemoteCommandError
+
+    err = RemoteCommandError("bootstrap failed on w0: \x1b]0;pwned\x07 | oops\x1b[2J",
+                             hint="see the log")
+    tty, pipe = _Tty(), io.StringIO()
+    monkeypatch.setattr("sys.stderr", tty)
+    plain.render_error(err)
+    assert tty.getvalue() == ("error: bootstrap failed on w0: ^[]0;pwned^G | oops^[[2J\n"
+                              "  hint: see the log\n")
+    monkeypatch.setattr("sys.stderr", pipe)
+    plain.render_error(err)
+    assert "\x1b]0;pwned\x07" in pipe.getvalue()  # into a pipe or file: as it is

@@ -63,7 +63,10 @@ def render_error(err: TpuctlError, *, as_json: bool = False) -> None:
     same fields as an object on stdout)."""
     if as_json:
         print_json(err.to_dict())
-    info(error_lines(err))
+    text = error_lines(err)
+    if sys.stderr.isatty():  # a message may quote a worker's log (a failed bootstrap's tail)
+        text = "\n".join(for_terminal(line) for line in text.split("\n"))
+    info(text)
 
 
 def table_lines(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
