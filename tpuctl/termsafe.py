@@ -65,3 +65,10 @@ def for_terminal(line: str) -> str:
     if coloured:
         out.append(RESET)
     return "".join(out)
+
+
+def lines_for_terminal(text: str) -> str:
+    """Each line of `text` as `for_terminal` shows it (its newlines kept)."""
+    if _CONTROLS.isdisjoint(text.replace("\n", "")):
+        return text
+    return "\n".join(for_terminal(line) for line in text.split("\n"))

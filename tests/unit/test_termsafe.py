@@ -93,3 +93,10 @@ def test_an_error_quoting_a_workers_log_is_shown_safely_at_a_terminal(monkeypatc
     monkeypatch.setattr("sys.stderr", pipe)
     plain.render_error(err)
     assert "\x1b]0;pwned\x07" in pipe.getvalue()  # into a pipe or file: as it is
+
+
+def test_progress_lines_quoting_a_worker_are_shown_safely_at_a_terminal(monkeypatch):
+    tty = _Tty()
+    monkeypatch.setattr("sys.stderr", tty)
+    plain.info("[w0] bootstrap running \x1b[1A\x1b[2K✓ done\nsecond line")
+    assert tty.getvalue() == "[w0] bootstrap running ^[[1A^[[2K✓ done\nsecond line\n"

@@ -18,7 +18,7 @@ import os
 import sys
 
 from tpuctl.labels import label
-from tpuctl.termsafe import for_terminal
+from tpuctl.termsafe import for_terminal, lines_for_terminal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -39,7 +39,11 @@ def out(message: str) -> None:
 
 
 def info(message: str) -> None:
-    """Progress and summaries go to stderr, so stdout stays clean for data and pipes."""
+    """Progress and summaries go to stderr, so stdout stays clean for data and pipes. They may
+    quote workers (a bootstrap's last log line, a failed one's log tail in an error): at a
+    terminal, shown, not obeyed (termsafe.py)."""
+    if sys.stderr.isatty():
+        message = lines_for_terminal(message)
     sys.stderr.write(message + "\n")
     sys.stderr.flush()
 
@@ -63,10 +67,7 @@ def render_error(err: TpuctlError, *, as_json: bool = False) -> None:
     same fields as an object on stdout)."""
     if as_json:
         print_json(err.to_dict())
-    text = error_lines(err)
-    if sys.stderr.isatty():  # a message may quote a worker's log (a failed bootstrap's tail)
-        text = "\n".join(for_terminal(line) for line in text.split("\n"))
-    info(text)
+    info(error_lines(err))
 
 
 def table_lines(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
