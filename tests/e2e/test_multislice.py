@@ -62,6 +62,9 @@ def test_multislice_quickstart_trains_on_8_processes_and_survives_a_preempted_sl
         gc = cli("gc", "--json")  # nothing to collect: a healthy group is left alone
         assert gc.returncode == 0, gc.stderr
         assert cli("describe", NAME).returncode == 0
+        listed = json.loads(cli("list", "--json").stdout)  # its slices, named by the group
+        assert {n["name"]: n["group"] for n in listed if n["name"].startswith(f"{NAME}-")} == {
+            f"{NAME}-0": NAME, f"{NAME}-1": NAME}
     finally:
         if up.proc.poll() is None:
             up.proc.kill()

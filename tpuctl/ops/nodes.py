@@ -67,10 +67,25 @@ class NodeList:
         """Nodes idle (up, no run) for longer than `idle_warn`."""
         return [n for n, i in sorted(self.idle.items()) if i.idle_for(self.now) > self.idle_warn]
 
+    @property
+    def groups(self) -> dict[str, str]:
+        """The multislice group of each node that is a slice of one: the queued resource NAME
+        whose nodes are `NAME-0`, `NAME-1`, ... (cloud/groups.py), the name every other
+        command takes for the whole group."""
+        out = {}
+        for n in self.nodes:
+            qr = n.queued_resource.rsplit("/", 1)[-1]
+            suffix = n.name[len(qr) + 1:] if qr and n.name.startswith(qr + "-") else ""
+            if suffix.isdigit():
+                out[n.name] = qr
+        return out
+
     def to_dict(self) -> list[dict[str, object]]:
         out = []
+        groups = self.groups
         for n in self.nodes:
             d = n.to_dict()
+            d["group"] = groups.get(n.name)
             if n.name in self.costs:
                 d.update(self.costs[n.name].to_dict())
             if n.name in self.idle:

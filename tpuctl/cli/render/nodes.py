@@ -81,8 +81,14 @@ class ListView(View[NodeList]):
                          c.price.text() if c else "-",
                          "-" if so_far is None or c is None else money(so_far, c.price.currency),
                          _idle_cell(result, n.name), n.capacity_type])
-        output.table(["NAME", "TYPE", "STATE", "RUNTIME", "WORKERS", "MANAGED", "OWNER", "AGE",
-                      "PRICE", "SO FAR", "IDLE", "CAPACITY"], rows)
+        headers = ["NAME", "TYPE", "STATE", "RUNTIME", "WORKERS", "MANAGED", "OWNER", "AGE",
+                   "PRICE", "SO FAR", "IDLE", "CAPACITY"]
+        groups = result.groups
+        if groups:  # a multislice group's slices: which NAME addresses them together
+            headers.insert(1, "GROUP")
+            for n, row in zip(result.nodes, rows, strict=True):
+                row.insert(1, groups.get(n.name, "-"))
+        output.table(headers, rows)
         if result.flagged:
             output.info(f"idle for more than {duration(result.idle_warn)} (idle_warn), still "
                         f"billing: {', '.join(result.flagged)}; `tpuctl down NAME --yes`, or "
