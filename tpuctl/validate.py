@@ -106,7 +106,7 @@ def printable(value: str, what: str) -> str:
 _RUN_FIRST = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 
-def _is_run_id(value: str) -> bool:
+def is_run_id(value: str) -> bool:
     """`RUN_ID_RE.match(value)` (a trailing newline included, as `$` takes it) without `re`:
     `status` checks every worker's run id on the fast path (docs/performance.md)."""
     body = value[:-1] if value.endswith("\n") else value
@@ -114,7 +114,7 @@ def _is_run_id(value: str) -> bool:
 
 
 def run_id(value: str) -> str:
-    if not _is_run_id(value):
+    if not is_run_id(value):
         raise ValueError(f"run id {_shown(value)} is not of the form letters, digits, "
                          "'.', '_' and '-'")
     return value

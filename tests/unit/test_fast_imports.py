@@ -154,7 +154,7 @@ def test_the_login_name_is_reduced_as_the_pattern_reduced_it(raw: str) -> None:
 def test_a_reported_run_id_is_checked_as_the_pattern_checks_it(s: str) -> None:
     from tpuctl import validate
 
-    assert validate._is_run_id(s) == bool(RUN_ID_RE.match(s))
+    assert validate.is_run_id(s) == bool(RUN_ID_RE.match(s))
 
 
 def test_the_installed_command_runs_tpuctl_before_importing_anything_else() -> None:

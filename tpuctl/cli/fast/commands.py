@@ -25,6 +25,7 @@ from tpuctl.ops.results import (
     stop_result,
     worker_run_id,
 )
+from tpuctl.validate import is_run_id
 from tpuctl.workers import muxproto
 from tpuctl.workers.select import parse_worker_selection
 
@@ -51,7 +52,6 @@ def _request(node: Node, command: str | Mapping[int, str], indices: Sequence[int
 
 _LOWER = "abcdefghijklmnopqrstuvwxyz"
 _NAME_CHARS = _LOWER + "0123456789-"
-_RUN_CHARS = _LOWER + _LOWER.upper() + "0123456789._-"
 
 
 def _node_name(name: str) -> bool:
@@ -62,8 +62,8 @@ def _node_name(name: str) -> bool:
 
 
 def _run_id(run: str) -> bool:
-    """validate.RUN_ID_RE without `re` (as `_node_name`)."""
-    return 0 < len(run) <= 128 and run[0] in _RUN_CHARS[:62] and not run.strip(_RUN_CHARS)
+    """validate.is_run_id, stricter as `_node_name` is: no trailing newline."""
+    return not run.endswith("\n") and is_run_id(run)
 
 
 def _valid(args: Args) -> bool:
