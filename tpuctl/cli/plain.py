@@ -87,16 +87,18 @@ def line_printer(json_mode: bool) -> Callable[[int, str, str], None]:
     """Print each worker's lines as they arrive, prefixed `[wN]` (coloured on a terminal);
     with --json they go to stderr, so stdout holds the document only."""
     colour = not json_mode and sys.stdout.isatty()
-    terminals: dict[int, bool] = {}  # id(stream) -> a terminal? (asked once)
+    # id(stream) -> (a terminal?, prefixes coloured?): asked once per stream, not per line
+    kinds: dict[int, tuple[bool, bool]] = {}
 
     def on_output(index: int, stream: str, line: str) -> None:
         target = sys.stderr if (stream == "stderr" or json_mode) else sys.stdout
-        tty = terminals.get(id(target))
-        if tty is None:
-            tty = terminals[id(target)] = target.isatty()
+        kind = kinds.get(id(target))
+        if kind is None:
+            kind = kinds[id(target)] = (target.isatty(), colour and colour_allowed(target))
+        tty, coloured = kind
         if tty:
             line = for_terminal(line)
-        if colour and colour_allowed(target):
+        if coloured:
             code = _COLOURS[index % len(_COLOURS)]
             target.write(f"\x1b[{code}m[{label(index)}]\x1b[0m {line}\n")
         else:
