@@ -77,6 +77,75 @@ def _local_user() -> str:
     return ssh_username()
 
 
+@pytest.fixture(scope="module")
+def gcloud_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """PATH with the IAP stand-in first, as `gcloud` (a real gcloud later on PATH is shadowed)."""
+    import os
+
+    from tpuctl.emulator.iap import install
+
+    bin_dir = tmp_path_factory.mktemp("iap-bin")
+    install(bin_dir)
+    return f"{bin_dir}:{os.environ['PATH']}"
+
+
+def test_exec_through_iap_reaches_an_internal_ips_node_from_the_iap_range(
+        user: Cli, gcloud_path: str, tmp_path: Path) -> None:
+    from tpuctl.emulator.addressing import IAP_SOURCE
+
+    r = user("exec", PRIV, "--tunnel-through-iap", "--", "bash", "-c",
+             'echo "$TPU_WORKER_ID ${SSH_CONNECTION%% *}"', env=user.env(PATH=gcloud_path))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [f"[w0] 0 {IAP_SOURCE}"]
+    # the same way in from tpuctl.yaml's `ssh:` block, no flag
+    (tmp_path / "tpuctl.yaml").write_text("ssh:\n  tunnel_through_iap: true\n")
+    r = subprocess.run([sys.executable, "-m", "tpuctl", "exec", PRIV, "--", "bash", "-c",
+                        "echo ${SSH_CONNECTION%% *}"], capture_output=True, text=True,
+                       cwd=tmp_path, env=user.env(PATH=gcloud_path), timeout=120,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [f"[w0] {IAP_SOURCE}"]
+
+
+def test_ssh_config_through_iap_is_a_proxy_command_plain_ssh_uses(
+        user: Cli, gcloud_path: str, tmp_path: Path) -> None:
+    from tpuctl.emulator.addressing import IAP_SOURCE
+
+    env = user.env(PATH=gcloud_path)
+    r = user("ssh-config", PRIV, "--tunnel-through-iap", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "ProxyCommand " in r.stdout and "start-iap-tunnel" in r.stdout
+    config = tmp_path / "config"
+    config.write_text(r.stdout)
+    ssh = subprocess.run(["ssh", "-F", str(config), "-o", "BatchMode=yes", f"{PRIV}-w0",
+                          "echo ${SSH_CONNECTION%% *}"], capture_output=True, text=True,
+                         timeout=60, env=env, stdin=subprocess.DEVNULL)
+    assert ssh.returncode == 0, ssh.stderr
+    assert ssh.stdout.strip() == IAP_SOURCE
+
+
+def test_iap_without_gcloud_fails_at_once_and_changes_nothing(user: Cli,
+                                                               emulator: Emulator) -> None:
+    import os
+
+    before = tpu_client(emulator.endpoint, emulator.state_dir).get_node(
+        name=f"{PARENT}/nodes/{PRIV}").metadata
+    no_gcloud = os.path.dirname(sys.executable)  # python alone: no gcloud anywhere on PATH
+    started = time.monotonic()
+    r = user("exec", PRIV, "--tunnel-through-iap", "--", "true", env=user.env(PATH=no_gcloud))
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.strip().splitlines()) <= 2, r.stderr  # the error, and its hint
+    assert "--tunnel-through-iap needs gcloud, which is not on PATH" in r.stderr
+    assert time.monotonic() - started < 20
+    after = tpu_client(emulator.endpoint, emulator.state_dir).get_node(
+        name=f"{PARENT}/nodes/{PRIV}").metadata
+    assert dict(after) == dict(before)
+
+
+# Last in the module: turning OS Login on for the project (and off again) changes what every
+# node's guest agent accepts, EXT's and PRIV's too, and as on GCP their metadata keys work
+# again only once each agent has applied the change, seconds later. Tests of those nodes after
+# it would race the agents (tpuctl waits out a refused key only after a key change of its own).
 @pytest.fixture
 def oslogin_project(emulator: Emulator) -> Iterator[None]:
     emulator.admin("POST", "projects/local-project/metadata",
@@ -154,68 +223,3 @@ def test_os_login_logs_in_as_the_posix_user_and_runs_the_quickstart_loop(
     finally:
         user("mux", "stop")
         user("delete", OSL, "--yes")
-
-
-@pytest.fixture(scope="module")
-def gcloud_path(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """PATH with the IAP stand-in first, as `gcloud` (a real gcloud later on PATH is shadowed)."""
-    import os
-
-    from tpuctl.emulator.iap import install
-
-    bin_dir = tmp_path_factory.mktemp("iap-bin")
-    install(bin_dir)
-    return f"{bin_dir}:{os.environ['PATH']}"
-
-
-def test_exec_through_iap_reaches_an_internal_ips_node_from_the_iap_range(
-        user: Cli, gcloud_path: str, tmp_path: Path) -> None:
-    from tpuctl.emulator.addressing import IAP_SOURCE
-
-    r = user("exec", PRIV, "--tunnel-through-iap", "--", "bash", "-c",
-             'echo "$TPU_WORKER_ID ${SSH_CONNECTION%% *}"', env=user.env(PATH=gcloud_path))
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines() == [f"[w0] 0 {IAP_SOURCE}"]
-    # the same way in from tpuctl.yaml's `ssh:` block, no flag
-    (tmp_path / "tpuctl.yaml").write_text("ssh:\n  tunnel_through_iap: true\n")
-    r = subprocess.run([sys.executable, "-m", "tpuctl", "exec", PRIV, "--", "bash", "-c",
-                        "echo ${SSH_CONNECTION%% *}"], capture_output=True, text=True,
-                       cwd=tmp_path, env=user.env(PATH=gcloud_path), timeout=120,
-                       stdin=subprocess.DEVNULL)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines() == [f"[w0] {IAP_SOURCE}"]
-
-
-def test_ssh_config_through_iap_is_a_proxy_command_plain_ssh_uses(
-        user: Cli, gcloud_path: str, tmp_path: Path) -> None:
-    from tpuctl.emulator.addressing import IAP_SOURCE
-
-    env = user.env(PATH=gcloud_path)
-    r = user("ssh-config", PRIV, "--tunnel-through-iap", env=env)
-    assert r.returncode == 0, r.stderr
-    assert "ProxyCommand " in r.stdout and "start-iap-tunnel" in r.stdout
-    config = tmp_path / "config"
-    config.write_text(r.stdout)
-    ssh = subprocess.run(["ssh", "-F", str(config), "-o", "BatchMode=yes", f"{PRIV}-w0",
-                          "echo ${SSH_CONNECTION%% *}"], capture_output=True, text=True,
-                         timeout=60, env=env, stdin=subprocess.DEVNULL)
-    assert ssh.returncode == 0, ssh.stderr
-    assert ssh.stdout.strip() == IAP_SOURCE
-
-
-def test_iap_without_gcloud_fails_at_once_and_changes_nothing(user: Cli,
-                                                               emulator: Emulator) -> None:
-    import os
-
-    before = tpu_client(emulator.endpoint, emulator.state_dir).get_node(
-        name=f"{PARENT}/nodes/{PRIV}").metadata
-    no_gcloud = os.path.dirname(sys.executable)  # python alone: no gcloud anywhere on PATH
-    started = time.monotonic()
-    r = user("exec", PRIV, "--tunnel-through-iap", "--", "true", env=user.env(PATH=no_gcloud))
-    assert r.returncode == 2, r.stderr
-    assert len(r.stderr.strip().splitlines()) <= 2, r.stderr  # the error, and its hint
-    assert "--tunnel-through-iap needs gcloud, which is not on PATH" in r.stderr
-    assert time.monotonic() - started < 20
-    after = tpu_client(emulator.endpoint, emulator.state_dir).get_node(
-        name=f"{PARENT}/nodes/{PRIV}").metadata
-    assert dict(after) == dict(before)
