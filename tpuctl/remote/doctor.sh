@@ -120,8 +120,10 @@ echo "check=clock status=ok epoch=$(date +%s.%N)"
 
 # the TPU metadata this host registered with: its worker number and the slice's workers
 # (GCE_METADATA_HOST where the emulator serves it, else GCE's own metadata server)
-# (a complete answer counts even if the interpreter was then slow to exit under TIMEOUT)
-md=$(timeout "$timeout" python3 - "${GCE_METADATA_HOST:-metadata.google.internal}" 2>/dev/null <<'PY'
+# (its own 5 s budget, not the port's TIMEOUT: a short port probe must not turn a loaded
+# host's slow interpreter start into "no metadata server"; a complete answer counts even if
+# the interpreter was then slow to exit)
+md=$(timeout 5 python3 - "${GCE_METADATA_HOST:-metadata.google.internal}" 2>/dev/null <<'PY'
 import sys, urllib.request
 base = f"http://{sys.argv[1]}/computeMetadata/v1/instance/attributes/"
 def get(key):
