@@ -109,8 +109,10 @@ def both(cli: Cli, *args: str, before: Hook = lambda: None,
 
 
 def _heartbeats(text: str) -> str:
-    """`status` shows how old each heartbeat is: seconds pass between the two runs."""
-    return re.sub(r'\d+s ago|"heartbeat_age": \d+', "N", text)
+    """`status` shows how old each heartbeat is: seconds pass between the two runs, and a
+    wider age ("9s ago", then "10s ago") widens its column, so column gaps count as one."""
+    text = re.sub(r'\d+s ago|"heartbeat_age": \d+', "N", text)
+    return re.sub(r"(?<=\S) {2,}(?=\S)", "  ", text)
 
 
 def _forget_cache(cli: Cli) -> Hook:
