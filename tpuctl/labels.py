@@ -5,6 +5,10 @@ too. The group a command works on is noted once, by its session (cloud/groups.py
 
 from __future__ import annotations
 
+# More slices than a group can have: `create --slices` refuses more, cloud/groups.py reads at
+# most this many of a group's nodes, and `--worker sS...` refuses a larger S (workers/select.py).
+MAX_SLICES = 256
+
 # (slices, workers) of the multislice group this command works on; empty for one slice
 _current: list[tuple[int, int]] = []
 

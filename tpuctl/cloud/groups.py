@@ -13,10 +13,19 @@ from typing import Any
 
 from tpuctl.cloud.base import Cloud, WrappedCloud
 from tpuctl.errors import NotFoundError
+from tpuctl.labels import MAX_SLICES
 from tpuctl.model import NodeSpec, Slice
 
 GONE = ("PREEMPTED", "TERMINATED")
-MAX_SLICES = 256
+
+
+def group_of(sl: Slice) -> str | None:
+    """The group NAME `sl` is a slice of: its queued resource is NAME and it is `NAME-i`
+    (a node merely called NAME-0, or one a queued resource made alone, is no group's)."""
+    qr = sl.queued_resource.rsplit("/queuedResources/", 1)
+    if len(qr) != 2 or not sl.name.startswith(qr[1] + "-"):
+        return None
+    return qr[1] if sl.name[len(qr[1]) + 1:].isdigit() else None
 
 
 def merge(name: str, members: list[Slice], queued_state: str) -> Slice:
@@ -77,7 +86,7 @@ class GroupCloud(WrappedCloud):
             first = self._inner.get_node(f"{name}-0")
         except NotFoundError:
             return []
-        if not first.queued_resource.endswith(f"/queuedResources/{name}"):
+        if group_of(first) != name:
             return []  # a node that happens to be called NAME-0
         out = [first]
         for i in range(1, MAX_SLICES):

@@ -10,7 +10,6 @@ from tpuctl import backoff
 from tpuctl.accelerators import parse_accelerator
 from tpuctl.capacity import Capacity
 from tpuctl.cloud.base import Cloud
-from tpuctl.cloud.groups import MAX_SLICES
 from tpuctl.errors import (
     CapacityError,
     CloudError,
@@ -19,6 +18,7 @@ from tpuctl.errors import (
     TimeoutExpired,
     UsageError,
 )
+from tpuctl.labels import MAX_SLICES
 from tpuctl.model import (
     EXPIRES_LABEL,
     MANAGED_LABEL,

@@ -72,13 +72,9 @@ class NodeList:
         """The multislice group of each node that is a slice of one: the queued resource NAME
         whose nodes are `NAME-0`, `NAME-1`, ... (cloud/groups.py), the name every other
         command takes for the whole group."""
-        out = {}
-        for n in self.nodes:
-            qr = n.queued_resource.rsplit("/", 1)[-1]
-            suffix = n.name[len(qr) + 1:] if qr and n.name.startswith(qr + "-") else ""
-            if suffix.isdigit():
-                out[n.name] = qr
-        return out
+        from tpuctl.cloud.groups import group_of
+
+        return {n.name: g for n in self.nodes if (g := group_of(n)) is not None}
 
     def to_dict(self) -> list[dict[str, object]]:
         out = []

@@ -9,12 +9,11 @@ fast path imports this module and must not load `re` (tests/unit/test_fast_impor
 from __future__ import annotations
 
 from tpuctl.errors import UsageError
+from tpuctl.labels import MAX_SLICES
 
 # More workers than any TPU slice has (the largest, v5p-12288, has 1536 hosts): an index
 # beyond this is a typo, refused before a range of it is ever built.
 MAX_WORKERS = 65536
-# More slices than a group can have (cloud/groups.py reads at most this many of its nodes).
-MAX_SLICES = 256
 _DIGITS = "0123456789"
 _HINT = "use 'all', an index like 0, a list 0,2 or a range 1-3"
 _SLICE_HINT = "use sS, sSwW or sSwA-B, e.g. s1 (all of slice 1), s1w0 or s1w0-3"
